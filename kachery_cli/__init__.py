@@ -1,0 +1,1 @@
+"""The `kachery-client` command line: parses arguments, dispatches to the active backend."""

@@ -1,0 +1,294 @@
+"""`kachery-client`: store, link, load and print files by their `sha1://` URI.
+
+Only data goes to stdout (a URI, a path, file bytes); messages and progress go to
+stderr. Errors are one line, `Error: ...`, with exit code 1 (2 for usage errors); a
+traceback only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Optional
+
+import click
+
+from kachery_core import __version__
+from kachery_core.errors import KacheryError
+
+from .progress import progress_bar
+
+if TYPE_CHECKING:
+    from kachery_client.client import Client
+
+PROG = "kachery-client"
+
+
+class CliState:
+    def __init__(self, transport: Optional[str], debug: bool) -> None:
+        self.transport = transport
+        self.debug = debug
+        self._client: Optional[Client] = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            from kachery_client.client import Client
+
+            self._client = Client(self.transport, _source="command line (--transport)")
+        return self._client
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+def _print_version(ctx: click.Context, _param: object, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"{PROG} {__version__}")
+        ctx.exit()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--transport",
+    metavar="NAME",
+    help="Backend to use (overrides KACHERY_TRANSPORT and the config file).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the version and exit.",
+)
+@click.pass_context
+def cli(ctx: click.Context, transport: Optional[str], debug: bool) -> None:
+    """Store files by content and load them back by sha1:// URI."""
+    ctx.obj = CliState(transport, debug)
+
+
+@cli.command("store-file")
+@click.argument("path", type=click.Path(dir_okay=True, allow_dash=True, path_type=str))
+@click.option("--label", help="Name to put in the URI (default: the file's base name).")
+@pass_state
+def store_file(state: CliState, path: str, label: Optional[str]) -> None:
+    """Store a copy of PATH (- for stdin) and print its sha1:// URI."""
+    if path == "-":
+        uri = state.client.store_stream(sys.stdin.buffer, label)
+    else:
+        bar = progress_bar("storing", _size_or_none(path))
+        try:
+            uri = state.client.store_file(path, label, bar)
+        finally:
+            if bar:
+                bar.close()
+    click.echo(uri)
+
+
+@cli.command("link-file")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--label", help="Name to put in the URI (default: the file's base name).")
+@pass_state
+def link_file(state: CliState, path: str, label: Optional[str]) -> None:
+    """Make PATH loadable without copying it; print its URI.
+
+    The link is served only while the file's size and mtime are unchanged.
+    """
+    bar = progress_bar("hashing", _size_or_none(path))
+    try:
+        uri = state.client.link_file(path, label, bar)
+    finally:
+        if bar:
+            bar.close()
+    click.echo(uri)
+
+
+@cli.command("load-file")
+@click.argument("uri")
+@click.option(
+    "--dest", type=click.Path(path_type=str), help="Also copy the file here (a file or directory)."
+)
+@pass_state
+def load_file(state: CliState, uri: str, dest: Optional[str]) -> None:
+    """Make the file available locally and print its path."""
+    bar = progress_bar("loading")
+    try:
+        click.echo(state.client.load_file(uri, dest, bar))
+    finally:
+        if bar:
+            bar.close()
+
+
+@cli.command("cat-file")
+@click.argument("uri")
+@click.option("--start", type=click.IntRange(min=0), default=0, help="First byte (default 0).")
+@click.option(
+    "--end",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Byte after the last (default: the end).",
+)
+@pass_state
+def cat_file(state: CliState, uri: str, start: int, end: Optional[int]) -> None:
+    """Write the file's bytes (or bytes START to END) to stdout."""
+    from .output import copy_to_fd
+
+    if end is not None and end < start:
+        raise click.BadParameter(f"--end {end} is before --start {start}", param_hint="--end")
+    sys.stdout.flush()
+    with state.client.open(uri, start, end) as stream:
+        copy_to_fd(stream, sys.stdout.fileno())
+
+
+@cli.command("generate-node-id")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to save the private key (default: beside the config file).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing key file.")
+@pass_state
+def generate_node_id(state: CliState, key_file: Optional[Path], force: bool) -> None:
+    """Create a node key pair, print the node ID, and expect that node from now on."""
+    from kachery_core.config import set_config_file_value
+    from kachery_core.node_key import generate_key_file
+
+    config = state.client.config
+    key_path = key_file or config.config_file.parent / "node-key.pem"
+    node_id = generate_key_file(key_path, overwrite=force)
+    set_config_file_value(config.config_file, "expected_node_id", node_id)
+    click.echo(
+        f"private key saved to {key_path} "
+        f"(start a node with: kachery-daemon start --node-key {key_path})",
+        err=True,
+    )
+    click.echo(f"expected_node_id recorded in {config.config_file}", err=True)
+    click.echo(node_id)
+
+
+@cli.command("version")
+def version() -> None:
+    """Print the version."""
+    click.echo(f"{PROG} {__version__}")
+
+
+@cli.command("info")
+@pass_state
+def info(state: CliState) -> None:
+    """Show the active backend, why it was chosen, the node ID and the storage directory."""
+    client = state.client
+    selection = client.selection
+    node = client.transport.node_info()
+    rows = [
+        ("backend", selection.name),
+        ("chosen because", selection.reason),
+        ("node id", node.node_id or "none (no node owns this storage)"),
+        ("expected node id", client.config.expected_node_id or "any"),
+        ("storage dir", node.storage_dir or "none"),
+        (
+            "config file",
+            str(client.config.config_file)
+            + ("" if client.config.config_file.exists() else " (absent)"),
+        ),
+    ]
+    if node.address:
+        rows.append(("node address", node.address))
+    if node.daemon_version:
+        rows.append(("node version", node.daemon_version))
+    rows.extend(node.details.items())
+    _print_table(rows)
+
+
+@cli.command("config")
+@pass_state
+def config(state: CliState) -> None:
+    """Show every setting with its value and where the value came from."""
+    from kachery_core.config import SETTINGS
+
+    cfg = state.client.config
+    click.echo(
+        f"# config file: {cfg.config_file}" + ("" if cfg.config_file.exists() else " (absent)")
+    )
+    width = max(len(k) for k in SETTINGS)
+    for key, resolved in cfg.items():
+        value = "(unset)" if resolved.value is None else str(resolved.value)
+        click.echo(f"{key:<{width}}  {value}  [{resolved.source}; env {SETTINGS[key].env}]")
+
+
+@cli.command("backends")
+def backends() -> None:
+    """List installed backends and the package that provides each."""
+    from kachery_core.plugins import get_registry
+
+    registry = get_registry()
+    rows = [
+        (spec.name, f"{spec.package} {spec.version}  {spec.summary}")
+        for spec in (registry.backends[n] for n in registry.names())
+    ]
+    rows.extend((name, f"BROKEN: {reason}") for name, reason in sorted(registry.broken.items()))
+    _print_table(rows)
+
+
+def _print_table(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+def _size_or_none(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def main(argv: Optional[List[str]] = None, prog_name: str = PROG) -> None:
+    """Entry point: run the CLI and turn every failure into one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except click.UsageError as exc:
+        hint = (
+            f" (see '{prog_name} --help')"
+            if exc.ctx is None
+            else f" (see '{exc.ctx.command_path} --help')"
+        )
+        _fail(f"{exc.format_message()}{hint}", 2)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 1)
+    except KacheryError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(str(exc), exc.exit_code)
+    except BrokenPipeError:
+        # The reader went away (`kachery-client cat-file ... | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        where = f": {exc.filename!r}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}", 1)
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(
+            f"unexpected {type(exc).__name__}: {exc} (a bug; rerun with --debug for the traceback)",
+            1,
+        )
+    sys.exit(code or 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)

@@ -1,0 +1,65 @@
+"""A progress bar on stderr, shown only on a terminal and only for operations over a second."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional, TextIO
+
+from kachery_core.hashing import Progress
+
+SHOW_AFTER_SECONDS = 1.0
+REDRAW_SECONDS = 0.1
+
+
+class ProgressBar:
+    """Call with bytes done so far; call `close()` at the end."""
+
+    def __init__(self, label: str, total: Optional[int], stream: TextIO) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream
+        self.started = time.monotonic()
+        self._last_draw = 0.0
+        self._drawn = False
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.started < SHOW_AFTER_SECONDS or now - self._last_draw < REDRAW_SECONDS:
+            return
+        self._last_draw = now
+        self._drawn = True
+        rate = done / max(now - self.started, 1e-6)
+        text = f"{self.label}: {_size(done)}"
+        if self.total:
+            fraction = min(done / self.total, 1.0)
+            filled = int(fraction * 30)
+            bar = "#" * filled + "." * (30 - filled)
+            text = f"{self.label} [{bar}] {fraction:4.0%} {_size(done)}/{_size(self.total)}"
+        self.stream.write(f"\r{text} {_size(int(rate))}/s ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def progress_bar(label: str, total: Optional[int] = None) -> Optional[ProgressBar]:
+    """A bar when stderr is a terminal, else None (so scripts and logs stay clean)."""
+    if not sys.stderr.isatty():
+        return None
+    return ProgressBar(label, total, sys.stderr)
+
+
+def as_callback(bar: Optional[ProgressBar]) -> Optional[Progress]:
+    return bar
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

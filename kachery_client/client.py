@@ -1,0 +1,209 @@
+"""`Client`: the Python API over whichever backend is active.
+
+    >>> import kachery_client as kc
+    >>> uri = kc.store_text("Hello, world!")
+    >>> kc.load_text(uri)
+    'Hello, world!'
+
+For explicit configuration in scripts, make a `Client` with settings as keywords; they
+win over the environment and config file, just as command-line flags do:
+
+    >>> client = kc.Client(storage_dir="/data/kachery-storage")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Union
+
+from kachery_core.config import Config, resolve_config
+from kachery_core.errors import IntegrityError, InvalidInputError
+from kachery_core.hashing import Progress, hash_stream, writer_for
+from kachery_core.plugins import get_registry
+from kachery_core.selection import Selection, select_backend
+from kachery_core.transport import JSON, DaemonTransport
+from kachery_core.uri import ContentUri, parse_uri
+
+if TYPE_CHECKING:
+    import numpy
+
+UriLike = Union[str, ContentUri]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Client:
+    """Store and load files through the active backend (chosen as `kachery-client info` says)."""
+
+    def __init__(
+        self,
+        transport: Optional[str] = None,
+        *,
+        _source: str = "Client() argument",
+        **settings: Any,
+    ) -> None:
+        if transport is not None:
+            settings["transport"] = transport
+        self.config: Config = resolve_config(settings, explicit_source=_source)
+        self._transport: Optional[DaemonTransport] = None
+        self._selection: Optional[Selection] = None
+
+    @property
+    def selection(self) -> Selection:
+        """Which backend is used, and why."""
+        if self._selection is None:
+            self._selection = select_backend(self.config, get_registry())
+        return self._selection
+
+    @property
+    def transport(self) -> DaemonTransport:
+        if self._transport is None:
+            cls = get_registry().load(self.selection.name)
+            self._transport = cls.from_config(self.config)
+        return self._transport
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- files --------------------------------------------------------------------
+
+    def store_file(
+        self, path: PathLike, label: Optional[str] = None, progress: Optional[Progress] = None
+    ) -> str:
+        """Store a copy of a file; return its `sha1://` URI (labelled with its base name)."""
+        stored = self.transport.store_file(os.fspath(path), progress)
+        return str(stored.uri(label or _basename(path)))
+
+    def link_file(
+        self, path: PathLike, label: Optional[str] = None, progress: Optional[Progress] = None
+    ) -> str:
+        """Make a file available without copying it; it is served only while unchanged."""
+        stored = self.transport.link_file(os.fspath(path), progress)
+        return str(stored.uri(label or _basename(path)))
+
+    def store_stream(
+        self, stream: BinaryIO, label: Optional[str] = None, progress: Optional[Progress] = None
+    ) -> str:
+        """Store everything read from a binary stream (a pipe, a socket, a file object)."""
+        return str(self.transport.store_stream(stream, progress).uri(label))
+
+    def load_file(
+        self, uri: UriLike, dest: Optional[PathLike] = None, progress: Optional[Progress] = None
+    ) -> str:
+        """Return a local path holding the object's bytes; with `dest`, a verified copy there.
+
+        `dest` may be a directory, in which case the file is named after the URI's label
+        (or its hash). Raises `NotFoundError` naming the URI and where it looked.
+        """
+        parsed = parse_uri(uri)
+        path = self.transport.load_file(parsed, progress)
+        if dest is None:
+            return path
+        return str(_copy_verified(Path(path), Path(dest), parsed, progress))
+
+    def open(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> BinaryIO:
+        """A binary stream of the object's bytes [start, end)."""
+        return self.transport.open_range(parse_uri(uri), start, end)
+
+    def load_bytes(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> bytes:
+        with self.open(uri, start, end) as stream:
+            return stream.read()
+
+    def store_bytes(self, data: bytes, label: Optional[str] = None) -> str:
+        return self.store_stream(io.BytesIO(data), label)
+
+    # -- typed helpers ------------------------------------------------------------
+
+    def store_text(self, text: str, label: str = "file.txt") -> str:
+        return self.store_bytes(text.encode("utf-8"), label)
+
+    def load_text(self, uri: UriLike) -> str:
+        return self.load_bytes(uri).decode("utf-8")
+
+    def store_json(self, value: JSON, label: str = "file.json") -> str:
+        return self.store_bytes(json.dumps(value, separators=(",", ":")).encode("utf-8"), label)
+
+    def load_json(self, uri: UriLike) -> JSON:
+        return json.loads(self.load_bytes(uri))
+
+    def store_npy(self, array: numpy.ndarray, label: str = "file.npy") -> str:
+        """Store a numpy array in .npy format, without pickle (object arrays are refused)."""
+        import numpy as np
+
+        buffer = io.BytesIO()
+        try:
+            np.save(buffer, np.asarray(array), allow_pickle=False)
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"cannot store this array as .npy: {exc}", "use store_pkl"
+            ) from None
+        return self.store_bytes(buffer.getvalue(), label)
+
+    def load_npy(self, uri: UriLike) -> numpy.ndarray:
+        import numpy as np
+
+        with open(self.load_file(uri), "rb") as f:
+            return np.load(f, allow_pickle=False)
+
+    def store_pkl(self, value: Any, label: str = "file.pkl") -> str:
+        """Store any picklable object. Only load pickles from people you trust."""
+        import pickle
+
+        return self.store_bytes(pickle.dumps(value, protocol=4), label)
+
+    def load_pkl(self, uri: UriLike) -> Any:
+        import pickle
+
+        return pickle.loads(self.load_bytes(uri))
+
+    # -- mutables -----------------------------------------------------------------
+
+    def get(self, key: JSON, default: JSON = None) -> JSON:
+        """The value stored under a mutable key, or `default` if there is none."""
+        found, value = self.transport.mutable_get(key)
+        return value if found else default
+
+    def set(self, key: JSON, value: JSON, update: bool = True) -> None:
+        self.transport.mutable_set(key, value, update)
+
+    def delete(self, key: JSON) -> None:
+        self.transport.mutable_delete(key)
+
+
+def _basename(path: PathLike) -> Optional[str]:
+    name = os.path.basename(os.path.normpath(os.fspath(path)))
+    return name or None
+
+
+def _copy_verified(source: Path, dest: Path, uri: ContentUri, progress: Optional[Progress]) -> Path:
+    """Copy an object to `dest` atomically, checking its hash on the way."""
+    if dest.is_dir():
+        dest = dest / (uri.label.rsplit("/", 1)[-1] if uri.label else uri.sha1)
+    if not dest.parent.is_dir():
+        raise InvalidInputError(
+            f"destination directory {str(dest.parent)!r} does not exist", "create it first"
+        )
+    staging = dest.with_name(f".{dest.name}.kachery-{os.getpid()}.part")
+    try:
+        with open(source, "rb", buffering=0) as src, open(staging, "wb", buffering=0) as out:
+            result = hash_stream(src.readinto, writer_for(out), progress=progress, manifest=False)
+        if result.sha1 != uri.sha1:
+            raise IntegrityError(
+                f"{source} does not hash to {uri.sha1}",
+                "the stored object is damaged; store it again",
+            )
+        os.replace(staging, dest)
+    finally:
+        if staging.exists():
+            staging.unlink()
+    return dest

@@ -1,0 +1,286 @@
+"""The one place where settings are resolved.
+
+Precedence, lowest first: built-in defaults < config file < environment < explicit
+arguments (CLI flags or `kachery_client.Client(...)` keywords). Every resolved value
+remembers where it came from, so `kachery-client config` can show it.
+
+The config file is TOML at `$KACHERY_CONFIG`, else `<user config dir>/kachery/config.toml`
+(`~/.config/kachery/config.toml` on Linux). Keys are the setting names below:
+
+    storage_dir = "/data/kachery-storage"
+    daemon_port = 20431
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from .errors import ConfigError
+
+CONFIG_ENV = "KACHERY_CONFIG"
+
+
+def _parse_path(value: Any) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ValueError("expected a directory path")
+    return Path(os.path.expandvars(str(value))).expanduser().absolute()
+
+
+def _parse_port(value: Any) -> int:
+    text = str(value).strip()
+    if (
+        isinstance(value, bool)
+        or not re.fullmatch(r"[0-9]{1,5}", text)
+        or not 0 < int(text) < 65536
+    ):
+        raise ValueError("expected a port number from 1 to 65535")
+    return int(text)
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected 1 or 0 (or true/false)")
+
+
+def _parse_host(value: Any) -> str:
+    text = str(value).strip()
+    if not text or not re.fullmatch(r"[A-Za-z0-9.\-:\[\]_]+", text):
+        raise ValueError("expected a host name or IP address")
+    return text.strip("[]")
+
+
+def _parse_name(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", text):
+        raise ValueError("expected a backend name such as local, offline or http")
+    return text
+
+
+def _parse_node_id(value: Any) -> str:
+    text = str(value).strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ValueError("expected a node ID: 64 hexadecimal digits")
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its config-file key, environment variable, default and parser."""
+
+    key: str
+    env: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+
+
+SETTINGS: Dict[str, Setting] = {
+    s.key: s
+    for s in [
+        Setting(
+            "transport",
+            "KACHERY_TRANSPORT",
+            None,
+            _parse_name,
+            "Backend to use (see `kachery-client backends`); unset: chosen automatically.",
+        ),
+        Setting(
+            "storage_dir",
+            "KACHERY_STORAGE_DIR",
+            "~/kachery-storage",
+            _parse_path,
+            "Storage directory: the embedded backend's store, or where a node's is mounted.",
+        ),
+        Setting(
+            "daemon_host",
+            "KACHERY_DAEMON_HOST",
+            "localhost",
+            _parse_host,
+            "Host of the node. A host other than this machine selects the remote backend.",
+        ),
+        Setting(
+            "daemon_port",
+            "KACHERY_DAEMON_PORT",
+            20431,
+            _parse_port,
+            "HTTP port of the node.",
+        ),
+        Setting(
+            "temp_dir",
+            "KACHERY_TEMP_DIR",
+            None,
+            _parse_path,
+            "Staging directory for files being written; unset: <storage_dir>/tmp.",
+        ),
+        Setting(
+            "keep_temp_files",
+            "KACHERY_KEEP_TEMP_FILES",
+            False,
+            _parse_bool,
+            "1: keep staging files of failed or interrupted operations, for debugging.",
+        ),
+        Setting(
+            "offline_storage_dir",
+            "KACHERY_OFFLINE_STORAGE_DIR",
+            None,
+            _parse_path,
+            "Set: offline mode, files are only read from this directory.",
+        ),
+        Setting(
+            "expected_node_id",
+            "KACHERY_EXPECTED_NODE_ID",
+            None,
+            _parse_node_id,
+            "Node ID the client insists on (set by generate-node-id).",
+        ),
+        Setting(
+            "fsync",
+            "KACHERY_FSYNC",
+            False,
+            _parse_bool,
+            "1: flush every object to disk before it appears (survives power loss; slower).",
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    value: Any
+    source: str
+
+
+class Config:
+    """Resolved settings. Read them as attributes; `source(key)` says where each came from."""
+
+    def __init__(self, values: Dict[str, Resolved], config_file: Path) -> None:
+        self._values = values
+        self.config_file = config_file
+
+    def get(self, key: str) -> Any:
+        return self._values[key].value
+
+    def source(self, key: str) -> str:
+        return self._values[key].source
+
+    def items(self) -> list[tuple[str, Resolved]]:
+        return list(self._values.items())
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with some values set explicitly (used by backends for derived defaults)."""
+        values = dict(self._values)
+        for key, value in overrides.items():
+            values[key] = Resolved(value, "derived")
+        return Config(values, self.config_file)
+
+    transport = property(lambda self: self.get("transport"))
+    storage_dir = property(lambda self: self.get("storage_dir"))
+    daemon_host = property(lambda self: self.get("daemon_host"))
+    daemon_port = property(lambda self: self.get("daemon_port"))
+    temp_dir = property(lambda self: self.get("temp_dir"))
+    keep_temp_files = property(lambda self: self.get("keep_temp_files"))
+    offline_storage_dir = property(lambda self: self.get("offline_storage_dir"))
+    expected_node_id = property(lambda self: self.get("expected_node_id"))
+    fsync = property(lambda self: self.get("fsync"))
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser()
+    from platformdirs import user_config_path
+
+    return user_config_path("kachery", appauthor=False) / "config.toml"
+
+
+def read_config_file(path: Path) -> Dict[str, Any]:
+    """Parse a TOML config file; a missing file is an empty config."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}",
+            f"fix it, or point {CONFIG_ENV} at another file",
+        ) from None
+
+
+def resolve_config(
+    explicit: Optional[Mapping[str, Any]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    explicit_source: str = "command line",
+) -> Config:
+    """Resolve every setting from defaults, the config file, the environment and `explicit`."""
+    env = os.environ if env is None else env
+    explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
+    path = default_config_path(env)
+    file_values = read_config_file(path)
+    for key in file_values:
+        if key not in SETTINGS:
+            raise ConfigError(
+                f"unknown setting {key!r} in config file {path}",
+                "known settings: " + ", ".join(SETTINGS),
+            )
+    for key in explicit:
+        if key not in SETTINGS:
+            raise ConfigError(f"unknown setting {key!r}", "known settings: " + ", ".join(SETTINGS))
+    values: Dict[str, Resolved] = {}
+    for key, setting in SETTINGS.items():
+        if key in explicit:
+            raw, source, where = explicit[key], explicit_source, f"{explicit_source} ({key})"
+        elif env.get(setting.env):
+            raw, source = env[setting.env], f"environment {setting.env}"
+            where = setting.env
+        elif key in file_values:
+            raw, source = file_values[key], f"config file {path}"
+            where = f"{key} in {path}"
+        else:
+            default = setting.default
+            values[key] = Resolved(None if default is None else setting.parse(default), "default")
+            continue
+        try:
+            values[key] = Resolved(setting.parse(raw), source)
+        except ValueError as exc:
+            raise ConfigError(f"invalid value {raw!r} for {where}", str(exc)) from None
+    return Config(values, path)
+
+
+def set_config_file_value(path: Path, key: str, value: str) -> None:
+    """Set a top-level string key in a TOML config file, keeping everything else as it is."""
+    setting = SETTINGS[key]
+    setting.parse(value)
+    text = path.read_text() if path.exists() else ""
+    # Only the top level (before the first [table]) holds plain settings.
+    table = re.search(r"^\s*\[", text, re.MULTILINE)
+    head, tail = (text[: table.start()], text[table.start() :]) if table else (text, "")
+    line = f'{key} = "{value}"'
+    pattern = re.compile(rf"^{re.escape(key)}\s*=.*$", re.MULTILINE)
+    head = pattern.sub(line, head, count=1) if pattern.search(head) else line + "\n" + head
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(head + tail)
+    try:
+        read_config_file(staging)  # never replace a working file with a broken one
+        os.replace(staging, path)
+    finally:
+        if staging.exists():
+            staging.unlink()

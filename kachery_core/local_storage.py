@@ -1,0 +1,412 @@
+"""`LocalStorage`: a kachery storage directory on this machine.
+
+The node and the embedded backend both use this class, so there is one implementation
+of the layout. Writes are crash-safe: bytes go to a staging file named after this
+host and process, are hashed on the way, and are renamed into place only once the hash
+is known (and checked, when the caller expected one). A process killed mid-store leaves
+only its staging file, which the next store on this host removes.
+
+    >>> storage = LocalStorage(Path("~/kachery-storage").expanduser())
+    >>> obj = storage.store_file(Path("data.bin"))          # doctest: +SKIP
+    >>> storage.find(obj.sha1)                               # doctest: +SKIP
+    PosixPath('/home/me/kachery-storage/sha1/..')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import stat
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Optional
+
+from .errors import IntegrityError, InvalidInputError, NotFoundError, StaleLinkError
+from .hashing import (
+    HashResult,
+    Progress,
+    ReadInto,
+    _ChunkHasher,
+    hash_stream,
+    sha1_of_file,
+    writer_for,
+)
+from .layout import StorageLayout
+from .manifest import MANIFEST_THRESHOLD, Manifest
+from .storage import FileRange, Storage, StoredObject
+from .uri import check_sha1
+
+OBJECT_MODE = 0o444
+"""Objects are read-only: `load-file` hands out their paths, and nobody should edit them."""
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    """The JSON beside an object's path that stands in for a linked file."""
+
+    path: str
+    size: int
+    mtime: float
+    manifest_hash: Optional[str] = None
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "path": self.path,
+            "manifest_hash": self.manifest_hash,
+            "stat": {"size": self.size, "mtime": self.mtime},
+        }
+        return json.dumps(doc).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LinkRecord:
+        doc = json.loads(data)
+        return cls(
+            str(doc["path"]),
+            int(doc["stat"]["size"]),
+            float(doc["stat"]["mtime"]),
+            doc.get("manifest_hash"),
+        )
+
+    def matches(self, st: os.stat_result) -> bool:
+        return st.st_size == self.size and st.st_mtime == self.mtime
+
+
+class LocalStorage(Storage):
+    """Objects in a directory with the kachery layout."""
+
+    def __init__(
+        self,
+        root: Path,
+        temp_dir: Optional[Path] = None,
+        keep_temp_files: bool = False,
+        fsync: bool = False,
+    ) -> None:
+        self.layout = StorageLayout(Path(root))
+        self.root = self.layout.root
+        self.temp_dir = Path(temp_dir) if temp_dir else self.layout.default_temp_dir
+        self.keep_temp_files = keep_temp_files
+        self.fsync = fsync
+        self._swept = False
+
+    # -- reading -------------------------------------------------------------------
+
+    def find(self, sha1: str) -> Optional[Path]:
+        path = self.layout.object_path(sha1)
+        if path.is_file():
+            return path
+        record = self.read_link(sha1)
+        if record is None:
+            return None
+        try:
+            st = os.stat(record.path)
+        except OSError:
+            raise StaleLinkError(
+                f"sha1://{sha1} was linked to {record.path}, which is gone",
+                "store the file again with store-file or link-file",
+            ) from None
+        if not record.matches(st):
+            raise StaleLinkError(
+                f"sha1://{sha1} was linked to {record.path}, which has changed since "
+                f"(size/mtime {st.st_size}/{st.st_mtime}, recorded {record.size}/{record.mtime})",
+                "its bytes no longer match the hash; store the file again to get its new URI",
+            )
+        return Path(record.path)
+
+    def read_link(self, sha1: str) -> Optional[LinkRecord]:
+        try:
+            data = self.layout.link_path(sha1).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return LinkRecord.from_bytes(data)
+        except (ValueError, KeyError, TypeError):
+            raise IntegrityError(
+                f"corrupt link record {self.layout.link_path(sha1)}", "delete it and link again"
+            ) from None
+
+    def require(self, sha1: str) -> Path:
+        path = self.find(sha1)
+        if path is None:
+            raise NotFoundError(f"sha1://{sha1} is not in {self.root}")
+        return path
+
+    def open_range(self, sha1: str, start: int = 0, end: Optional[int] = None) -> FileRange:
+        path = self.require(sha1)
+        file = open(path, "rb", buffering=0)  # noqa: SIM115 - owned by the FileRange
+        size = os.fstat(file.fileno()).st_size
+        end = size if end is None else end
+        if not 0 <= start <= end <= size:
+            file.close()
+            raise InvalidInputError(
+                f"byte range {start}-{end} is outside sha1://{sha1} ({size} bytes)",
+                "choose 0 <= start <= end <= size",
+            )
+        return FileRange(file, start, end - start)
+
+    def load_manifest(self, manifest_sha1: str) -> Manifest:
+        return Manifest.from_bytes(self.require(manifest_sha1).read_bytes())
+
+    def verify(self, sha1: str) -> bool:
+        return sha1_of_file(self.require(sha1)) == check_sha1(sha1)
+
+    # -- writing -------------------------------------------------------------------
+
+    def store_file(self, path: Path, progress: Optional[Progress] = None) -> StoredObject:
+        with open_input_file(path) as (source, st), self._staging_file() as staging:
+            result = hash_stream(source.readinto, writer_for(staging.file), st.st_size, progress)
+            _check_unchanged(path, st, result)
+            return self._commit(staging, result)
+
+    def store_stream(
+        self,
+        stream: BinaryIO,
+        expected_sha1: Optional[str] = None,
+        progress: Optional[Progress] = None,
+    ) -> StoredObject:
+        read_into = getattr(stream, "readinto", None) or _readinto_from_read(stream)
+        with self._staging_file() as staging:
+            result = hash_stream(read_into, writer_for(staging.file), None, progress)
+            return self._commit(staging, result, expected_sha1)
+
+    def store_bytes(self, data: bytes, expected_sha1: Optional[str] = None) -> StoredObject:
+        return self.store_stream(io.BytesIO(data), expected_sha1)
+
+    def object_writer(self) -> ObjectWriter:
+        """An incremental writer, for bytes that arrive in pieces (a network body)."""
+        return ObjectWriter(self)
+
+    def link_file(self, path: Path, progress: Optional[Progress] = None) -> StoredObject:
+        real = Path(os.path.realpath(path))
+        with open_input_file(real) as (source, st):
+            result = hash_stream(source.readinto, None, st.st_size, progress)
+            _check_unchanged(real, st, result)
+        manifest_sha1 = self._store_manifest(result)
+        if not self.layout.object_path(result.sha1).is_file():
+            record = LinkRecord(str(real), st.st_size, st.st_mtime, manifest_sha1)
+            self._write_small_file(self.layout.link_path(result.sha1), record.to_bytes())
+        return StoredObject(result.sha1, result.size, manifest_sha1)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _staging_file(self) -> _StagingFile:
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep_dead_staging_files()
+        return _StagingFile(self.temp_dir / _staging_name(), self.keep_temp_files)
+
+    def _commit(
+        self, staging: _StagingFile, result: HashResult, expected_sha1: Optional[str] = None
+    ) -> StoredObject:
+        if expected_sha1 is not None and result.sha1 != check_sha1(expected_sha1):
+            where = f" (kept at {staging.path})" if self.keep_temp_files else ""
+            raise IntegrityError(
+                f"received bytes hash to {result.sha1}, expected {expected_sha1}{where}",
+                "the source is corrupt or the transfer was damaged; nothing was stored",
+            )
+        staging.finish(self.fsync)
+        self._place(staging.path, self.layout.object_path(result.sha1))
+        staging.committed = True
+        return StoredObject(result.sha1, result.size, self._store_manifest(result))
+
+    def _store_manifest(self, result: HashResult) -> Optional[str]:
+        if result.manifest is None:
+            return None
+        return self.store_bytes(result.manifest.to_bytes()).sha1
+
+    def _place(self, staged: Path, final: Path) -> None:
+        """Rename a finished staging file into place; the object appears atomically."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(staged, OBJECT_MODE)
+        try:
+            os.replace(staged, final)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # The temp dir is on another filesystem: copy beside the object, then rename.
+            beside = final.with_name(f".{final.name}.{_staging_name()}")
+            try:
+                shutil.copyfile(staged, beside)
+                os.chmod(beside, OBJECT_MODE)
+                os.replace(beside, final)
+            finally:
+                _unlink_quietly(beside)
+            os.unlink(staged)
+        link = final.with_name(final.name + ".link")
+        _unlink_quietly(link)  # a real copy supersedes any link record
+
+    def _write_small_file(self, final: Path, data: bytes) -> None:
+        with self._staging_file() as staging:
+            staging.file.write(data)
+            staging.finish(self.fsync)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging.path, final)
+            staging.committed = True
+
+    def _sweep_dead_staging_files(self) -> None:
+        """Remove staging files left by processes of this host that no longer exist."""
+        if self._swept or self.keep_temp_files:
+            return
+        self._swept = True
+        prefix = f"{_HOST}-"
+        try:
+            names = os.listdir(self.temp_dir)
+        except OSError:
+            return
+        for name in names:
+            if not (name.startswith(prefix) and name.endswith(".part")):
+                continue
+            pid_text = name[len(prefix) :].split("-", 1)[0]
+            if pid_text.isdigit() and not _process_exists(int(pid_text)):
+                _unlink_quietly(self.temp_dir / name)
+
+
+class ObjectWriter:
+    """Write an object piece by piece, then `commit()` it (or `abort()`).
+
+    >>> with storage.object_writer() as writer:          # doctest: +SKIP
+    ...     for piece in body:
+    ...         writer.write(piece)
+    ...     stored = writer.commit(expected_sha1=None)
+    """
+
+    def __init__(self, storage: LocalStorage) -> None:
+        self._storage = storage
+        self._staging = storage._staging_file()
+        self._whole = hashlib.sha1()
+        self._chunks = _ChunkHasher()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        self._whole.update(view)
+        self._chunks.update(view)
+        writer_for(self._staging.file)(view)
+        self.size += len(view)
+
+    def commit(self, expected_sha1: Optional[str] = None) -> StoredObject:
+        manifest = None
+        if self.size > MANIFEST_THRESHOLD:
+            manifest = Manifest(self.size, self._whole.hexdigest(), self._chunks.finish())
+        result = HashResult(self._whole.hexdigest(), self.size, manifest)
+        with self._staging:
+            return self._storage._commit(self._staging, result, expected_sha1)
+
+    def abort(self) -> None:
+        self._staging.__exit__(None, None, None)
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._staging.committed:
+            self.abort()
+
+
+class _StagingFile:
+    """A temporary file that is removed unless committed (or kept for debugging)."""
+
+    def __init__(self, path: Path, keep: bool) -> None:
+        self.path = path
+        self.keep = keep
+        self.committed = False
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.file = os.fdopen(fd, "wb", buffering=0)
+
+    def finish(self, fsync: bool) -> None:
+        if fsync:
+            os.fsync(self.file.fileno())
+        self.file.close()
+
+    def __enter__(self) -> _StagingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.file.closed:
+            self.file.close()
+        if not self.committed and not self.keep:
+            _unlink_quietly(self.path)
+
+
+class open_input_file:
+    """Open a user-named file for reading, turning OS errors into one-line messages."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> tuple[io.FileIO, os.stat_result]:
+        shown = str(self.path)
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise InvalidInputError(f"no such file: {shown!r}", "check the path") from None
+        except PermissionError:
+            raise InvalidInputError(
+                f"permission denied: {shown!r}", "check its permissions"
+            ) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidInputError(
+                f"{shown!r} is a directory, not a file",
+                "store the files in it one by one, or pack it with tar first",
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInputError(f"{shown!r} is not a regular file", "give a regular file")
+        try:
+            self.file = io.FileIO(self.path, "rb")
+        except PermissionError:
+            raise InvalidInputError(
+                f"permission denied reading {shown!r}", "check the file's permissions"
+            ) from None
+        return self.file, st
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+def _check_unchanged(path: Path, before: os.stat_result, result: HashResult) -> None:
+    after = os.stat(path)
+    if (
+        result.size != before.st_size
+        or after.st_size != before.st_size
+        or after.st_mtime != before.st_mtime
+    ):
+        raise IntegrityError(
+            f"{str(path)!r} changed while it was being read",
+            "wait until whatever writes it is done, then try again",
+        )
+
+
+def _readinto_from_read(stream: BinaryIO) -> ReadInto:
+    def read_into(view: memoryview) -> int:
+        data = stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    return read_into
+
+
+def _staging_name() -> str:
+    return f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}.part"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+_HOST = socket.gethostname().replace("-", "_") or "host"

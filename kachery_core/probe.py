@@ -1,0 +1,65 @@
+"""The probe: `GET /probe` on a node, answering who it is and where its storage lives.
+
+Backend selection probes the configured local node to decide whether to use it, and
+the node-backed backends probe before their first request. This uses only the standard
+library so that it stays cheap on every command. Answers are cached for the process.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+PROBE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    node_id: str
+    daemon_version: str
+    storage_dir: str
+    raw: Dict[str, object]
+
+
+_cache: Dict[Tuple[str, int], Optional[ProbeAnswer]] = {}
+
+
+def probe_node(
+    host: str, port: int, timeout: float = PROBE_TIMEOUT, fresh: bool = False
+) -> Optional[ProbeAnswer]:
+    """Probe `host:port`; None if nothing there answers like a kachery node."""
+    key = (host, port)
+    if not fresh and key in _cache:
+        return _cache[key]
+    answer = _probe_once(host, port, timeout)
+    _cache[key] = answer
+    return answer
+
+
+def forget_probe(host: str, port: int) -> None:
+    _cache.pop((host, port), None)
+
+
+def _probe_once(host: str, port: int, timeout: float) -> Optional[ProbeAnswer]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/probe")
+        response = conn.getresponse()
+        if response.status != 200:
+            return None
+        doc = json.loads(response.read(1 << 20))
+    except (OSError, socket.timeout, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        conn.close()
+    if not isinstance(doc, dict) or doc.get("success") is not True:
+        return None
+    return ProbeAnswer(
+        str(doc.get("nodeId", "")),
+        str(doc.get("daemonVersion", "")),
+        str(doc.get("kacheryStorageDir", "")),
+        doc,
+    )

@@ -1,0 +1,55 @@
+"""Which backend a command uses, and why.
+
+1. An explicit choice: `--transport` flag, then `KACHERY_TRANSPORT`, then `transport` in
+   the config file.
+2. A plugin's `kachery_select_backend` hook.
+3. `offline` when `KACHERY_OFFLINE_STORAGE_DIR` is set.
+4. `remote` when the daemon host is another machine.
+5. `http` when a node answers the probe on the configured host and port.
+6. `local`, the embedded storage, otherwise.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from .config import Config
+from .plugins import BackendRegistry
+from .probe import probe_node
+
+
+@dataclass(frozen=True)
+class Selection:
+    name: str
+    reason: str
+
+
+def is_local_host(host: str) -> bool:
+    """True when `host` names this machine (no DNS lookup: this runs on every command)."""
+    host = host.lower().strip("[]")
+    if host in ("localhost", "localhost.localdomain", "::1", "0.0.0.0", "::") or host.startswith(
+        "127."
+    ):
+        return True
+    hostname = socket.gethostname().lower()
+    return host in (hostname, hostname.split(".")[0])
+
+
+def select_backend(config: Config, registry: BackendRegistry) -> Selection:
+    if config.transport:
+        return Selection(config.transport, f"chosen by {config.source('transport')}")
+    name, plugin = registry.select_from_plugins(config)
+    if name:
+        return Selection(name, f"chosen by plugin {plugin!r} (kachery_select_backend hook)")
+    if config.offline_storage_dir:
+        return Selection(
+            "offline",
+            f"KACHERY_OFFLINE_STORAGE_DIR is set ({config.source('offline_storage_dir')})",
+        )
+    host, port = config.daemon_host, config.daemon_port
+    if not is_local_host(host):
+        return Selection("remote", f"daemon host {host!r} is another machine")
+    if "http" in registry.backends and probe_node(host, port) is not None:
+        return Selection("http", f"a node answered the probe at {host}:{port}")
+    return Selection("local", f"no node answered at {host}:{port}, so the embedded storage is used")

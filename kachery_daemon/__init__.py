@@ -1,0 +1,1 @@
+"""The kachery node: `kachery-daemon`."""

@@ -1,0 +1,1 @@
+"""The built-in backends. Each registers through the same hook a third-party plugin uses."""

@@ -1,0 +1,24 @@
+"""Registers kachery's built-in backends, exactly as a third-party plugin would."""
+
+from __future__ import annotations
+
+from typing import List
+
+from kachery_core.hookspecs import hookimpl
+from kachery_core.plugins import BackendSpec
+
+
+@hookimpl
+def kachery_register_backends() -> List[BackendSpec]:
+    return [
+        BackendSpec(
+            "local",
+            "kachery_transports.local:LocalTransport",
+            "embedded: reads and writes the storage directory directly, no node needed",
+        ),
+        BackendSpec(
+            "offline",
+            "kachery_transports.offline:OfflineTransport",
+            "read-only: loads files from KACHERY_OFFLINE_STORAGE_DIR, contacts no node",
+        ),
+    ]

@@ -1,0 +1,72 @@
+"""`local`: the embedded backend. Works on the storage directory itself, no node needed.
+
+It uses the same layout as a node, so a node started later on the same directory serves
+everything stored here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO, Optional
+
+from kachery_core.config import Config
+from kachery_core.hashing import Progress
+from kachery_core.local_storage import LocalStorage
+from kachery_core.node_key import check_node_id
+from kachery_core.storage import StoredObject
+from kachery_core.uri import ContentUri
+
+from .storage_backed import StorageBackedTransport
+
+
+class LocalTransport(StorageBackedTransport):
+    """Reads and writes `storage_dir` directly."""
+
+    name = "local"
+    unsupported_hint = "mutables and feeds need a node: start one with `kachery-daemon start`"
+
+    def __init__(
+        self,
+        storage: LocalStorage,
+        expected_node_id: Optional[str] = None,
+        expected_source: str = "",
+    ) -> None:
+        self.storage = storage
+        self._expected = expected_node_id
+        self._expected_source = expected_source
+        self._checked = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> LocalTransport:
+        storage = LocalStorage(
+            config.storage_dir, config.temp_dir, config.keep_temp_files, config.fsync
+        )
+        return cls(storage, config.expected_node_id, config.source("expected_node_id"))
+
+    def check_node_id(self) -> None:
+        """A storage directory owned by a node other than the expected one is refused."""
+        if not self._checked:
+            actual = self.storage.layout.read_node_id()
+            check_node_id(
+                self._expected,
+                actual,
+                f"storage directory {self.storage.root}",
+                self._expected_source,
+            )
+            self._checked = True
+
+    def store_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
+        self.check_node_id()
+        return self.storage.store_file(Path(path), progress)
+
+    def store_stream(self, stream: BinaryIO, progress: Optional[Progress] = None) -> StoredObject:
+        self.check_node_id()
+        return self.storage.store_stream(stream, progress=progress)
+
+    def link_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
+        self.check_node_id()
+        return self.storage.link_file(Path(path), progress)
+
+    def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
+        self.check_node_id()
+        return super().load_file(uri, progress)

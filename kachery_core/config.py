@@ -234,12 +234,16 @@ def resolve_config(
     explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
     path = default_config_path(env)
     file_values = read_config_file(path)
-    for key in file_values:
+    for key, raw in file_values.items():
         if key not in SETTINGS:
             raise ConfigError(
                 f"unknown setting {key!r} in config file {path}",
                 "known settings: " + ", ".join(SETTINGS),
             )
+        try:  # the whole file is checked, even values the environment overrides
+            SETTINGS[key].parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"invalid value {raw!r} for {key} in {path}", str(exc)) from None
     for key in explicit:
         if key not in SETTINGS:
             raise ConfigError(f"unknown setting {key!r}", "known settings: " + ", ".join(SETTINGS))

@@ -1,0 +1,162 @@
+"""Backend registry and the selection rules, with real configs and a real listening socket."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from kachery_core.config import resolve_config
+from kachery_core.errors import BackendError
+from kachery_core.plugins import BackendSpec, PluginInfo, get_registry
+from kachery_core.selection import is_local_host, select_backend
+
+
+def test_builtins_registered_through_the_hook() -> None:
+    registry = get_registry()
+    assert {"local", "offline"} <= set(registry.names())
+    spec = registry.get("local")
+    assert spec.package == "kachery-client" and spec.target.endswith(":LocalTransport")
+    assert any(p.name == "builtin" for p in registry.plugins)
+
+
+def test_unknown_backend_lists_installed() -> None:
+    with pytest.raises(BackendError) as info:
+        get_registry().get("nosuch")
+    assert "'nosuch'" in str(info.value) and "local" in str(info.value)
+
+
+def test_missing_dependency_names_the_install_command() -> None:
+    from kachery_core.plugins import BackendRegistry
+
+    registry = BackendRegistry()
+
+    class Plugin:
+        from kachery_core.hookspecs import hookimpl
+
+        @staticmethod
+        @hookimpl
+        def kachery_register_backends():
+            return [
+                BackendSpec(
+                    "needy",
+                    "kachery_no_such_module.x:T",
+                    "needs a package",
+                    ("kachery-extra-thing",),
+                )
+            ]
+
+    registry.add_plugin(Plugin, PluginInfo("needy-plugin", "needy", "1.0"))
+    with pytest.raises(BackendError) as info:
+        registry.load("needy")
+    assert "pip install kachery-extra-thing" in str(info.value)
+
+
+def test_duplicate_backend_names_are_reported() -> None:
+    from kachery_core.hookspecs import hookimpl
+    from kachery_core.plugins import BackendRegistry
+
+    def make(package: str) -> type:
+        class Plugin:
+            @staticmethod
+            @hookimpl
+            def kachery_register_backends():
+                return [BackendSpec("twin", f"{package}.t:T", "a twin")]
+
+        return Plugin
+
+    registry = BackendRegistry()
+    registry.add_plugin(make("pkg_a"), PluginInfo("a", "pkg-a", "1"))
+    registry.add_plugin(make("pkg_b"), PluginInfo("b", "pkg-b", "1"))
+    with pytest.raises(BackendError) as info:
+        registry.get("twin")
+    assert "pkg-a" in str(info.value) and "pkg-b" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "host,local",
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.3.4.5", True),
+        ("::1", True),
+        ("[::1]", True),
+        (socket.gethostname(), True),
+        ("203.0.113.5", False),
+        ("lab-node.example.org", False),
+    ],
+)
+def test_is_local_host(host: str, local: bool) -> None:
+    assert is_local_host(host) is local
+
+
+class _ProbeHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = json.dumps(
+            {
+                "success": True,
+                "daemonVersion": "test",
+                "nodeId": "ab" * 32,
+                "kacheryStorageDir": "/nowhere",
+            }
+        ).encode()
+        self.send_response(200 if self.path.startswith("/probe") else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def answering_node(kenv) -> Iterator[int]:
+    server = HTTPServer(("127.0.0.1", 0), _ProbeHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _select(**explicit: object) -> str:
+    from kachery_core import probe
+
+    probe._cache.clear()
+    return select_backend(resolve_config(explicit, explicit_source="test"), get_registry()).name
+
+
+def test_selection_order(kenv, tmp_path: Path, answering_node: int) -> None:
+    port = answering_node
+    assert _select() == "local"  # nothing answers on the fixture's port
+    has_http = "http" in get_registry().backends
+    assert _select(daemon_host="127.0.0.1", daemon_port=port) == ("http" if has_http else "local")
+    assert _select(daemon_host="203.0.113.5", daemon_port=port) == "remote"
+    assert _select(offline_storage_dir=str(tmp_path), daemon_host="203.0.113.5") == "offline"
+    assert _select(transport="local", offline_storage_dir=str(tmp_path)) == "local"
+
+
+def test_probe_rejects_non_kachery_answers(kenv) -> None:
+    from kachery_core.probe import probe_node
+
+    class NotKachery(_ProbeHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    server = HTTPServer(("127.0.0.1", 0), NotKachery)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert probe_node("127.0.0.1", server.server_address[1], fresh=True) is None
+    finally:
+        server.shutdown()
+        server.server_close()

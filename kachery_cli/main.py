@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
@@ -265,7 +264,7 @@ def main(argv: Optional[List[str]] = None, prog_name: str = PROG) -> None:
         _fail("aborted", 1)
     except KacheryError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(str(exc), exc.exit_code)
     except BrokenPipeError:
         # The reader went away (`kachery-client cat-file ... | head`): not an error.
@@ -276,7 +275,7 @@ def main(argv: Optional[List[str]] = None, prog_name: str = PROG) -> None:
         _fail("interrupted", 130)
     except OSError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         where = f": {exc.filename!r}" if exc.filename else ""
         _fail(f"{exc.strerror or exc}{where}", 1)
     except Exception as exc:
@@ -287,6 +286,12 @@ def main(argv: Optional[List[str]] = None, prog_name: str = PROG) -> None:
             1,
         )
     sys.exit(code or 0)
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
 
 
 def _fail(message: str, code: int) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional, TextIO
+from typing import TYPE_CHECKING, Optional, TextIO
 
-from kachery_core.hashing import Progress
+if TYPE_CHECKING:
+    from kachery_core.hashing import Progress
 
 SHOW_AFTER_SECONDS = 1.0
 REDRAW_SECONDS = 0.1

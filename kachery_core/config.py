@@ -198,9 +198,9 @@ class Config:
 def default_config_path(env: Mapping[str, str]) -> Path:
     if env.get(CONFIG_ENV):
         return Path(env[CONFIG_ENV]).expanduser()
-    from platformdirs import user_config_path
+    from .paths import user_config_dir
 
-    return user_config_path("kachery", appauthor=False) / "config.toml"
+    return user_config_dir() / "config.toml"
 
 
 def read_config_file(path: Path) -> Dict[str, Any]:

@@ -1,20 +1,22 @@
 """Hash bytes once, as a whole and in manifest chunks, optionally copying them as they pass.
 
 Storing a 1 GiB file must cost little more than copying it, so the whole-file SHA-1, the
-chunk SHA-1s and the write run on separate threads (hashlib and file writes release the
-GIL), double-buffered against the next read. Memory stays at two blocks whatever the size.
+chunk SHA-1s and the write each run on their own thread (hashlib and file writes release
+the GIL), double-buffered against the next read. Memory stays at two blocks whatever the size.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, BinaryIO, Callable, List, Optional, Tuple
 
 from .errors import IntegrityError
 from .manifest import CHUNK_SIZE, MANIFEST_THRESHOLD, Chunk, Manifest
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 BLOCK_SIZE = 4_000_000
 """Read size: a divisor of CHUNK_SIZE, so blocks never straddle a chunk boundary."""
@@ -82,16 +84,19 @@ def hash_stream(
     if manifest and (size_hint is None or size_hint > MANIFEST_THRESHOLD):
         chunker = _ChunkHasher()
 
-    def hash_and_write(block: memoryview) -> None:
-        if chunker is not None:
-            chunker.update(block)
-        if write is not None:
-            write(block)
+    # The three consumers of each block, each on its own worker thread.
+    consumers: List[Callable[[memoryview], None]] = [whole.update]
+    if chunker is not None:
+        consumers.append(chunker.update)
+    if write is not None:
+        consumers.append(write)
+
+    from concurrent.futures import ThreadPoolExecutor  # only stores and links need threads
 
     buffers = [bytearray(BLOCK_SIZE), bytearray(BLOCK_SIZE)]
     total = 0
     pending: List[Future[None]] = []
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kachery-hash") as pool:
+    with ThreadPoolExecutor(max_workers=len(consumers), thread_name_prefix="kachery-hash") as pool:
         turn = 0
         while True:
             view = memoryview(buffers[turn])
@@ -104,11 +109,11 @@ def hash_stream(
             total += n
             if n < 65536:
                 # Small tail (or small file): threads would cost more than they save.
-                whole.update(block)
-                hash_and_write(block)
+                for consume in consumers:
+                    consume(block)
                 pending = []
             else:
-                pending = [pool.submit(whole.update, block), pool.submit(hash_and_write, block)]
+                pending = [pool.submit(consume, block) for consume in consumers]
             if progress is not None:
                 progress(total)
             turn = 1 - turn

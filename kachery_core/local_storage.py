@@ -23,7 +23,6 @@ import os
 import shutil
 import socket
 import stat
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional
@@ -391,7 +390,7 @@ def _readinto_from_read(stream: BinaryIO) -> ReadInto:
 
 
 def _staging_name() -> str:
-    return f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}.part"
+    return f"{_HOST}-{os.getpid()}-{os.urandom(6).hex()}.part"
 
 
 def _process_exists(pid: int) -> bool:

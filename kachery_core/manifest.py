@@ -7,7 +7,6 @@ transfer fetch only the chunks it needs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import List, Tuple
 
@@ -36,6 +35,8 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         """The compact JSON that is stored, and whose hash goes in `?manifest=`."""
+        import json
+
         doc = {
             "size": self.size,
             "sha1": self.sha1,
@@ -46,6 +47,8 @@ class Manifest:
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
         """Parse a stored manifest, refusing one whose chunks do not tile the file."""
+        import json
+
         try:
             doc = json.loads(data)
             chunks = tuple(

@@ -52,12 +52,22 @@ class PluginInfo:
 class BackendRegistry:
     """All known backends, by name."""
 
-    def __init__(self) -> None:
+    def __init__(self, from_cache: bool = False) -> None:
         self.backends: Dict[str, BackendSpec] = {}
         self.broken: Dict[str, str] = {}
         self.plugins: List[PluginInfo] = []
+        self.module_files: List[str] = []
+        self.has_selectors = False
+        """True when some plugin implements `kachery_select_backend`."""
+        self.from_cache = from_cache
         self._classes: Dict[str, Type[DaemonTransport]] = {}
-        self.plugin_manager = _new_plugin_manager()
+        self._plugin_manager: Optional[pluggy.PluginManager] = None
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        if self._plugin_manager is None:
+            self._plugin_manager = _new_plugin_manager()
+        return self._plugin_manager
 
     def names(self) -> List[str]:
         return sorted(self.backends)
@@ -106,6 +116,8 @@ class BackendRegistry:
             self.broken[info.name] = f"{info.package}: {type(exc).__name__}: {exc}"
             return
         self.plugins.append(info)
+        if any(i.plugin is plugin for i in pm.hook.kachery_select_backend.get_hookimpls()):
+            self.has_selectors = True
         for impl in pm.hook.kachery_register_backends.get_hookimpls():
             if impl.plugin is not plugin:
                 continue
@@ -137,6 +149,11 @@ class BackendRegistry:
 
     def select_from_plugins(self, config: object) -> Tuple[Optional[str], Optional[str]]:
         """Ask plugins' `kachery_select_backend` hooks; (name, plugin) of the first answer."""
+        if not self.has_selectors:
+            return None, None
+        if self.from_cache:  # the hooks themselves are needed: load the plugins for real
+            fresh = _build_registry()
+            self._plugin_manager = fresh.plugin_manager
         caller = self.plugin_manager.hook.kachery_select_backend
         for impl in reversed(caller.get_hookimpls()):
             try:
@@ -159,7 +176,7 @@ def _new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _discover_entry_points() -> List[Tuple[str, str, str, str]]:
+def _scan_entry_points() -> List[Tuple[str, str, str, str]]:
     """(plugin name, module, distribution, version) for every `kachery.plugins` entry point."""
     from importlib import metadata
 
@@ -182,24 +199,38 @@ _registry: Optional[BackendRegistry] = None
 
 
 def get_registry() -> BackendRegistry:
-    """The process-wide registry: built-ins first, then every installed plugin."""
+    """The process-wide registry: built-ins first, then every installed plugin.
+
+    Building it means importing pluggy, scanning every installed distribution and
+    importing every plugin: more than the rest of a `load-file` costs. So what the hooks
+    announced is cached on disk (`registry_cache`), keyed on the installed packages, and
+    pluggy is loaded only when that key changes or a plugin has a selection hook.
+    """
     global _registry
-    if _registry is not None:
-        return _registry
+    if _registry is None:
+        from . import registry_cache
+
+        _registry = registry_cache.load() or _build_registry()
+        if not _registry.from_cache:
+            registry_cache.save(_registry)
+    return _registry
+
+
+def _build_registry() -> BackendRegistry:
     from kachery_core import __version__
     from kachery_transports import builtin
 
     registry = BackendRegistry()
     registry.add_plugin(builtin, PluginInfo("builtin", BUILTIN_PACKAGE, __version__))
-    for plugin_name, target, package, version in _discover_entry_points():
+    for plugin_name, target, package, version in _scan_entry_points():
         info = PluginInfo(plugin_name, package, version)
         try:
             module = importlib.import_module(target.partition(":")[0])
         except Exception as exc:
             registry.broken[plugin_name] = f"{package}: import failed: {type(exc).__name__}: {exc}"
             continue
+        registry.module_files.append(getattr(module, "__file__", None) or "")
         registry.add_plugin(module, info)
-    _registry = registry
     return registry
 
 

@@ -7,8 +7,6 @@ library so that it stays cheap on every command. Answers are cached for the proc
 
 from __future__ import annotations
 
-import http.client
-import json
 import socket
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
@@ -44,7 +42,17 @@ def forget_probe(host: str, port: int) -> None:
 
 
 def _probe_once(host: str, port: int, timeout: float) -> Optional[ProbeAnswer]:
+    # Connect first with a bare socket: when nothing listens (the usual case without a
+    # node) the answer comes without importing the HTTP machinery at all.
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError:
+        return None
+    import http.client
+    import json
+
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn.sock = sock
     try:
         conn.request("GET", "/probe")
         response = conn.getresponse()

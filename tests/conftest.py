@@ -45,14 +45,17 @@ def kenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, 
         "KACHERY_STORAGE_DIR": str(tmp_path / "storage"),
         "KACHERY_CONFIG": str(tmp_path / "config" / "config.toml"),
         "KACHERY_DAEMON_PORT": str(free_port()),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),  # the registry cache, per test
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
-    from kachery_core import probe
+    from kachery_core import plugins, probe
 
     probe._cache.clear()
+    plugins._registry = None
     yield dict(os.environ)
     probe._cache.clear()
+    plugins._registry = None
 
 
 class CliResult:

@@ -1,0 +1,237 @@
+"""kachery benchmarks: ratios against standard tools, measured in the same run.
+
+    python benchmarks/run.py                 # 1 GiB file, the full table
+    python benchmarks/run.py --size-mib 8 --quick --out results.json
+
+Each row times a kachery command and a baseline command on the same input, several
+times, page cache warm for both (each side runs once untimed first), and reports the
+median ratio and the kachery command's peak RSS. Timings never fail anything: this
+machine is shared and noisy, which is why only same-run ratios are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+BIN = Path(sys.executable).parent
+KACHERY = str(BIN / "kachery-client")
+
+
+@dataclass
+class Row:
+    name: str
+    kachery_seconds: float
+    baseline: str
+    baseline_seconds: float
+    ratio: float
+    target: float
+    peak_rss_mib: float
+    rss_target_mib: float = 64.0
+
+    @property
+    def verdict(self) -> str:
+        ok = self.ratio <= self.target and self.peak_rss_mib <= self.rss_target_mib
+        return "meets" if ok else "misses"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_timed(
+    argv: List[str], env: Dict[str, str], stdout: Optional[int] = None
+) -> tuple[float, float]:
+    """Run a command; return (seconds, peak RSS in MiB of that child)."""
+    pid, status, started = None, 0, time.perf_counter()
+    out = stdout if stdout is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE)
+    pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = (
+        os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+    )
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"benchmark command failed: {' '.join(argv)}: {err}")
+    if proc.stderr:
+        proc.stderr.close()
+    return elapsed, usage.ru_maxrss / 1024.0
+
+
+def measure(
+    name: str,
+    kachery: Callable[[int], List[str]],
+    baseline_name: str,
+    baseline: Callable[[int], List[str]],
+    target: float,
+    repeats: int,
+    env: Dict[str, str],
+    before_each: Optional[Callable[[], None]] = None,
+    to_devnull: bool = False,
+) -> Row:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    stdout = devnull if to_devnull else None
+    k_times, b_times, rss = [], [], []
+    try:
+        for i in range(-1, repeats):  # -1: warm-up, untimed
+            for side, argv_for, times in (("k", kachery, k_times), ("b", baseline, b_times)):
+                if before_each:
+                    before_each()
+                seconds, peak = run_timed(argv_for(i), env, stdout)
+                if i >= 0:
+                    times.append(seconds)
+                    if side == "k":
+                        rss.append(peak)
+    finally:
+        os.close(devnull)
+    k, b = statistics.median(k_times), statistics.median(b_times)
+    return Row(name, k, baseline_name, b, k / b, target, max(rss))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    parser.add_argument("--dir", type=Path, help="work directory (default: a temp dir)")
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else 3
+    startup_repeats = 3 if args.quick else 20
+
+    work = Path(tempfile.mkdtemp(prefix="kachery-bench-", dir=args.dir))
+    try:
+        rows = _run(work, args.size_mib, repeats, startup_repeats)
+    finally:
+        _remove(work)
+    _print_table(rows)
+    if args.out:
+        args.out.write_text(
+            json.dumps([dict(asdict(r), verdict=r.verdict) for r in rows], indent=2)
+        )
+    return 0
+
+
+def _run(work: Path, size_mib: int, repeats: int, startup_repeats: int) -> List[Row]:
+    data = work / "data.bin"
+    _write_random(data, size_mib << 20)
+    storage = work / "storage"
+    env = dict(os.environ)
+    for key in [k for k in env if k.startswith("KACHERY_")]:
+        del env[key]
+    # Bytecode caching on, as in any normal install (some sandboxes turn it off).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(
+        KACHERY_STORAGE_DIR=str(storage),
+        KACHERY_CONFIG=str(work / "config.toml"),
+        KACHERY_DAEMON_PORT=str(free_port()),  # nothing listens: the embedded backend
+    )
+    copies = work / "copies"
+
+    def fresh_targets() -> None:
+        _remove(storage)
+        _remove(copies)
+        copies.mkdir()
+
+    rows = [
+        measure(
+            "store-file",
+            lambda i: [KACHERY, "store-file", str(data)],
+            "cp",
+            lambda i: ["cp", str(data), str(copies / "data.bin")],
+            1.3,
+            repeats,
+            env,
+            before_each=fresh_targets,
+        ),
+        measure(
+            "link-file",
+            lambda i: [KACHERY, "link-file", str(data)],
+            "sha1sum",
+            lambda i: ["sha1sum", str(data)],
+            1.0,
+            repeats,
+            env,
+            before_each=lambda: _remove(storage),
+        ),
+    ]
+    uri = subprocess.run(
+        [KACHERY, "store-file", str(data)], env=env, capture_output=True, check=True, text=True
+    ).stdout.strip()
+    object_path = subprocess.run(
+        [KACHERY, "load-file", uri], env=env, capture_output=True, check=True, text=True
+    ).stdout.strip()
+    rows.append(
+        measure(
+            "cat-file > /dev/null",
+            lambda i: [KACHERY, "cat-file", uri],
+            "cat",
+            lambda i: ["cat", object_path],
+            1.2,
+            repeats,
+            env,
+            to_devnull=True,
+        )
+    )
+    rows.append(
+        measure(
+            "load-file (startup)",
+            lambda i: [KACHERY, "load-file", uri],
+            "python -c pass",
+            lambda i: [sys.executable, "-c", "pass"],
+            4.0,
+            startup_repeats,
+            env,
+        )
+    )
+    return rows
+
+
+def _write_random(path: Path, size: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        written = 0
+        while written < size:
+            # Vary each MiB cheaply so no two blocks are equal (defeats dedup anywhere).
+            piece = written.to_bytes(8, "little") + block[8:]
+            f.write(piece[: size - written])
+            written += len(piece)
+
+
+def _remove(path: Path) -> None:
+    if not path.exists():
+        return
+    for p in [path, *path.rglob("*")]:
+        if p.is_dir():
+            os.chmod(p, 0o755)
+    shutil.rmtree(path)
+
+
+def _print_table(rows: List[Row]) -> None:
+    header = ("operation", "kachery s", "baseline", "base s", "ratio", "target", "peak RSS")
+    print("{:<22} {:>10} {:<16} {:>8} {:>6} {:>7} {:>9}  verdict".format(*header))
+    for r in rows:
+        print(
+            f"{r.name:<22} {r.kachery_seconds:>10.3f} {r.baseline:<16} {r.baseline_seconds:>8.3f} "
+            f"{r.ratio:>5.2f}x {r.target:>6.1f}x {r.peak_rss_mib:>6.1f} MiB  {r.verdict}"
+        )
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"(benchmark driver peak RSS {self_rss:.1f} MiB; ratios are medians of the same run)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

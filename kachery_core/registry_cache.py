@@ -1,0 +1,118 @@
+"""An on-disk memo of the backend registry, so that ordinary commands skip plugin loading.
+
+The cache holds what the plugins' `kachery_register_backends` hooks announced, which
+plugins are broken and why, and whether any plugin has a selection hook. It is keyed on
+everything that could change those answers: the interpreter, kachery's version, the
+`sys.path` directories (but the script's own, `sys.path[0]`) with the modification times
+of the package metadata in them (installing, upgrading or removing any package changes
+these), and the modification
+times of the plugin modules' own files (for plugins installed in editable mode). Any
+mismatch, or any problem reading the cache, means a full rebuild through pluggy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zlib
+from pathlib import Path
+from typing import Any, List, Optional
+
+from .paths import user_cache_dir
+from .plugins import BackendRegistry, BackendSpec, PluginInfo
+
+FORMAT = 1
+
+
+def cache_path() -> Path:
+    return user_cache_dir() / f"registry-{zlib.crc32(sys.prefix.encode()):08x}.json"
+
+
+def load() -> Optional[BackendRegistry]:
+    """The cached registry, or None when there is none or it may be out of date."""
+    try:
+        doc = json.loads(cache_path().read_text())
+        if doc["format"] != FORMAT or doc["key"] != _fingerprint():
+            return None
+        if doc["module_mtimes"] != _mtimes(doc["module_files"]):
+            return None
+        registry = BackendRegistry(from_cache=True)
+        for spec in doc["backends"]:
+            registry.backends[spec["name"]] = BackendSpec(
+                spec["name"],
+                spec["target"],
+                spec["summary"],
+                tuple(spec["requires"]),
+                spec["package"],
+                spec["version"],
+            )
+        registry.broken = dict(doc["broken"])
+        registry.plugins = [PluginInfo(*p) for p in doc["plugins"]]
+        registry.module_files = list(doc["module_files"])
+        registry.has_selectors = bool(doc["has_selectors"])
+        return registry
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save(registry: BackendRegistry) -> None:
+    """Write the cache atomically; a read-only home directory only costs the rebuild."""
+    doc = {
+        "format": FORMAT,
+        "key": _fingerprint(),
+        "backends": [
+            {
+                "name": s.name,
+                "target": s.target,
+                "summary": s.summary,
+                "requires": list(s.requires),
+                "package": s.package,
+                "version": s.version,
+            }
+            for s in registry.backends.values()
+        ],
+        "broken": registry.broken,
+        "plugins": [[p.name, p.package, p.version] for p in registry.plugins],
+        "module_files": registry.module_files,
+        "module_mtimes": _mtimes(registry.module_files),
+        "has_selectors": registry.has_selectors,
+    }
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}")
+        staging.write_text(json.dumps(doc))
+        os.replace(staging, path)
+    except OSError:
+        pass
+
+
+def _fingerprint() -> List[Any]:
+    from kachery_core import __version__
+
+    parts: List[Any] = [sys.prefix, sys.version, __version__]
+    # sys.path[0] is the running script's directory (or the cwd): never where packages
+    # are installed, and it differs between a console script and `python -c`.
+    for entry in sys.path[1:]:
+        try:
+            with os.scandir(entry or ".") as it:
+                metas = sorted(
+                    [e.name, e.stat().st_mtime_ns]  # lists: the key must survive JSON
+                    for e in it
+                    if e.name.endswith((".dist-info", ".egg-info", ".egg-link", ".pth"))
+                )
+            parts.append([entry, os.stat(entry or ".").st_mtime_ns, metas])
+        except OSError:
+            parts.append([entry, None])
+    return parts
+
+
+def _mtimes(files: List[str]) -> List[Optional[int]]:
+    result: List[Optional[int]] = []
+    for name in files:
+        try:
+            result.append(os.stat(name).st_mtime_ns if name else None)
+        except OSError:
+            result.append(None)
+    return result

@@ -1,0 +1,83 @@
+"""The on-disk registry cache: used when nothing changed, rebuilt when anything did."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PLUGIN = """
+from kachery_core.hookspecs import hookimpl
+from kachery_core.plugins import BackendSpec
+
+@hookimpl
+def kachery_register_backends():
+    return [BackendSpec("fake", "kachery_transports.local:LocalTransport", "SUMMARY")]
+"""
+
+
+def _install_fake_plugin(site: Path, summary: str) -> Path:
+    """A minimal installed distribution with a `kachery.plugins` entry point."""
+    dist = site / "fakeplug-1.0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[kachery.plugins]\nfake = fakeplug_mod\n")
+    module = site / "fakeplug_mod.py"
+    module.write_text(PLUGIN.replace("SUMMARY", summary))
+    return module
+
+
+def _run(kenv: dict, site: Path, *args: str) -> str:
+    env = dict(kenv, PYTHONPATH=str(site))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from kachery_cli.main import main; main(sys.argv[1:])",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_cache_is_rebuilt_when_a_plugin_appears_or_changes(kenv, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    assert "fake" not in _run(kenv, site, "backends")
+    cache_files = list((Path(kenv["XDG_CACHE_HOME"]) / "kachery").glob("registry-*.json"))
+    assert len(cache_files) == 1
+
+    module = _install_fake_plugin(site, "first summary")
+    out = _run(kenv, site, "backends")
+    assert "fake" in out and "fakeplug 1.0" in out and "first summary" in out
+
+    time.sleep(0.01)
+    module.write_text(PLUGIN.replace("SUMMARY", "edited summary"))  # editable-mode change
+    assert "edited summary" in _run(kenv, site, "backends")
+
+
+def test_warm_commands_do_not_load_plugins(kenv, tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from kachery_cli.main import main\n"
+        "try:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\n"
+        "print('pluggy' in sys.modules, 'importlib.metadata' in sys.modules, file=sys.stderr)\n"
+    )
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+
+    def loaded(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, env=kenv
+        )
+        return proc.stderr.strip().splitlines()[-1]
+
+    assert loaded("store-file", str(src)) == "True True"  # cold: hooks run through pluggy
+    assert loaded("store-file", str(src)) == "False False"  # warm: served from the cache
+    assert loaded("--help") == "False False"

@@ -1,0 +1,37 @@
+"""The benchmark script runs end to end (on a small file; timings are not checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_benchmark_script_produces_every_row(kenv, tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    script = Path(__file__).parent.parent / "benchmarks" / "run.py"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--size-mib",
+            "4",
+            "--quick",
+            "--out",
+            str(out),
+            "--dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=kenv,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"store-file", "link-file", "cat-file > /dev/null", "load-file (startup)"}
+    for row in rows.values():
+        assert row["kachery_seconds"] > 0 and row["baseline_seconds"] > 0
+        assert 0 < row["peak_rss_mib"] < 1024
+    assert list(tmp_path.glob("kachery-bench-*")) == []  # cleaned up

@@ -1,0 +1,75 @@
+"""Who may use the node: the rotating client auth code.
+
+The node writes a random code to `<storage>/client-auth` (mode 0640, optionally owned by
+`--auth-group`) and rewrites it every `rotate_seconds`; the previous code stays valid for
+one more rotation, so a client that read the file just before a rotation is not refused.
+Being able to read that file is what grants a local user access to the node. Clients send
+the code in the `KACHERY-CLIENT-AUTH-CODE` header.
+
+`Authorizer` takes a list of credential checkers so that other kinds of credentials (for
+example long-lived access tokens for clients on other machines) can be accepted through
+the same header later.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from kachery_core.layout import StorageLayout
+
+from .node_files import write_atomically
+
+AUTH_HEADER = "KACHERY-CLIENT-AUTH-CODE"
+DEFAULT_ROTATE_SECONDS = 300.0
+
+CredentialCheck = Callable[[str], bool]
+
+
+class RotatingAuthCode:
+    """The current and previous client auth codes, and the file clients read them from."""
+
+    def __init__(
+        self,
+        storage_dir: Path,
+        rotate_seconds: float = DEFAULT_ROTATE_SECONDS,
+        group: Optional[int] = None,
+    ) -> None:
+        self.path = StorageLayout(storage_dir).client_auth_path
+        self.rotate_seconds = rotate_seconds
+        self.group = group
+        self.current = ""
+        self.previous: Optional[str] = None
+        self.rotated_at = 0.0
+        self.rotate()
+
+    def rotate(self) -> None:
+        self.previous, self.current = self.current or None, secrets.token_hex(16)
+        write_atomically(self.path, self.current.encode(), 0o640, self.group)
+        self.rotated_at = time.monotonic()
+
+    def rotate_if_due(self) -> None:
+        if time.monotonic() - self.rotated_at >= self.rotate_seconds:
+            self.rotate()
+
+    def accepts(self, code: str) -> bool:
+        valid = [c for c in (self.current, self.previous) if c]
+        return any(hmac.compare_digest(code.encode(), c.encode()) for c in valid)
+
+
+class Authorizer:
+    """Accepts a request when any credential check accepts its header value."""
+
+    def __init__(self, checks: List[CredentialCheck]) -> None:
+        self.checks = checks
+
+    def reason_to_refuse(self, header_value: Optional[str]) -> Optional[str]:
+        """None when authorized, else the one-line reason for the 403."""
+        if not header_value:
+            return f"missing {AUTH_HEADER} header: read the code from the node's client-auth file"
+        if any(check(header_value) for check in self.checks):
+            return None
+        return f"invalid {AUTH_HEADER}: the code may have rotated; read client-auth again"

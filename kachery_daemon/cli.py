@@ -1,0 +1,171 @@
+"""`kachery-daemon`: start, inspect and stop the node that owns a storage directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import click
+
+from kachery_core import __version__
+from kachery_core.config import resolve_config
+from kachery_core.errors import ConfigError, KacheryError
+
+PROG = "kachery-daemon"
+
+
+def _storage_dir(value: Optional[str]) -> Path:
+    config = resolve_config(
+        {"storage_dir": value} if value else {}, explicit_source="--storage-dir"
+    )
+    return Path(config.storage_dir)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name=PROG, message="%(prog)s %(version)s")
+def cli() -> None:
+    """The kachery node: owns a storage directory and serves it to clients."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=int, default=None, help="Port (default: KACHERY_DAEMON_PORT or 20431)."
+)
+@click.option(
+    "--storage-dir",
+    default=None,
+    help="Storage directory (default: KACHERY_STORAGE_DIR or ~/kachery-storage).",
+)
+@click.option(
+    "--node-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM key from `kachery-client generate-node-id`.",
+)
+@click.option("--auth-group", default=None, help="Group allowed to read the client-auth file.")
+@click.option("--label", default="", help="A name for this node, shown by the probe.")
+@click.option(
+    "--auth-rotate-seconds",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="How often the client auth code changes.",
+)
+def start(
+    host: str,
+    port: Optional[int],
+    storage_dir: Optional[str],
+    node_key: Optional[Path],
+    auth_group: Optional[str],
+    label: str,
+    auth_rotate_seconds: float,
+) -> None:
+    """Run the node in the foreground until stopped (Ctrl-C, SIGTERM or `kachery-daemon stop`)."""
+    from .runner import run_node
+
+    config = resolve_config(
+        {"storage_dir": storage_dir} if storage_dir else {}, explicit_source="--storage-dir"
+    )
+    group = _group_id(auth_group) if auth_group else None
+    run_node(
+        storage_dir=Path(config.storage_dir),
+        host=host,
+        port=port or config.daemon_port,
+        node_key=node_key,
+        auth_group=group,
+        label=label,
+        rotate_seconds=auth_rotate_seconds,
+    )
+
+
+@cli.command()
+@click.option("--storage-dir", default=None, help="Storage directory of the node.")
+def info(storage_dir: Optional[str]) -> None:
+    """Show whether a node runs on the storage directory, and its address and ID."""
+    from kachery_core.layout import StorageLayout
+    from kachery_core.probe import probe_node
+
+    from .node_files import read_state
+
+    root = _storage_dir(storage_dir)
+    state = read_state(root)
+    node_id = StorageLayout(root).read_node_id()
+    click.echo(f"storage dir  {root}")
+    click.echo(f"node id      {node_id or 'none yet'}")
+    if state is None:
+        click.echo("running      no")
+        return
+    answer = probe_node(state["host"], int(state["port"]), timeout=2.0)
+    running = answer is not None and answer.node_id == node_id
+    click.echo(f"running      {'yes' if running else 'no (stale state file)'}")
+    click.echo(f"pid          {state['pid']}")
+    click.echo(f"address      http://{state['host']}:{state['port']}")
+
+
+@cli.command()
+@click.option("--storage-dir", default=None, help="Storage directory of the node.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for it to finish.",
+)
+def stop(storage_dir: Optional[str], timeout: float) -> None:
+    """Stop the node gracefully: transfers in flight finish or are cleanly aborted."""
+    from .node_files import read_state
+
+    root = _storage_dir(storage_dir)
+    state = read_state(root)
+    if state is None:
+        raise ConfigError(f"no node is running on {root}", "start one with `kachery-daemon start`")
+    pid = int(state["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        raise ConfigError(f"the node recorded for {root} (pid {pid}) is not running") from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_state(root) is None:
+            click.echo(f"stopped node (pid {pid})", err=True)
+            return
+        time.sleep(0.05)
+    raise KacheryError(f"node pid {pid} did not stop within {timeout:g} s")
+
+
+def _group_id(name: str) -> int:
+    import grp
+
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConfigError(
+            f"unknown group {name!r} for --auth-group", "create it or name an existing group"
+        ) from None
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = cli.main(args=args, prog_name=PROG, standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"Error: {exc.format_message()} (see '{PROG} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except KacheryError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        where = f": {exc.filename!r}" if exc.filename else ""
+        click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(1)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        sys.exit(130)
+    sys.exit(code or 0)

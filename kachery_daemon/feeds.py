@@ -1,0 +1,183 @@
+"""Feeds: append-only, signed message logs kept by the node, in SQLite.
+
+A feed is an Ed25519 key pair; its ID is the hex public key, and the node keeps the private
+key of every feed it creates (those feeds are writeable here). A feed holds subfeeds, each
+named by its `subfeed_hash` (see `subfeed_hash`). Every appended message is signed at
+append time. The signed envelope, returned when a watch asks for `"signed": true`, is
+
+    {"body": {"message": <json>, "messageNumber": <int>, "previousSignature": <hex or null>,
+              "timestamp": <float seconds>},
+     "signature": <hex Ed25519 signature of the body's compact, key-sorted JSON>}
+
+so that a reader holding the feed ID can check each message and the chain of them. The
+file is `kachery-feeds.db` in the storage directory and survives restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from kachery_core.errors import InvalidInputError, NotFoundError
+
+from .mutables import canonical_json
+
+FILE_NAME = "kachery-feeds.db"
+
+
+def subfeed_hash(name: Any) -> str:
+    """SHA-1 of a string name's UTF-8, or of a non-string name's compact key-sorted JSON;
+    a name starting with `~` is already a hash."""
+    if isinstance(name, str):
+        if name.startswith("~"):
+            return name[1:]
+        return hashlib.sha1(name.encode("utf-8")).hexdigest()
+    return hashlib.sha1(canonical_json(name).encode("utf-8")).hexdigest()
+
+
+def check_feed_id(feed_id: Any) -> str:
+    text = str(feed_id)
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise InvalidInputError(
+            f"invalid feed ID {feed_id!r}", "a feed ID is 64 lowercase hex digits"
+        )
+    return text
+
+
+class FeedStore:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS feeds"
+                " (feed_id TEXT PRIMARY KEY, name TEXT UNIQUE, private_key BLOB NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS messages (feed_id TEXT NOT NULL, subfeed TEXT NOT NULL,"
+                " number INTEGER NOT NULL, body TEXT NOT NULL, signature TEXT NOT NULL,"
+                " PRIMARY KEY (feed_id, subfeed, number))"
+            )
+
+    def create_feed(self, name: Optional[str] = None) -> str:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = Ed25519PrivateKey.generate()
+        raw = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        feed_id = (
+            key.public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            .hex()
+        )
+        with self._lock:
+            if name is not None:
+                self._db.execute("UPDATE feeds SET name = NULL WHERE name = ?", (name,))
+            self._db.execute(
+                "INSERT INTO feeds (feed_id, name, private_key) VALUES (?, ?, ?)",
+                (feed_id, name, raw),
+            )
+        return feed_id
+
+    def get_feed_id(self, name: str) -> Optional[str]:
+        with self._lock:
+            row = self._db.execute("SELECT feed_id FROM feeds WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def delete_feed(self, feed_id: str) -> None:
+        check_feed_id(feed_id)
+        with self._lock:
+            self._db.execute("DELETE FROM messages WHERE feed_id = ?", (feed_id,))
+            self._db.execute("DELETE FROM feeds WHERE feed_id = ?", (feed_id,))
+
+    def is_writeable(self, feed_id: str) -> bool:
+        check_feed_id(feed_id)
+        with self._lock:
+            return (
+                self._db.execute("SELECT 1 FROM feeds WHERE feed_id = ?", (feed_id,)).fetchone()
+                is not None
+            )
+
+    def append_messages(self, feed_id: str, subfeed: str, messages: List[Any]) -> int:
+        """Sign and append; return the new number of messages in the subfeed."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        check_feed_id(feed_id)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT private_key FROM feeds WHERE feed_id = ?", (feed_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"feed {feed_id} is not writeable on this node",
+                    "append to a feed this node created",
+                )
+            key = Ed25519PrivateKey.from_private_bytes(bytes(row[0]))
+            last = self._db.execute(
+                "SELECT number, signature FROM messages WHERE feed_id = ? AND subfeed = ?"
+                " ORDER BY number DESC LIMIT 1",
+                (feed_id, subfeed),
+            ).fetchone()
+            number, previous = (0, None) if last is None else (last[0] + 1, last[1])
+            self._db.execute("BEGIN")
+            try:
+                for message in messages:
+                    body = {
+                        "message": message,
+                        "messageNumber": number,
+                        "previousSignature": previous,
+                        "timestamp": time.time(),
+                    }
+                    text = canonical_json(body)
+                    signature = key.sign(text.encode()).hex()
+                    self._db.execute(
+                        "INSERT INTO messages (feed_id, subfeed, number, body, signature)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (feed_id, subfeed, number, text, signature),
+                    )
+                    number, previous = number + 1, signature
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return number
+
+    def num_messages(self, feed_id: str, subfeed: str) -> int:
+        check_feed_id(feed_id)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM messages WHERE feed_id = ? AND subfeed = ?",
+                (feed_id, subfeed),
+            ).fetchone()
+        return int(row[0])
+
+    def messages(
+        self, feed_id: str, subfeed: str, position: int, limit: int = 0, signed: bool = False
+    ) -> List[Any]:
+        """Messages from `position` on (at most `limit`, 0 for all); envelopes if `signed`."""
+        check_feed_id(feed_id)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body, signature FROM messages"
+                " WHERE feed_id = ? AND subfeed = ? AND number >= ? ORDER BY number LIMIT ?",
+                (feed_id, subfeed, position, limit if limit > 0 else -1),
+            ).fetchall()
+        out: List[Any] = []
+        for body_text, signature in rows:
+            body: Dict[str, Any] = json.loads(body_text)
+            out.append({"body": body, "signature": signature} if signed else body["message"])
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

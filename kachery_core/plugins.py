@@ -221,6 +221,7 @@ def _build_registry() -> BackendRegistry:
     from kachery_transports import builtin
 
     registry = BackendRegistry()
+    registry.module_files.append(builtin.__file__ or "")
     registry.add_plugin(builtin, PluginInfo("builtin", BUILTIN_PACKAGE, __version__))
     for plugin_name, target, package, version in _scan_entry_points():
         info = PluginInfo(plugin_name, package, version)

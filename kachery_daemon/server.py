@@ -165,8 +165,9 @@ async def _store(request: web.Request) -> web.Response:
     """Raw bytes in the body; hashed and written as they arrive."""
     node: Node = request.app["node"]
     expected = request.content_length
-    if expected is None:
-        raise BadRequest("POST /store needs a Content-Length header")
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if expected is None and not chunked:
+        raise BadRequest("POST /store needs a Content-Length header (or a chunked body)")
     loop = asyncio.get_running_loop()
     writer = node.storage.object_writer()
     try:
@@ -181,7 +182,7 @@ async def _store(request: web.Request) -> web.Response:
                 pending.clear()
         if pending:
             await loop.run_in_executor(None, writer.write, bytes(pending))
-        if writer.size != expected:
+        if expected is not None and writer.size != expected:
             raise BadRequest(f"body had {writer.size} bytes but Content-Length said {expected}")
         stored = await loop.run_in_executor(None, writer.commit)
     finally:

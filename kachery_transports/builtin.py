@@ -17,6 +17,12 @@ def kachery_register_backends() -> List[BackendSpec]:
             "embedded: reads and writes the storage directory directly, no node needed",
         ),
         BackendSpec(
+            "http",
+            "kachery_transports.http:HttpDaemonTransport",
+            "a node on this machine over HTTP, sharing its storage directory",
+            requires=("requests",),
+        ),
+        BackendSpec(
             "offline",
             "kachery_transports.offline:OfflineTransport",
             "read-only: loads files from KACHERY_OFFLINE_STORAGE_DIR, contacts no node",

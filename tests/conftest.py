@@ -18,6 +18,8 @@ import pytest
 
 BIN = Path(sys.executable).parent
 
+pytest_plugins = ["node_fixtures"]  # the `node` and `make_node` fixtures
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

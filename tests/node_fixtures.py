@@ -1,0 +1,143 @@
+"""A real `kachery-daemon` process on a free loopback port, for tests.
+
+    def test_something(node):
+        node.url, node.port, node.storage_dir, node.auth_code(), node.kill(), node.restart()
+
+Every process started here is stopped in the fixture's teardown (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import pytest
+from conftest import command, free_port
+
+
+class NodeProcess:
+    def __init__(
+        self, storage_dir: Path, env: Dict[str, str], extra_args: Optional[List[str]] = None
+    ) -> None:
+        self.storage_dir = storage_dir
+        self.env = env
+        self.port = int(env["KACHERY_DAEMON_PORT"])
+        self.extra_args = list(extra_args or [])
+        self.proc: Optional[subprocess.Popen] = None
+        self.log = storage_dir.parent / f"node-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 20.0) -> None:
+        args = [
+            command("kachery-daemon"),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--storage-dir",
+            str(self.storage_dir),
+            *self.extra_args,
+        ]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"node exited with {self.proc.returncode}: {self.log.read_text()}"
+                )
+            if self.probe() is not None:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"node did not answer within {timeout} s: {self.log.read_text()}")
+
+    def probe(self) -> Optional[dict]:
+        try:
+            with urllib.request.urlopen(self.url + "/probe", timeout=1) as response:
+                return json.loads(response.read())
+        except OSError:
+            return None
+
+    def auth_code(self) -> str:
+        return (self.storage_dir / "client-auth").read_text().strip()
+
+    def headers(self) -> Dict[str, str]:
+        return {"KACHERY-CLIENT-AUTH-CODE": self.auth_code()}
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def peak_rss_mib(self) -> float:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+
+@pytest.fixture
+def node(kenv: Dict[str, str], tmp_path: Path) -> Iterator[NodeProcess]:
+    """A running node whose storage dir is the test's KACHERY_STORAGE_DIR."""
+    storage = Path(kenv["KACHERY_STORAGE_DIR"])
+    process = NodeProcess(storage, kenv, ["--auth-rotate-seconds", "300"])
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def make_node(kenv: Dict[str, str], tmp_path: Path) -> Iterator:
+    """Start extra nodes with their own storage dir, port and arguments."""
+    started: List[NodeProcess] = []
+
+    def make(*args: str, storage_dir: Optional[Path] = None) -> NodeProcess:
+        port = free_port()
+        env = dict(kenv, KACHERY_DAEMON_PORT=str(port))
+        process = NodeProcess(storage_dir or tmp_path / f"storage-{port}", env, list(args))
+        process.start()
+        started.append(process)
+        return process
+
+    try:
+        yield make
+    finally:
+        for process in started:
+            process.stop()

@@ -61,7 +61,6 @@ class HttpDaemonTransport(StorageBackedTransport):
         )
         self._config = config
         self._probe: Optional[ProbeAnswer] = None
-        self._auth_code: Optional[str] = None
         self._session: Optional[requests.Session] = None
 
     @classmethod
@@ -147,16 +146,20 @@ class HttpDaemonTransport(StorageBackedTransport):
         stream: bool = False,
         auth: bool = True,
         what: str = "",
+        replayable: bool = True,
     ) -> requests.Response:
-        """One request; re-reads the auth code once on a 403 (the node rotates it)."""
+        """One request, with the auth code read fresh from the node's client-auth file.
+
+        The code read just now stays valid for at least one rotation, so a 403 is rare; it
+        is retried once with a newly read code, unless the body was a stream that cannot
+        be sent again (`replayable=False`).
+        """
         import requests
 
         for attempt in (1, 2):
             all_headers = dict(headers or {})
             if auth:
-                if self._auth_code is None or attempt == 2:
-                    self._auth_code = self._read_auth_code()
-                all_headers[AUTH_HEADER] = self._auth_code
+                all_headers[AUTH_HEADER] = self._read_auth_code()
             try:
                 response = self.session.request(
                     method,
@@ -176,7 +179,7 @@ class HttpDaemonTransport(StorageBackedTransport):
                 raise TransportError(
                     f"the node at {self.base_url} did not answer {what or path} in time"
                 ) from None
-            if response.status_code == 403 and auth and attempt == 1:
+            if response.status_code == 403 and auth and attempt == 1 and replayable:
                 response.close()
                 continue
             if response.status_code != 200:
@@ -224,15 +227,19 @@ class HttpDaemonTransport(StorageBackedTransport):
 
     def store_stream(self, stream: BinaryIO, progress: Optional[Progress] = None) -> StoredObject:
         self._connect()
+        seekable = _seekable(stream)
+        start = stream.tell() if seekable else 0
 
         def blocks() -> Iterator[bytes]:
+            if seekable:
+                stream.seek(start)  # a retry sends the same bytes again
             while True:
                 block = stream.read(STREAM_BLOCK)
                 if not block:
                     return
                 yield block
 
-        response = self._request("POST", "/store", body=blocks, what="store")
+        response = self._request("POST", "/store", body=blocks, what="store", replayable=seekable)
         return _stored(response.json())
 
     def link_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
@@ -436,6 +443,13 @@ def _error_for(response: requests.Response, base_url: str) -> KacheryError:
     if 400 <= status < 500:
         return InvalidInputError(reason)
     return TransportError(f"the node at {base_url} failed ({status}): {reason}")
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _read_text(path: Path) -> Optional[str]:

@@ -40,6 +40,7 @@ class Row:
     target: float
     peak_rss_mib: float
     rss_target_mib: float = 64.0
+    """For the round-trip row: kachery_seconds is the p99 latency and baseline the rate."""
 
     @property
     def verdict(self) -> str:
@@ -109,13 +110,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--dir", type=Path, help="work directory (default: a temp dir)")
+    parser.add_argument("--no-node", action="store_true", help="skip the rows that run a node")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else 3
     startup_repeats = 3 if args.quick else 20
 
     work = Path(tempfile.mkdtemp(prefix="kachery-bench-", dir=args.dir))
     try:
-        rows = _run(work, args.size_mib, repeats, startup_repeats)
+        rows = _run(work, args.size_mib, repeats, startup_repeats, not args.no_node)
     finally:
         _remove(work)
     _print_table(rows)
@@ -126,7 +128,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def _run(work: Path, size_mib: int, repeats: int, startup_repeats: int) -> List[Row]:
+def _run(
+    work: Path, size_mib: int, repeats: int, startup_repeats: int, with_node: bool
+) -> List[Row]:
     data = work / "data.bin"
     _write_random(data, size_mib << 20)
     storage = work / "storage"
@@ -198,6 +202,10 @@ def _run(work: Path, size_mib: int, repeats: int, startup_repeats: int) -> List[
             env,
         )
     )
+    if with_node:
+        from node_rows import node_rows
+
+        rows.extend(node_rows(work, data, env, repeats, startup_repeats))
     return rows
 
 

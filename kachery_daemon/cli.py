@@ -56,6 +56,13 @@ def cli() -> None:
     show_default=True,
     help="How often the client auth code changes.",
 )
+@click.option(
+    "--shutdown-grace-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="On stop, how long transfers in flight may take before they are aborted.",
+)
 def start(
     host: str,
     port: Optional[int],
@@ -64,6 +71,7 @@ def start(
     auth_group: Optional[str],
     label: str,
     auth_rotate_seconds: float,
+    shutdown_grace_seconds: float,
 ) -> None:
     """Run the node in the foreground until stopped (Ctrl-C, SIGTERM or `kachery-daemon stop`)."""
     from .runner import run_node
@@ -80,6 +88,7 @@ def start(
         auth_group=group,
         label=label,
         rotate_seconds=auth_rotate_seconds,
+        shutdown_grace_seconds=shutdown_grace_seconds,
     )
 
 

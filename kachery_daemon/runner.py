@@ -1,7 +1,7 @@
 """Running a node: take the storage directory's lock, serve, and shut down cleanly.
 
 On SIGTERM or SIGINT the node stops accepting connections, gives requests in flight up to
-`SHUTDOWN_GRACE_SECONDS` to finish, then cancels the rest. A cancelled upload's staging
+`shutdown_grace_seconds` (default 10) to finish, then cancels the rest. A cancelled upload's staging
 file is removed, so no partial object ever appears; a node killed outright leaves only
 its staging files, which the next store removes.
 """
@@ -26,8 +26,6 @@ from .mutables import MutableStore
 from .node_files import StorageLock, clear_state, load_identity, write_state
 from .server import Node, create_app
 
-SHUTDOWN_GRACE_SECONDS = 10.0
-
 
 def run_node(
     storage_dir: Path,
@@ -37,6 +35,7 @@ def run_node(
     auth_group: Optional[int],
     label: str,
     rotate_seconds: float,
+    shutdown_grace_seconds: float = 10.0,
 ) -> None:
     storage_dir.mkdir(parents=True, exist_ok=True)
     lock = StorageLock(storage_dir)
@@ -52,7 +51,7 @@ def run_node(
             label=label,
         )
         try:
-            asyncio.run(_serve(node, host, port))
+            asyncio.run(_serve(node, host, port, shutdown_grace_seconds))
         finally:
             node.mutables.close()
             node.feeds.close()
@@ -61,10 +60,8 @@ def run_node(
         lock.release()
 
 
-async def _serve(node: Node, host: str, port: int) -> None:
-    runner = web.AppRunner(
-        create_app(node), shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None
-    )
+async def _serve(node: Node, host: str, port: int, grace_seconds: float) -> None:
+    runner = web.AppRunner(create_app(node), shutdown_timeout=grace_seconds, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

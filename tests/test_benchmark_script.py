@@ -26,11 +26,19 @@ def test_benchmark_script_produces_every_row(kenv, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         env=kenv,
-        timeout=300,
+        timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr
     rows = {row["name"]: row for row in json.loads(out.read_text())}
-    assert set(rows) == {"store-file", "link-file", "cat-file > /dev/null", "load-file (startup)"}
+    assert set(rows) == {
+        "store-file",
+        "link-file",
+        "cat-file > /dev/null",
+        "load-file (startup)",
+        "store-file via node",
+        "load-file via node",
+        "round trip x8 (p99)",
+    }
     for row in rows.values():
         assert row["kachery_seconds"] > 0 and row["baseline_seconds"] > 0
         assert 0 < row["peak_rss_mib"] < 1024

@@ -316,3 +316,28 @@ def test_node_key_from_generate_node_id(make_node, cli, tmp_path: Path) -> None:
     own = make_node()
     key_file = own.storage_dir / "kachery-node-key.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_graceful_stop_aborts_an_upload_cleanly(make_node) -> None:
+    import http.client
+
+    started = make_node("--shutdown-grace-seconds", "1")
+    conn = http.client.HTTPConnection("127.0.0.1", started.port, timeout=30)
+    conn.putrequest("POST", "/store")
+    conn.putheader("KACHERY-CLIENT-AUTH-CODE", started.auth_code())
+    conn.putheader("Content-Length", str(50_000_000))
+    conn.endheaders()
+    conn.send(os.urandom(10_000_000))  # then stall: the upload is in flight
+    time.sleep(0.5)
+    assert list((started.storage_dir / "tmp").glob("*.part")), "the upload should be staging"
+    began = time.monotonic()
+    assert started.stop() == 0
+    assert time.monotonic() - began < 10
+    assert list((started.storage_dir / "tmp").glob("*.part")) == []
+    objects = (
+        [p for p in (started.storage_dir / "sha1").rglob("*") if p.is_file()]
+        if (started.storage_dir / "sha1").exists()
+        else []
+    )
+    assert objects == []
+    conn.close()

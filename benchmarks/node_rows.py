@@ -1,0 +1,186 @@
+"""Benchmark rows that need a running node (the `http` backend), measured in the same run."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from run import KACHERY, Row, free_port, measure
+
+BIN = Path(sys.executable).parent
+
+
+class Node:
+    def __init__(self, storage: Path, env: Dict[str, str]) -> None:
+        self.port = int(env["KACHERY_DAEMON_PORT"])
+        self.storage = storage
+        self.proc = subprocess.Popen(
+            [
+                str(BIN / "kachery-daemon"),
+                "start",
+                "--port",
+                str(self.port),
+                "--storage-dir",
+                str(storage),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/probe", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise SystemExit("the node did not start")
+
+    def peak_rss_mib(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def original_client_venv() -> Optional[Path]:
+    """The original kachery-client 1.2.0 in its own venv (made once, like the tests do)."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    venv = Path(tempfile.gettempdir()) / f"kachery-compat-venv-{version}"
+    check = [str(venv / "bin" / "python"), "-c", "import kachery_client, numpy"]
+    away = tempfile.gettempdir()
+    python = venv / "bin" / "python"
+    if not python.exists() or subprocess.run(check, capture_output=True, cwd=away).returncode:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "kachery-client==1.2.0",
+            "numpy",
+        ]
+        if subprocess.run(pip, cwd=away).returncode != 0:
+            return None
+    return venv
+
+
+def node_rows(
+    work: Path, data: Path, env: Dict[str, str], repeats: int, startup_repeats: int
+) -> List[Row]:
+    storage = work / "node-storage"
+    env = dict(env, KACHERY_DAEMON_PORT=str(free_port()), KACHERY_STORAGE_DIR=str(storage))
+    node = Node(storage, env)
+    rows: List[Row] = []
+    copies = work / "node-copies"
+    try:
+
+        def fresh() -> None:
+            for p in (storage / "sha1").rglob("*"):
+                if p.is_file():
+                    os.chmod(p.parent, 0o755)
+                    p.unlink()
+            copies.mkdir(exist_ok=True)
+            for p in copies.iterdir():
+                p.unlink()
+
+        rows.append(
+            measure(
+                "store-file via node",
+                lambda i: [KACHERY, "store-file", str(data)],
+                "cp",
+                lambda i: ["cp", str(data), str(copies / "data.bin")],
+                1.5,
+                repeats,
+                env,
+                before_each=fresh,
+            )
+        )
+        uri = subprocess.run(
+            [KACHERY, "store-file", str(data)], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        venv = original_client_venv()
+        if venv is not None:
+            rows.append(
+                measure(
+                    "load-file via node",
+                    lambda i: [KACHERY, "load-file", uri],
+                    # what the original kachery-load wrapper execs, without the shell
+                    "original load-file",
+                    lambda i: [str(venv / "bin" / "kachery-client"), "load-file", uri],
+                    0.6,
+                    startup_repeats,
+                    env,
+                )
+            )
+        rows.append(_small_file_round_trips(node, env))
+    finally:
+        node.stop()
+    return rows
+
+
+def _small_file_round_trips(
+    node: Node, env: Dict[str, str], clients: int = 8, seconds: float = 5.0
+) -> Row:
+    """Store+load of small files from 8 concurrent clients: rate, p99 latency, node RSS."""
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    import kachery_client as kc
+
+    latencies: List[float] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def work(index: int) -> None:
+        client = kc.Client(daemon_port=node.port, storage_dir=str(node.storage))
+        n = 0
+        while time.monotonic() < stop_at:
+            data = f"client {index} round trip {n}".encode()
+            started = time.perf_counter()
+            uri = client.store_bytes(data)
+            assert client.load_bytes(uri) == data
+            with lock:
+                latencies.append(time.perf_counter() - started)
+            n += 1
+        client.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    rate = len(latencies) / seconds
+    print(
+        f"small files, {clients} clients: {rate:.0f} store+load round trips/s, median {1000 * statistics.median(latencies):.1f} ms, "
+        f"p99 {1000 * p99:.1f} ms, node peak RSS {node.peak_rss_mib():.1f} MiB"
+    )
+    return Row(
+        f"round trip x{clients} (p99)",
+        p99,
+        f"{rate:.0f}/s",
+        1.0,
+        p99,
+        float("inf"),
+        node.peak_rss_mib(),
+        100.0,
+    )

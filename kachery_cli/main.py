@@ -215,6 +215,8 @@ def config(state: CliState) -> None:
     width = max(len(k) for k in SETTINGS)
     for key, resolved in cfg.items():
         value = "(unset)" if resolved.value is None else str(resolved.value)
+        if SETTINGS[key].secret and resolved.value is not None:
+            value = value[:4] + "..." + f" ({len(value)} characters)"
         click.echo(f"{key:<{width}}  {value}  [{resolved.source}; env {SETTINGS[key].env}]")
 
 

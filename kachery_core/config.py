@@ -67,6 +67,23 @@ def _parse_name(value: Any) -> str:
     return text
 
 
+def _parse_seconds(value: Any) -> float:
+    try:
+        seconds = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds <= 86400:
+        raise ValueError("expected a number of seconds above 0 (at most 86400)")
+    return seconds
+
+
+def _parse_token(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_\-.~+/=]{16,512}", text):
+        raise ValueError("expected an access token from `kachery-daemon token create`")
+    return text
+
+
 def _parse_node_id(value: Any) -> str:
     text = str(value).strip().lower()
     if not re.fullmatch(r"[0-9a-f]{64}", text):
@@ -83,6 +100,8 @@ class Setting:
     default: Any
     parse: Callable[[Any], Any]
     help: str
+    secret: bool = False
+    """Shown masked by `kachery-client config`."""
 
 
 SETTINGS: Dict[str, Setting] = {
@@ -145,6 +164,49 @@ SETTINGS: Dict[str, Setting] = {
             "Node ID the client insists on (set by generate-node-id).",
         ),
         Setting(
+            "grpc_port",
+            "KACHERY_GRPC_PORT",
+            20432,
+            _parse_port,
+            "gRPC port of the node (the grpc backend).",
+        ),
+        Setting(
+            "auth_token",
+            "KACHERY_AUTH_TOKEN",
+            None,
+            _parse_token,
+            "Access token from `kachery-daemon token create`, for a node whose client-auth file you cannot read.",
+            secret=True,
+        ),
+        Setting(
+            "auth_token_file",
+            "KACHERY_AUTH_TOKEN_FILE",
+            None,
+            _parse_path,
+            "File holding the access token (used when auth_token is unset).",
+        ),
+        Setting(
+            "auth_code_file",
+            "KACHERY_AUTH_CODE_FILE",
+            None,
+            _parse_path,
+            "The node's rotating client-auth file; unset: <storage_dir>/client-auth.",
+        ),
+        Setting(
+            "connect_timeout",
+            "KACHERY_CONNECT_TIMEOUT",
+            5.0,
+            _parse_seconds,
+            "Seconds to wait for a connection to the node.",
+        ),
+        Setting(
+            "read_timeout",
+            "KACHERY_READ_TIMEOUT",
+            300.0,
+            _parse_seconds,
+            "Seconds to wait for the node's next bytes before giving up on it.",
+        ),
+        Setting(
             "fsync",
             "KACHERY_FSYNC",
             False,
@@ -193,6 +255,30 @@ class Config:
     offline_storage_dir = property(lambda self: self.get("offline_storage_dir"))
     expected_node_id = property(lambda self: self.get("expected_node_id"))
     fsync = property(lambda self: self.get("fsync"))
+    grpc_port = property(lambda self: self.get("grpc_port"))
+    auth_token_file = property(lambda self: self.get("auth_token_file"))
+    auth_code_file = property(lambda self: self.get("auth_code_file"))
+    connect_timeout = property(lambda self: self.get("connect_timeout"))
+    read_timeout = property(lambda self: self.get("read_timeout"))
+
+    @property
+    def auth_token(self) -> Optional[str]:
+        """The access token: `auth_token`, else the contents of `auth_token_file`, else None."""
+        token = self.get("auth_token")
+        if token is not None or self.auth_token_file is None:
+            return token
+        path = Path(self.auth_token_file)
+        try:
+            text = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read auth_token_file {path}: {exc.strerror}",
+                f"fix the path ({self.source('auth_token_file')}) or set KACHERY_AUTH_TOKEN",
+            ) from None
+        try:
+            return _parse_token(text)
+        except ValueError as exc:
+            raise ConfigError(f"auth_token_file {path} does not hold a token", str(exc)) from None
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:

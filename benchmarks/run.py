@@ -143,6 +143,7 @@ def _run(
     env.update(
         KACHERY_STORAGE_DIR=str(storage),
         KACHERY_CONFIG=str(work / "config.toml"),
+        KACHERY_SYSTEM_CONFIG=str(work / "system-config.toml"),
         KACHERY_DAEMON_PORT=str(free_port()),  # nothing listens: the embedded backend
     )
     copies = work / "copies"

@@ -26,8 +26,9 @@ PROG = "kachery-client"
 
 
 class CliState:
-    def __init__(self, transport: Optional[str], debug: bool) -> None:
+    def __init__(self, transport: Optional[str], profile: Optional[str], debug: bool) -> None:
         self.transport = transport
+        self.profile = profile
         self.debug = debug
         self._client: Optional[Client] = None
 
@@ -36,7 +37,7 @@ class CliState:
         if self._client is None:
             from kachery_client.client import Client
 
-            self._client = Client(self.transport, _source="command line (--transport)")
+            self._client = Client(self.transport, profile=self.profile, _source="command line")
         return self._client
 
 
@@ -55,6 +56,11 @@ def _print_version(ctx: click.Context, _param: object, value: bool) -> None:
     metavar="NAME",
     help="Backend to use (overrides KACHERY_TRANSPORT and the config file).",
 )
+@click.option(
+    "--profile",
+    metavar="NAME",
+    help="Use the settings of [profiles.NAME] in the config files (overrides KACHERY_PROFILE).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option(
     "--version",
@@ -65,9 +71,9 @@ def _print_version(ctx: click.Context, _param: object, value: bool) -> None:
     help="Print the version and exit.",
 )
 @click.pass_context
-def cli(ctx: click.Context, transport: Optional[str], debug: bool) -> None:
+def cli(ctx: click.Context, transport: Optional[str], profile: Optional[str], debug: bool) -> None:
     """Store files by content and load them back by sha1:// URI."""
-    ctx.obj = CliState(transport, debug)
+    ctx.obj = CliState(transport, profile, debug)
 
 
 @cli.command("store-file")
@@ -209,9 +215,12 @@ def config(state: CliState) -> None:
     from kachery_core.config import SETTINGS
 
     cfg = state.client.config
-    click.echo(
-        f"# config file: {cfg.config_file}" + ("" if cfg.config_file.exists() else " (absent)")
-    )
+    for label, path in (
+        ("system config file", cfg.system_config_file),
+        ("config file", cfg.config_file),
+    ):
+        if path is not None:
+            click.echo(f"# {label}: {path}" + ("" if path.exists() else " (absent)"))
     width = max(len(k) for k in SETTINGS)
     for key, resolved in cfg.items():
         value = "(unset)" if resolved.value is None else str(resolved.value)

@@ -1,14 +1,22 @@
 """The one place where settings are resolved.
 
-Precedence, lowest first: built-in defaults < config file < environment < explicit
-arguments (CLI flags or `kachery_client.Client(...)` keywords). Every resolved value
-remembers where it came from, so `kachery-client config` can show it.
+Precedence, lowest first: built-in defaults < system config file < user config file <
+the chosen profile < environment < explicit arguments (CLI flags or
+`kachery_client.Client(...)` keywords). Every resolved value remembers where it came
+from, so `kachery-client config` can show it.
 
-The config file is TOML at `$KACHERY_CONFIG`, else `<user config dir>/kachery/config.toml`
-(`~/.config/kachery/config.toml` on Linux). Keys are the setting names below:
+The user file is TOML at `$KACHERY_CONFIG`, else `<user config dir>/kachery/config.toml`
+(`~/.config/kachery/config.toml` on Linux); the system file (a lab's admin rolls it out)
+is at `$KACHERY_SYSTEM_CONFIG`, else `/etc/kachery/config.toml`. Both look alike:
 
     storage_dir = "/data/kachery-storage"
-    daemon_port = 20431
+    profile = "lab"                    # the profile used unless another is chosen
+
+    [profiles.lab]                     # chosen with --profile lab or KACHERY_PROFILE=lab
+    daemon_host = "kachery.lab.example.org"
+
+    [plugins.mirror]                   # settings a plugin reads with plugin_settings()
+    url = "http://files.lab.example.org/kachery"
 """
 
 from __future__ import annotations
@@ -18,11 +26,13 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from .errors import ConfigError
 
 CONFIG_ENV = "KACHERY_CONFIG"
+SYSTEM_CONFIG_ENV = "KACHERY_SYSTEM_CONFIG"
+DEFAULT_SYSTEM_CONFIG = "/etc/kachery/config.toml"
 
 
 def _parse_path(value: Any) -> Path:
@@ -67,6 +77,13 @@ def _parse_name(value: Any) -> str:
     return text
 
 
+def _parse_profile(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", text):
+        raise ValueError("expected a profile name: letters, digits, '.', '_' or '-'")
+    return text
+
+
 def _parse_seconds(value: Any) -> float:
     try:
         seconds = float(value) if not isinstance(value, bool) else -1.0
@@ -107,6 +124,13 @@ class Setting:
 SETTINGS: Dict[str, Setting] = {
     s.key: s
     for s in [
+        Setting(
+            "profile",
+            "KACHERY_PROFILE",
+            None,
+            _parse_profile,
+            "Named profile ([profiles.NAME] in a config file) whose settings apply.",
+        ),
         Setting(
             "transport",
             "KACHERY_TRANSPORT",
@@ -226,9 +250,24 @@ class Resolved:
 class Config:
     """Resolved settings. Read them as attributes; `source(key)` says where each came from."""
 
-    def __init__(self, values: Dict[str, Resolved], config_file: Path) -> None:
+    def __init__(
+        self,
+        values: Dict[str, Resolved],
+        config_file: Path,
+        system_config_file: Optional[Path] = None,
+        plugins: Optional[Dict[str, Dict[str, Any]]] = None,
+    ) -> None:
         self._values = values
         self.config_file = config_file
+        self.system_config_file = system_config_file
+        self._plugins = plugins or {}
+
+    def plugin_settings(self, name: str) -> Dict[str, Any]:
+        """The `[plugins.NAME]` table, merged: system file < user file < the chosen profile.
+
+        Plugins validate their own keys; kachery passes the values as TOML gave them.
+        """
+        return dict(self._plugins.get(name, {}))
 
     def get(self, key: str) -> Any:
         return self._values[key].value
@@ -244,8 +283,9 @@ class Config:
         values = dict(self._values)
         for key, value in overrides.items():
             values[key] = Resolved(value, "derived")
-        return Config(values, self.config_file)
+        return Config(values, self.config_file, self.system_config_file, self._plugins)
 
+    profile = property(lambda self: self.get("profile"))
     transport = property(lambda self: self.get("transport"))
     storage_dir = property(lambda self: self.get("storage_dir"))
     daemon_host = property(lambda self: self.get("daemon_host"))
@@ -289,6 +329,10 @@ def default_config_path(env: Mapping[str, str]) -> Path:
     return user_config_dir() / "config.toml"
 
 
+def system_config_path(env: Mapping[str, str]) -> Path:
+    return Path(env.get(SYSTEM_CONFIG_ENV) or DEFAULT_SYSTEM_CONFIG).expanduser()
+
+
 def read_config_file(path: Path) -> Dict[str, Any]:
     """Parse a TOML config file; a missing file is an empty config."""
     try:
@@ -310,29 +354,89 @@ def read_config_file(path: Path) -> Dict[str, Any]:
         ) from None
 
 
+@dataclass(frozen=True)
+class _Layer:
+    """The plain settings of one place (a file's top level, or one profile in a file)."""
+
+    values: Dict[str, Any]
+    source: str
+    plugins: Dict[str, Dict[str, Any]]
+
+
+class _ConfigFile:
+    """A parsed, validated config file: top-level settings, profiles and plugin tables."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path = path
+        self.label = f"{kind} {path}"
+        data = read_config_file(path)
+        self.top = self._layer(data, self.label, f"{path}", allow_profile=True)
+        profiles = data.get("profiles", {})
+        if not isinstance(profiles, dict):
+            raise ConfigError(f"[profiles] in {path} must be a table of tables")
+        self.profiles: Dict[str, _Layer] = {}
+        for name, table in profiles.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"profile {name!r} in {path} must be a table ([profiles.{name}])")
+            self.profiles[name] = self._layer(
+                table, f"profile {name} in {path}", f"[profiles.{name}] in {path}", False
+            )
+
+    def _layer(self, table: Dict[str, Any], source: str, where: str, allow_profile: bool) -> _Layer:
+        values: Dict[str, Any] = {}
+        plugins: Dict[str, Dict[str, Any]] = {}
+        for key, raw in table.items():
+            if key == "plugins":
+                if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+                    raise ConfigError(f"plugins in {where} must hold tables: [plugins.NAME]")
+                plugins = raw
+                continue
+            if key == "profiles" and allow_profile:
+                continue
+            if key not in SETTINGS or (key == "profile" and not allow_profile):
+                known = [k for k in SETTINGS if allow_profile or k != "profile"]
+                raise ConfigError(
+                    f"unknown setting {key!r} in {where}",
+                    "known settings: " + ", ".join(known + ["[profiles.NAME]", "[plugins.NAME]"]),
+                )
+            try:  # every value is checked, even ones the environment overrides
+                SETTINGS[key].parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"invalid value {raw!r} for {key} in {where}", str(exc)) from None
+            values[key] = raw
+        return _Layer(values, source, plugins)
+
+
 def resolve_config(
     explicit: Optional[Mapping[str, Any]] = None,
     env: Optional[Mapping[str, str]] = None,
     explicit_source: str = "command line",
 ) -> Config:
-    """Resolve every setting from defaults, the config file, the environment and `explicit`."""
+    """Resolve every setting from defaults, config files, profile, environment and `explicit`.
+
+    Lowest first: default < system file < user file < the chosen profile < environment <
+    explicit. The profile is chosen by `explicit`, else `KACHERY_PROFILE`, else `profile`
+    in the user file, else in the system file; it may be defined in either file (the user
+    file's keys win).
+    """
     env = os.environ if env is None else env
     explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
-    path = default_config_path(env)
-    file_values = read_config_file(path)
-    for key, raw in file_values.items():
-        if key not in SETTINGS:
-            raise ConfigError(
-                f"unknown setting {key!r} in config file {path}",
-                "known settings: " + ", ".join(SETTINGS),
-            )
-        try:  # the whole file is checked, even values the environment overrides
-            SETTINGS[key].parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"invalid value {raw!r} for {key} in {path}", str(exc)) from None
     for key in explicit:
         if key not in SETTINGS:
             raise ConfigError(f"unknown setting {key!r}", "known settings: " + ", ".join(SETTINGS))
+    system = _ConfigFile(system_config_path(env), "system config file")
+    user = _ConfigFile(default_config_path(env), "config file")
+    layers = [system.top, user.top]
+    profile = _chosen_profile(explicit, env, layers)
+    if profile is not None:
+        defined = [f.profiles[profile] for f in (system, user) if profile in f.profiles]
+        if not defined:
+            names = sorted(set(system.profiles) | set(user.profiles))
+            raise ConfigError(
+                f"unknown profile {profile!r} (chosen by {profile_source(explicit, env, layers)})",
+                f"profiles defined in {user.path} and {system.path}: {', '.join(names) or 'none'}",
+            )
+        layers.extend(defined)
     values: Dict[str, Resolved] = {}
     for key, setting in SETTINGS.items():
         if key in explicit:
@@ -340,18 +444,44 @@ def resolve_config(
         elif env.get(setting.env):
             raw, source = env[setting.env], f"environment {setting.env}"
             where = setting.env
-        elif key in file_values:
-            raw, source = file_values[key], f"config file {path}"
-            where = f"{key} in {path}"
         else:
-            default = setting.default
-            values[key] = Resolved(None if default is None else setting.parse(default), "default")
-            continue
+            layer = next((lay for lay in reversed(layers) if key in lay.values), None)
+            if layer is None:
+                default = setting.default
+                parsed = None if default is None else setting.parse(default)
+                values[key] = Resolved(parsed, "default")
+                continue
+            raw, source, where = layer.values[key], layer.source, f"{key} in {layer.source}"
         try:
             values[key] = Resolved(setting.parse(raw), source)
         except ValueError as exc:
             raise ConfigError(f"invalid value {raw!r} for {where}", str(exc)) from None
-    return Config(values, path)
+    plugins: Dict[str, Dict[str, Any]] = {}
+    for layer in layers:
+        for name, table in layer.plugins.items():
+            plugins.setdefault(name, {}).update(table)
+    return Config(values, user.path, system.path, plugins)
+
+
+def _chosen_profile(
+    explicit: Mapping[str, Any], env: Mapping[str, str], layers: List[_Layer]
+) -> Optional[str]:
+    raw = explicit.get("profile") or env.get("KACHERY_PROFILE")
+    if raw is None:
+        raw = next(
+            (lay.values["profile"] for lay in reversed(layers) if "profile" in lay.values), None
+        )
+    return None if raw is None else str(raw).strip()
+
+
+def profile_source(
+    explicit: Mapping[str, Any], env: Mapping[str, str], layers: List[_Layer]
+) -> str:
+    if explicit.get("profile"):
+        return "--profile"
+    if env.get("KACHERY_PROFILE"):
+        return "KACHERY_PROFILE"
+    return next(f"profile in {lay.source}" for lay in reversed(layers) if "profile" in lay.values)
 
 
 def set_config_file_value(path: Path, key: str, value: str) -> None:

@@ -14,6 +14,7 @@ work="$(mktemp -d)"
 trap 'chmod -R u+w "$work"; rm -rf "$work"' EXIT
 export KACHERY_STORAGE_DIR="$work/kachery-storage"
 export KACHERY_CONFIG="$work/config.toml"
+export KACHERY_SYSTEM_CONFIG="$work/system-config.toml"
 export KACHERY_DAEMON_PORT="${KACHERY_DEMO_PORT:-20499}"   # no node there: the embedded backend is used
 head -c 3000000 /dev/urandom > "$work/data.bin"
 

@@ -46,6 +46,7 @@ def kenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, 
     values = {
         "KACHERY_STORAGE_DIR": str(tmp_path / "storage"),
         "KACHERY_CONFIG": str(tmp_path / "config" / "config.toml"),
+        "KACHERY_SYSTEM_CONFIG": str(tmp_path / "etc" / "config.toml"),
         "KACHERY_DAEMON_PORT": str(free_port()),
         "XDG_CACHE_HOME": str(tmp_path / "cache"),  # the registry cache, per test
     }

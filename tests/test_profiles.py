@@ -1,0 +1,154 @@
+"""Lab deployment configs: the system file, the user file, named profiles, and precedence."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from kachery_core.config import resolve_config
+from kachery_core.errors import ConfigError
+
+# The layers a value can come from, highest precedence first.
+LAYERS = ["flag", "env", "profile", "user", "system", "default"]
+
+
+def _write_configs(kenv: Dict[str, str], system: str, user: str) -> None:
+    for key, text in (("KACHERY_SYSTEM_CONFIG", system), ("KACHERY_CONFIG", user)):
+        path = Path(kenv[key])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def _setup(kenv: Dict[str, str], present: List[str]) -> tuple[Dict[str, str], Dict[str, object]]:
+    """Put a distinct daemon_port in each present layer; return (env, explicit)."""
+    ports = {layer: 21000 + i for i, layer in enumerate(LAYERS)}
+    system = f"daemon_port = {ports['system']}\n" if "system" in present else ""
+    user = f"daemon_port = {ports['user']}\n" if "user" in present else ""
+    user += 'profile = "lab"\n[profiles.lab]\n'
+    if "profile" in present:
+        user += f"daemon_port = {ports['profile']}\n"
+    _write_configs(kenv, system, user)
+    env = dict(kenv)
+    env.pop("KACHERY_DAEMON_PORT")
+    if "env" in present:
+        env["KACHERY_DAEMON_PORT"] = str(ports["env"])
+    explicit: Dict[str, object] = {"daemon_port": ports["flag"]} if "flag" in present else {}
+    return env, explicit
+
+
+@pytest.mark.parametrize(
+    "present",
+    [list(combo) for n in range(len(LAYERS)) for combo in itertools.combinations(LAYERS[:-1], n)],
+    ids=lambda combo: "+".join(combo) or "nothing",
+)
+def test_precedence_table(kenv, present: List[str]) -> None:
+    env, explicit = _setup(kenv, present)
+    config = resolve_config(explicit, env=env)
+    winner = next((layer for layer in LAYERS if layer in present), "default")
+    expected_port = 20431 if winner == "default" else 21000 + LAYERS.index(winner)
+    assert config.daemon_port == expected_port
+    source = config.source("daemon_port")
+    expected_source = {
+        "flag": "command line",
+        "env": "environment KACHERY_DAEMON_PORT",
+        "profile": f"profile lab in {kenv['KACHERY_CONFIG']}",
+        "user": f"config file {kenv['KACHERY_CONFIG']}",
+        "system": f"system config file {kenv['KACHERY_SYSTEM_CONFIG']}",
+        "default": "default",
+    }[winner]
+    assert source == expected_source
+
+
+def test_profile_chosen_by_flag_env_or_file(cli, kenv, tmp_path: Path) -> None:
+    system = """
+profile = "site"
+[profiles.site]
+storage_dir = "/srv/site-storage"
+daemon_host = "127.0.0.5"
+[profiles.other]
+storage_dir = "/srv/other-storage"
+"""
+    user = """
+[profiles.other]
+daemon_port = 23001
+[profiles.mine]
+storage_dir = "/home/me/mine"
+"""
+    _write_configs(kenv, system, user)
+    env = {k: v for k, v in kenv.items() if k not in ("KACHERY_STORAGE_DIR", "KACHERY_DAEMON_PORT")}
+    shown = cli("config", env=env)
+    assert shown.returncode == 0, shown
+    assert "/srv/site-storage" in shown.stdout
+    assert f"[profile site in {kenv['KACHERY_SYSTEM_CONFIG']}" in shown.stdout
+    assert f"# system config file: {kenv['KACHERY_SYSTEM_CONFIG']}" in shown.stdout
+
+    by_env = cli("config", env=dict(env, KACHERY_PROFILE="mine"))
+    assert "/home/me/mine" in by_env.stdout and "/srv/site-storage" not in by_env.stdout
+
+    # the flag beats the environment; the same profile in both files merges, user keys win
+    by_flag = cli("--profile", "other", "config", env=dict(env, KACHERY_PROFILE="mine"))
+    lines = {line.split()[0]: line for line in by_flag.stdout.splitlines() if line[:1] != "#"}
+    assert "/srv/other-storage" in lines["storage_dir"]
+    assert f"profile other in {kenv['KACHERY_SYSTEM_CONFIG']}" in lines["storage_dir"]
+    assert "command line" in lines["profile"]
+    assert "23001" in lines["daemon_port"]
+    assert "127.0.0.5" not in lines["daemon_host"]  # only the chosen profile applies
+
+
+def test_the_profile_selects_the_backend(cli, kenv, tmp_path: Path) -> None:
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    _write_configs(
+        kenv,
+        "",
+        f'[profiles.laptop]\ntransport = "offline"\noffline_storage_dir = "{offline}"\n',
+    )
+    info = cli("--profile", "laptop", "info")
+    assert info.returncode == 0, info
+    assert "offline" in info.stdout
+    plain = cli("info")
+    assert "backend           local" in plain.stdout
+
+
+def test_unknown_profile_is_a_clear_error(cli, kenv) -> None:
+    _write_configs(kenv, "[profiles.lab]\n", "[profiles.home]\n")
+    result = cli("--profile", "labb", "info")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "unknown profile 'labb'" in result.stderr
+    assert "--profile" in result.stderr and "home, lab" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "system, user, message",
+    [
+        ("", "[profiles.lab]\nprofile = 'x'\n", "unknown setting 'profile' in [profiles.lab]"),
+        ("", "[profiles.lab]\ndaemon_prot = 1\n", "unknown setting 'daemon_prot'"),
+        ("[profiles.lab]\ndaemon_port = 'abc'\n", "", "invalid value 'abc' for daemon_port"),
+        ("daemon_port = [", "", "is not valid TOML"),
+        ("", "profiles = 3\n", "[profiles] in"),
+        ("", "[plugins]\nmirror = 1\n", "plugins in"),
+    ],
+)
+def test_bad_config_files_name_the_file(kenv, system: str, user: str, message: str) -> None:
+    _write_configs(kenv, system, user)
+    with pytest.raises(ConfigError) as caught:
+        resolve_config()
+    assert message in str(caught.value)
+    bad_file = kenv["KACHERY_SYSTEM_CONFIG"] if system else kenv["KACHERY_CONFIG"]
+    assert bad_file in str(caught.value)
+
+
+def test_plugin_settings_merge_by_layer(kenv) -> None:
+    _write_configs(
+        kenv,
+        '[plugins.mirror]\nurl = "http://system"\ncache = "/sys"\n',
+        '[plugins.mirror]\nurl = "http://user"\n[profiles.lab.plugins.mirror]\ncache = "/lab"\n',
+    )
+    assert resolve_config().plugin_settings("mirror") == {"url": "http://user", "cache": "/sys"}
+    lab = resolve_config({"profile": "lab"})
+    assert lab.plugin_settings("mirror") == {"url": "http://user", "cache": "/lab"}
+    assert lab.plugin_settings("absent") == {}

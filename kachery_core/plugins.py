@@ -159,7 +159,14 @@ class BackendRegistry:
             try:
                 answer = impl.function(config=config)
             except Exception as exc:
-                self.broken[impl.plugin_name] = f"kachery_select_backend raised {exc!r}"
+                reason = f"kachery_select_backend raised {exc!r}"
+                self.broken[impl.plugin_name] = reason
+                import sys
+
+                print(
+                    f"Warning: plugin {impl.plugin_name!r} ignored: {reason}",
+                    file=sys.stderr,
+                )
                 continue
             if answer is not None:
                 return str(answer), impl.plugin_name

@@ -1,0 +1,233 @@
+"""The transport contract, as a pytest test class that any backend can run against itself.
+
+Every built-in backend runs this suite, and a plugin author runs it against their own
+backend to show it behaves like the others: same URIs, same bytes, same errors for the
+same bad input. Subclass `TransportContract`, say what your backend can do, and provide a
+`backend` fixture:
+
+    import pytest
+    from kachery_core.testing import ContractBackend, TransportContract
+
+    class TestMyBackend(TransportContract):
+        can_store = can_link = has_mutables = has_feeds = False   # read-only
+
+        @pytest.fixture
+        def backend(self, tmp_path):
+            transport = MyTransport.from_config(...)
+            yield ContractBackend(transport, seed=lambda data: publish(data))
+            transport.close()
+
+`seed(data)` must put the bytes where the backend can find them and return their
+`ContentUri`; for a backend that can store, leave it out and the suite stores through the
+backend itself. `pytest` is needed only to run the suite, not to import kachery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ClassVar, Iterator, Optional
+
+import pytest
+
+from .errors import InvalidInputError, KacheryError, NotFoundError, UnsupportedOperation
+from .manifest import CHUNK_SIZE
+from .transport import DaemonTransport, NodeInfo, SubfeedWatch
+from .uri import ContentUri, parse_uri
+
+LARGE_SIZE = CHUNK_SIZE + 1_234_567
+"""Just over one manifest chunk: big enough for a manifest, small enough to be quick."""
+
+MISSING_SHA1 = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dataclass
+class ContractBackend:
+    """What the suite needs from the fixture: the transport, and a way to put bytes in it."""
+
+    transport: DaemonTransport
+    seed: Optional[Callable[[bytes], ContentUri]] = None
+
+    def put(self, data: bytes) -> ContentUri:
+        if self.seed is not None:
+            return self.seed(data)
+        return self.transport.store_stream(io.BytesIO(data)).uri()
+
+
+def _read_all(
+    transport: DaemonTransport, uri: ContentUri, start: int = 0, end: Optional[int] = None
+) -> bytes:
+    with transport.open_range(uri, start, end) as stream:
+        return b"".join(iter(lambda: stream.read(1 << 20), b""))
+
+
+def _expected_uri(data: bytes) -> str:
+    return f"sha1://{hashlib.sha1(data).hexdigest()}"
+
+
+class TransportContract:
+    """The behaviour every kachery backend shares. Subclasses provide `backend`."""
+
+    can_store: ClassVar[bool] = True
+    can_link: ClassVar[bool] = True
+    has_mutables: ClassVar[bool] = True
+    has_feeds: ClassVar[bool] = True
+
+    @pytest.fixture
+    def backend(self) -> Iterator[ContractBackend]:
+        raise NotImplementedError("subclasses provide the `backend` fixture")
+
+    # -- describing itself ---------------------------------------------------------
+
+    def test_node_info_names_the_backend(self, backend: ContractBackend) -> None:
+        info = backend.transport.node_info()
+        assert isinstance(info, NodeInfo)
+        assert info.backend == backend.transport.name
+        assert info.node_id is None or len(info.node_id) == 64
+
+    # -- loading ---------------------------------------------------------------------
+
+    def test_load_file_gives_the_bytes(self, backend: ContractBackend) -> None:
+        data = os.urandom(100_000)
+        uri = backend.put(data)
+        assert str(uri).startswith(_expected_uri(data))
+        path = backend.transport.load_file(uri)
+        assert Path(path).read_bytes() == data
+        assert Path(backend.transport.load_file(uri)).read_bytes() == data  # again: same answer
+
+    def test_empty_file(self, backend: ContractBackend) -> None:
+        uri = backend.put(b"")
+        assert Path(backend.transport.load_file(uri)).read_bytes() == b""
+        assert _read_all(backend.transport, uri) == b""
+
+    def test_label_and_query_do_not_matter(self, backend: ContractBackend) -> None:
+        data = b"labels are only names"
+        uri = backend.put(data)
+        labelled = parse_uri(f"{_expected_uri(data)}/some/label.txt")
+        assert Path(backend.transport.load_file(labelled)).read_bytes() == data
+        assert uri.sha1 == labelled.sha1
+
+    def test_byte_ranges(self, backend: ContractBackend) -> None:
+        data = os.urandom(300_000)
+        uri = backend.put(data)
+        for start, end in [(0, None), (0, 1), (1000, 2000), (299_999, 300_000), (5, 5)]:
+            assert _read_all(backend.transport, uri, start, end) == data[start:end]
+
+    def test_range_outside_the_file_is_invalid_input(self, backend: ContractBackend) -> None:
+        uri = backend.put(b"ten bytes!")
+        for start, end in [(0, 11), (8, 4)]:
+            with pytest.raises(InvalidInputError) as caught:
+                _read_all(backend.transport, uri, start, end)
+            assert f"{start}-{end}" in str(caught.value)
+
+    def test_missing_object_is_not_found(self, backend: ContractBackend) -> None:
+        uri = parse_uri(f"sha1://{MISSING_SHA1}/missing.bin")
+        with pytest.raises(NotFoundError) as caught:
+            backend.transport.load_file(uri)
+        assert MISSING_SHA1 in str(caught.value)
+        with pytest.raises(NotFoundError):
+            _read_all(backend.transport, uri)
+
+    def test_large_file_with_manifest(self, backend: ContractBackend) -> None:
+        data = os.urandom(LARGE_SIZE)
+        uri = backend.put(data)
+        assert uri.manifest_sha1 is not None, "files over 20,000,000 bytes get a manifest"
+        path = backend.transport.load_file(uri)
+        with open(path, "rb") as f:
+            assert hashlib.sha1(f.read()).hexdigest() == uri.sha1
+        across = (CHUNK_SIZE - 10, CHUNK_SIZE + 10)  # a range across the chunk boundary
+        assert _read_all(backend.transport, uri, *across) == data[across[0] : across[1]]
+
+    # -- storing ---------------------------------------------------------------------
+
+    def test_store_file_gives_the_content_uri(
+        self, backend: ContractBackend, tmp_path: Path
+    ) -> None:
+        source = tmp_path / "data.bin"
+        data = os.urandom(50_000)
+        source.write_bytes(data)
+        if not self.can_store:
+            with pytest.raises(UnsupportedOperation):
+                backend.transport.store_file(str(source))
+            return
+        stored = backend.transport.store_file(str(source))
+        assert stored.sha1 == hashlib.sha1(data).hexdigest() and stored.size == len(data)
+        assert Path(backend.transport.load_file(stored.uri())).read_bytes() == data
+        again = backend.transport.store_file(str(source))
+        assert again.sha1 == stored.sha1  # storing twice is harmless
+
+    def test_store_stream(self, backend: ContractBackend) -> None:
+        data = os.urandom(70_000)
+        if not self.can_store:
+            with pytest.raises(UnsupportedOperation):
+                backend.transport.store_stream(io.BytesIO(data))
+            return
+        stored = backend.transport.store_stream(io.BytesIO(data))
+        assert stored.sha1 == hashlib.sha1(data).hexdigest()
+        assert _read_all(backend.transport, stored.uri()) == data
+
+    def test_store_missing_file_is_an_error(self, backend: ContractBackend, tmp_path: Path) -> None:
+        missing = tmp_path / "no-such-file.bin"
+        expected = KacheryError if self.can_store else UnsupportedOperation
+        with pytest.raises(expected) as caught:
+            backend.transport.store_file(str(missing))
+        if self.can_store:
+            assert "no-such-file.bin" in str(caught.value)
+
+    def test_link_file(self, backend: ContractBackend, tmp_path: Path) -> None:
+        source = tmp_path / "linked.bin"
+        data = os.urandom(40_000)
+        source.write_bytes(data)
+        if not self.can_link:
+            with pytest.raises(UnsupportedOperation):
+                backend.transport.link_file(str(source))
+            return
+        stored = backend.transport.link_file(str(source))
+        assert stored.sha1 == hashlib.sha1(data).hexdigest()
+        assert Path(backend.transport.load_file(stored.uri())).read_bytes() == data
+
+    # -- mutables and feeds ------------------------------------------------------------
+
+    def test_mutables(self, backend: ContractBackend) -> None:
+        t = backend.transport
+        key = {"contract": os.urandom(8).hex()}
+        if not self.has_mutables:
+            with pytest.raises(UnsupportedOperation):
+                t.mutable_get(key)
+            return
+        assert t.mutable_get(key) == (False, None)
+        t.mutable_set(key, {"value": [1, 2, 3]})
+        assert t.mutable_get(key) == (True, {"value": [1, 2, 3]})
+        t.mutable_set(key, "second", update=False)  # no update: the first value stays
+        assert t.mutable_get(key) == (True, {"value": [1, 2, 3]})
+        t.mutable_set(key, "third")
+        assert t.mutable_get(key) == (True, "third")
+        t.mutable_delete(key)
+        assert t.mutable_get(key) == (False, None)
+
+    def test_feeds(self, backend: ContractBackend) -> None:
+        t = backend.transport
+        if not self.has_feeds:
+            with pytest.raises(UnsupportedOperation):
+                t.create_feed()
+            return
+        name = f"contract-{os.urandom(4).hex()}"
+        feed_id = t.create_feed(name)
+        assert t.get_feed_id(name) == feed_id
+        subfeed = hashlib.sha1(b"main").hexdigest()
+        assert t.get_num_messages(feed_id, subfeed) == 0
+        t.append_messages(feed_id, subfeed, [{"n": 1}, {"n": 2}])
+        assert t.get_num_messages(feed_id, subfeed) == 2
+        got = t.watch_for_new_messages({"w": SubfeedWatch(feed_id, subfeed, 1)}, wait_msec=100)
+        assert got == {"w": [{"n": 2}]}
+        t.delete_feed(feed_id)
+        assert t.get_feed_id(name) is None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def test_close_twice(self, backend: ContractBackend) -> None:
+        backend.transport.close()
+        backend.transport.close()

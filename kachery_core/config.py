@@ -188,6 +188,20 @@ SETTINGS: Dict[str, Setting] = {
             "Node ID the client insists on (set by generate-node-id).",
         ),
         Setting(
+            "daemon_tls",
+            "KACHERY_DAEMON_TLS",
+            False,
+            _parse_bool,
+            "1: talk to the node over HTTPS (a node started with --tls-cert, or behind a TLS proxy).",
+        ),
+        Setting(
+            "tls_ca_file",
+            "KACHERY_TLS_CA_FILE",
+            None,
+            _parse_path,
+            "CA certificate(s) to trust for the node's HTTPS; unset: the system's CAs.",
+        ),
+        Setting(
             "grpc_port",
             "KACHERY_GRPC_PORT",
             20432,
@@ -256,11 +270,14 @@ class Config:
         config_file: Path,
         system_config_file: Optional[Path] = None,
         plugins: Optional[Dict[str, Dict[str, Any]]] = None,
+        environ: Optional[Mapping[str, str]] = None,
     ) -> None:
         self._values = values
         self.config_file = config_file
         self.system_config_file = system_config_file
         self._plugins = plugins or {}
+        self.environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
+        """The environment these settings were resolved from; plugins read their variables here."""
 
     def plugin_settings(self, name: str) -> Dict[str, Any]:
         """The `[plugins.NAME]` table, merged: system file < user file < the chosen profile.
@@ -283,7 +300,9 @@ class Config:
         values = dict(self._values)
         for key, value in overrides.items():
             values[key] = Resolved(value, "derived")
-        return Config(values, self.config_file, self.system_config_file, self._plugins)
+        return Config(
+            values, self.config_file, self.system_config_file, self._plugins, self.environ
+        )
 
     profile = property(lambda self: self.get("profile"))
     transport = property(lambda self: self.get("transport"))
@@ -296,6 +315,8 @@ class Config:
     expected_node_id = property(lambda self: self.get("expected_node_id"))
     fsync = property(lambda self: self.get("fsync"))
     grpc_port = property(lambda self: self.get("grpc_port"))
+    daemon_tls = property(lambda self: self.get("daemon_tls"))
+    tls_ca_file = property(lambda self: self.get("tls_ca_file"))
     auth_token_file = property(lambda self: self.get("auth_token_file"))
     auth_code_file = property(lambda self: self.get("auth_code_file"))
     connect_timeout = property(lambda self: self.get("connect_timeout"))
@@ -460,7 +481,7 @@ def resolve_config(
     for layer in layers:
         for name, table in layer.plugins.items():
             plugins.setdefault(name, {}).update(table)
-    return Config(values, user.path, system.path, plugins)
+    return Config(values, user.path, system.path, plugins, env)
 
 
 def _chosen_profile(

@@ -30,6 +30,8 @@ class CliState:
         self.transport = transport
         self.profile = profile
         self.debug = debug
+        self.channel: Optional[str] = None
+        """--channel of the command, set before the client is made."""
         self._client: Optional[Client] = None
 
     @property
@@ -37,7 +39,9 @@ class CliState:
         if self._client is None:
             from kachery_client.client import Client
 
-            self._client = Client(self.transport, profile=self.profile, _source="command line")
+            self._client = Client(
+                self.transport, profile=self.profile, channel=self.channel, _source="command line"
+            )
         return self._client
 
 
@@ -79,18 +83,29 @@ def cli(ctx: click.Context, transport: Optional[str], profile: Optional[str], de
 @cli.command("store-file")
 @click.argument("path", type=click.Path(dir_okay=True, allow_dash=True, path_type=str))
 @click.option("--label", help="Name to put in the URI (default: the file's base name).")
+@click.option(
+    "--upload-to-channel",
+    "channel",
+    metavar="NAME",
+    help="Also have the node upload it to this channel, for the channel's other nodes.",
+)
 @pass_state
-def store_file(state: CliState, path: str, label: Optional[str]) -> None:
+def store_file(state: CliState, path: str, label: Optional[str], channel: Optional[str]) -> None:
     """Store a copy of PATH (- for stdin) and print its sha1:// URI."""
     if path == "-":
-        uri = state.client.store_stream(sys.stdin.buffer, label)
+        uri = state.client.store_stream(sys.stdin.buffer, label, upload_to_channel=channel)
     else:
-        bar = progress_bar("storing", _size_or_none(path))
+        size = _size_or_none(path)
+        bar = progress_bar("storing", size)
+        upload_bar = progress_bar(f"uploading to {channel}", size) if channel else None
         try:
-            uri = state.client.store_file(path, label, bar)
+            uri = state.client.store_file(path, label, bar, channel, upload_bar)
         finally:
-            if bar:
-                bar.close()
+            for each in (bar, upload_bar):
+                if each:
+                    each.close()
+    if channel:
+        click.echo(f"uploaded to channel {channel}", err=True)
     click.echo(uri)
 
 
@@ -117,9 +132,15 @@ def link_file(state: CliState, path: str, label: Optional[str]) -> None:
 @click.option(
     "--dest", type=click.Path(path_type=str), help="Also copy the file here (a file or directory)."
 )
+@click.option(
+    "--channel",
+    metavar="NAME",
+    help="If the node lacks the file, it fetches it from this channel (default: KACHERY_CHANNEL).",
+)
 @pass_state
-def load_file(state: CliState, uri: str, dest: Optional[str]) -> None:
+def load_file(state: CliState, uri: str, dest: Optional[str], channel: Optional[str]) -> None:
     """Make the file available locally and print its path."""
+    state.channel = channel
     bar = progress_bar("loading")
     try:
         click.echo(state.client.load_file(uri, dest, bar))
@@ -137,10 +158,19 @@ def load_file(state: CliState, uri: str, dest: Optional[str]) -> None:
     default=None,
     help="Byte after the last (default: the end).",
 )
+@click.option(
+    "--channel",
+    metavar="NAME",
+    help="If the node lacks the file, it fetches it from this channel (default: KACHERY_CHANNEL).",
+)
 @pass_state
-def cat_file(state: CliState, uri: str, start: int, end: Optional[int]) -> None:
+def cat_file(
+    state: CliState, uri: str, start: int, end: Optional[int], channel: Optional[str]
+) -> None:
     """Write the file's bytes (or bytes START to END) to stdout."""
     from .output import copy_to_fd
+
+    state.channel = channel
 
     if end is not None and end < start:
         raise click.BadParameter(f"--end {end} is before --start {start}", param_hint="--end")

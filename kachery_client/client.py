@@ -78,11 +78,24 @@ class Client:
     # -- files --------------------------------------------------------------------
 
     def store_file(
-        self, path: PathLike, label: Optional[str] = None, progress: Optional[Progress] = None
+        self,
+        path: PathLike,
+        label: Optional[str] = None,
+        progress: Optional[Progress] = None,
+        upload_to_channel: Optional[str] = None,
+        upload_progress: Optional[Progress] = None,
     ) -> str:
-        """Store a copy of a file; return its `sha1://` URI (labelled with its base name)."""
+        """Store a copy of a file; return its `sha1://` URI (labelled with its base name).
+
+        With `upload_to_channel`, the node also uploads it (and its manifest) to that channel.
+        """
+        if upload_to_channel is not None:
+            self.transport.check_channels(upload_to_channel)  # fail before storing anything
         stored = self.transport.store_file(os.fspath(path), progress)
-        return str(stored.uri(label or _basename(path)))
+        uri = stored.uri(label or _basename(path))
+        if upload_to_channel is not None:
+            self.transport.upload_to_channel(uri, upload_to_channel, upload_progress)
+        return str(uri)
 
     def link_file(
         self, path: PathLike, label: Optional[str] = None, progress: Optional[Progress] = None
@@ -92,10 +105,34 @@ class Client:
         return str(stored.uri(label or _basename(path)))
 
     def store_stream(
-        self, stream: BinaryIO, label: Optional[str] = None, progress: Optional[Progress] = None
+        self,
+        stream: BinaryIO,
+        label: Optional[str] = None,
+        progress: Optional[Progress] = None,
+        upload_to_channel: Optional[str] = None,
     ) -> str:
         """Store everything read from a binary stream (a pipe, a socket, a file object)."""
-        return str(self.transport.store_stream(stream, progress).uri(label))
+        if upload_to_channel is not None:
+            self.transport.check_channels(upload_to_channel)
+        uri = self.transport.store_stream(stream, progress).uri(label)
+        if upload_to_channel is not None:
+            self.transport.upload_to_channel(uri, upload_to_channel)
+        return str(uri)
+
+    def upload_to_channel(
+        self, uri: UriLike, channel: Optional[str] = None, progress: Optional[Progress] = None
+    ) -> None:
+        """Have the node upload a file it holds to a channel (default: the `channel` setting).
+
+        Other nodes of the channel can then load it; a client names the channel with
+        `Client(channel=...)`, `--channel` or `KACHERY_CHANNEL`.
+        """
+        name = channel or self.config.channel
+        if name is None:
+            raise InvalidInputError(
+                "no channel to upload to", "name one, or set channel (KACHERY_CHANNEL)"
+            )
+        self.transport.upload_to_channel(parse_uri(uri), name, progress)
 
     def load_file(
         self, uri: UriLike, dest: Optional[PathLike] = None, progress: Optional[Progress] = None

@@ -84,6 +84,13 @@ def _parse_profile(value: Any) -> str:
     return text
 
 
+def _parse_channel(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", text):
+        raise ValueError("expected a channel name: letters, digits, '.', '_' or '-'")
+    return text
+
+
 def _parse_seconds(value: Any) -> float:
     try:
         seconds = float(value) if not isinstance(value, bool) else -1.0
@@ -245,6 +252,20 @@ SETTINGS: Dict[str, Setting] = {
             "Seconds to wait for the node's next bytes before giving up on it.",
         ),
         Setting(
+            "channel",
+            "KACHERY_CHANNEL",
+            None,
+            _parse_channel,
+            "Channel the node fetches missing files from (one of the node's [channels.NAME]).",
+        ),
+        Setting(
+            "channel_timeout",
+            "KACHERY_CHANNEL_TIMEOUT",
+            60.0,
+            _parse_seconds,
+            "Seconds the node waits for another node of the channel to provide a missing file.",
+        ),
+        Setting(
             "fsync",
             "KACHERY_FSYNC",
             False,
@@ -321,6 +342,8 @@ class Config:
     auth_code_file = property(lambda self: self.get("auth_code_file"))
     connect_timeout = property(lambda self: self.get("connect_timeout"))
     read_timeout = property(lambda self: self.get("read_timeout"))
+    channel = property(lambda self: self.get("channel"))
+    channel_timeout = property(lambda self: self.get("channel_timeout"))
 
     @property
     def auth_token(self) -> Optional[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, List, Optional, Tuple
 
 from .errors import IntegrityError
 from .manifest import CHUNK_SIZE, MANIFEST_THRESHOLD, Chunk, Manifest
@@ -72,14 +72,17 @@ def hash_stream(
     size_hint: Optional[int] = None,
     progress: Optional[Progress] = None,
     manifest: bool = True,
+    resume: Optional[Any] = None,
 ) -> HashResult:
     """Read everything from `read_into`, hashing it (and writing it with `write`).
 
     `size_hint` is the expected size when known: chunk hashing is skipped for files that
     will not need a manifest. The result carries a `Manifest` when the size is over
-    MANIFEST_THRESHOLD, unless `manifest` is False.
+    MANIFEST_THRESHOLD, unless `manifest` is False. `resume` is a `hashlib.sha1()` object
+    that has already seen the bytes before this stream (a resumed download); it is
+    updated in place, and the result's size counts only this stream's bytes.
     """
-    whole = hashlib.sha1()
+    whole = resume if resume is not None else hashlib.sha1()
     chunker: Optional[_ChunkHasher] = None
     if manifest and (size_hint is None or size_hint > MANIFEST_THRESHOLD):
         chunker = _ChunkHasher()

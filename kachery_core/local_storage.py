@@ -177,9 +177,26 @@ class LocalStorage(Storage):
     def store_bytes(self, data: bytes, expected_sha1: Optional[str] = None) -> StoredObject:
         return self.store_stream(io.BytesIO(data), expected_sha1)
 
-    def object_writer(self) -> ObjectWriter:
-        """An incremental writer, for bytes that arrive in pieces (a network body)."""
-        return ObjectWriter(self)
+    def object_writer(self, manifest: bool = True) -> ObjectWriter:
+        """An incremental writer, for bytes that arrive in pieces (a network body).
+
+        `manifest=False` skips the chunk hashes (a second SHA-1 pass) for a download whose
+        manifest the sender already has; no manifest object is made then.
+        """
+        return ObjectWriter(self, manifest)
+
+    def adopt_verified(self, path: Path, sha1: str) -> Path:
+        """Move a file whose SHA-1 the caller has checked into place as object `sha1`.
+
+        For downloads that outlive a process (see `resumable.py`) and so cannot use a
+        staging file; the file must be in `temp_dir` (same filesystem) and is consumed.
+        """
+        if self.fsync:
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        final = self.layout.object_path(check_sha1(sha1))
+        self._place(path, final)
+        return final
 
     def link_file(self, path: Path, progress: Optional[Progress] = None) -> StoredObject:
         real = Path(os.path.realpath(path))
@@ -274,23 +291,24 @@ class ObjectWriter:
     ...     stored = writer.commit(expected_sha1=None)
     """
 
-    def __init__(self, storage: LocalStorage) -> None:
+    def __init__(self, storage: LocalStorage, manifest: bool = True) -> None:
         self._storage = storage
         self._staging = storage._staging_file()
         self._whole = hashlib.sha1()
-        self._chunks = _ChunkHasher()
+        self._chunks = _ChunkHasher() if manifest else None
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         self._whole.update(view)
-        self._chunks.update(view)
+        if self._chunks is not None:
+            self._chunks.update(view)
         writer_for(self._staging.file)(view)
         self.size += len(view)
 
     def commit(self, expected_sha1: Optional[str] = None) -> StoredObject:
         manifest = None
-        if self.size > MANIFEST_THRESHOLD:
+        if self.size > MANIFEST_THRESHOLD and self._chunks is not None:
             manifest = Manifest(self.size, self._whole.hexdigest(), self._chunks.finish())
         result = HashResult(self._whole.hexdigest(), self.size, manifest)
         with self._staging:

@@ -22,26 +22,43 @@ class ProbeAnswer:
     raw: Dict[str, object]
 
 
-_cache: Dict[Tuple[str, int], Optional[ProbeAnswer]] = {}
+_cache: Dict[Tuple[str, int, bool], Optional[ProbeAnswer]] = {}
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Probe over HTTPS, trusting `ca_file` (None: the system's CAs).
+
+    `verify=False` only asks "is a node listening there?" (`kachery-daemon info` on the
+    node's own machine); clients always verify.
+    """
+
+    ca_file: Optional[str] = None
+    verify: bool = True
 
 
 def probe_node(
-    host: str, port: int, timeout: float = PROBE_TIMEOUT, fresh: bool = False
+    host: str,
+    port: int,
+    timeout: float = PROBE_TIMEOUT,
+    fresh: bool = False,
+    tls: Optional[Tls] = None,
 ) -> Optional[ProbeAnswer]:
     """Probe `host:port`; None if nothing there answers like a kachery node."""
-    key = (host, port)
+    key = (host, port, tls is not None)
     if not fresh and key in _cache:
         return _cache[key]
-    answer = _probe_once(host, port, timeout)
+    answer = _probe_once(host, port, timeout, tls)
     _cache[key] = answer
     return answer
 
 
 def forget_probe(host: str, port: int) -> None:
-    _cache.pop((host, port), None)
+    for tls in (False, True):
+        _cache.pop((host, port, tls), None)
 
 
-def _probe_once(host: str, port: int, timeout: float) -> Optional[ProbeAnswer]:
+def _probe_once(host: str, port: int, timeout: float, tls: Optional[Tls]) -> Optional[ProbeAnswer]:
     # Connect first with a bare socket: when nothing listens (the usual case without a
     # node) the answer comes without importing the HTTP machinery at all.
     try:
@@ -51,6 +68,18 @@ def _probe_once(host: str, port: int, timeout: float) -> Optional[ProbeAnswer]:
     import http.client
     import json
 
+    if tls is not None:
+        import ssl
+
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if not tls.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        try:
+            sock = context.wrap_socket(sock, server_hostname=host)
+        except (OSError, ssl.SSLError):
+            sock.close()
+            return None
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     conn.sock = sock
     try:

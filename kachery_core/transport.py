@@ -61,6 +61,12 @@ class DaemonTransport(ABC):
     name: ClassVar[str] = "unnamed"
     unsupported_hint: ClassVar[Optional[str]] = None
     """Appended to every `UnsupportedOperation` this backend raises."""
+    channel: Optional[str] = None
+    """The channel a load asks the node to fetch from when it lacks the file (`config.channel`).
+
+    A backend that supports channels sets it from its config; `Client(channel="x")` and
+    `--channel x` work by setting that config value explicitly.
+    """
 
     @classmethod
     @abstractmethod
@@ -97,6 +103,18 @@ class DaemonTransport(ABC):
     def link_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
         """Make a local file available by reference, without copying it."""
         raise self.unsupported("linking files")
+
+    # -- channels -----------------------------------------------------------------
+
+    def check_channels(self, channel: str) -> None:
+        """Raise now if this backend cannot use channels, before a store does any work."""
+        raise self.unsupported("channels")
+
+    def upload_to_channel(
+        self, uri: ContentUri, channel: str, progress: Optional[Progress] = None
+    ) -> None:
+        """Have the node upload a file it holds (with its manifest) to its channel `channel`."""
+        raise self.unsupported("channels")
 
     # -- mutables -----------------------------------------------------------------
 

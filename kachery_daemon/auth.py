@@ -6,9 +6,8 @@ one more rotation, so a client that read the file just before a rotation is not 
 Being able to read that file is what grants a local user access to the node. Clients send
 the code in the `KACHERY-CLIENT-AUTH-CODE` header.
 
-`Authorizer` takes a list of credential checkers so that other kinds of credentials (for
-example long-lived access tokens for clients on other machines) can be accepted through
-the same header later.
+`Authorizer` takes a list of credential checkers, so that the long-lived access tokens of
+clients on other machines (tokens.py) are accepted through the same header.
 """
 
 from __future__ import annotations
@@ -69,7 +68,12 @@ class Authorizer:
     def reason_to_refuse(self, header_value: Optional[str]) -> Optional[str]:
         """None when authorized, else the one-line reason for the 403."""
         if not header_value:
-            return f"missing {AUTH_HEADER} header: read the code from the node's client-auth file"
+            return (
+                f"missing {AUTH_HEADER} header: send the code from the node's client-auth file "
+                "or an access token"
+            )
         if any(check(header_value) for check in self.checks):
             return None
+        if header_value.startswith("kt_"):
+            return "unknown or revoked access token: ask the node's admin for a new one"
         return f"invalid {AUTH_HEADER}: the code may have rotated; read client-auth again"

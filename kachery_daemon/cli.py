@@ -8,13 +8,16 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import click
 
 from kachery_core import __version__
 from kachery_core.config import resolve_config
 from kachery_core.errors import ConfigError, KacheryError
+
+if TYPE_CHECKING:
+    from .tokens import TokenStore
 
 PROG = "kachery-daemon"
 
@@ -63,6 +66,29 @@ def cli() -> None:
     show_default=True,
     help="On stop, how long transfers in flight may take before they are aborted.",
 )
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Also serve the gRPC API on this port, on the same --host (default: no gRPC).",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Serve HTTPS with this certificate (PEM; with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Private key (PEM) of --tls-cert.",
+)
+@click.option(
+    "--config",
+    "node_config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Node config file: the channels it belongs to (default: <storage dir>/kachery-node.toml if present).",
+)
 def start(
     host: str,
     port: Optional[int],
@@ -72,6 +98,10 @@ def start(
     label: str,
     auth_rotate_seconds: float,
     shutdown_grace_seconds: float,
+    grpc_port: Optional[int],
+    tls_cert: Optional[Path],
+    tls_key: Optional[Path],
+    node_config: Optional[Path],
 ) -> None:
     """Run the node in the foreground until stopped (Ctrl-C, SIGTERM or `kachery-daemon stop`)."""
     from .runner import run_node
@@ -80,6 +110,8 @@ def start(
         {"storage_dir": storage_dir} if storage_dir else {}, explicit_source="--storage-dir"
     )
     group = _group_id(auth_group) if auth_group else None
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
     run_node(
         storage_dir=Path(config.storage_dir),
         host=host,
@@ -89,6 +121,9 @@ def start(
         label=label,
         rotate_seconds=auth_rotate_seconds,
         shutdown_grace_seconds=shutdown_grace_seconds,
+        grpc_port=grpc_port,
+        tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
+        node_config=node_config,
     )
 
 
@@ -97,7 +132,7 @@ def start(
 def info(storage_dir: Optional[str]) -> None:
     """Show whether a node runs on the storage directory, and its address and ID."""
     from kachery_core.layout import StorageLayout
-    from kachery_core.probe import probe_node
+    from kachery_core.probe import Tls, probe_node
 
     from .node_files import read_state
 
@@ -109,11 +144,13 @@ def info(storage_dir: Optional[str]) -> None:
     if state is None:
         click.echo("running      no")
         return
-    answer = probe_node(state["host"], int(state["port"]), timeout=2.0)
+    tls = Tls(verify=False) if state.get("tls") else None  # our own node: is it up?
+    answer = probe_node(state["host"], int(state["port"]), timeout=2.0, tls=tls)
     running = answer is not None and answer.node_id == node_id
     click.echo(f"running      {'yes' if running else 'no (stale state file)'}")
     click.echo(f"pid          {state['pid']}")
-    click.echo(f"address      http://{state['host']}:{state['port']}")
+    scheme = "https" if state.get("tls") else "http"
+    click.echo(f"address      {scheme}://{state['host']}:{state['port']}")
 
 
 @cli.command()
@@ -145,6 +182,49 @@ def stop(storage_dir: Optional[str], timeout: float) -> None:
             return
         time.sleep(0.05)
     raise KacheryError(f"node pid {pid} did not stop within {timeout:g} s")
+
+
+@cli.group()
+def token() -> None:
+    """Access tokens for clients that cannot read the node's client-auth file."""
+
+
+def _token_store(storage_dir: Optional[str]) -> TokenStore:
+    from .tokens import TokenStore
+
+    return TokenStore(_storage_dir(storage_dir))
+
+
+@token.command("create")
+@click.option("--label", required=True, help="Whose token this is, or what it is for.")
+@click.option("--storage-dir", default=None, help="Storage directory of the node.")
+def token_create(label: str, storage_dir: Optional[str]) -> None:
+    """Create a token and print it (only this once: the node keeps just its hash)."""
+    record, secret = _token_store(storage_dir).create(label)
+    click.echo(secret)
+    click.echo(
+        f"token {record.token_id} ({record.label}) created; the client sets KACHERY_AUTH_TOKEN "
+        "or auth_token_file",
+        err=True,
+    )
+
+
+@token.command("list")
+@click.option("--storage-dir", default=None, help="Storage directory of the node.")
+def token_list(storage_dir: Optional[str]) -> None:
+    """List tokens: id, creation time and label (never the tokens themselves)."""
+    for record in _token_store(storage_dir).records():
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created))
+        click.echo(f"{record.token_id}  {created}  {record.label}")
+
+
+@token.command("revoke")
+@click.argument("id_or_label")
+@click.option("--storage-dir", default=None, help="Storage directory of the node.")
+def token_revoke(id_or_label: str, storage_dir: Optional[str]) -> None:
+    """Revoke a token by its id or label; it stops working on the next request."""
+    record = _token_store(storage_dir).revoke(id_or_label)
+    click.echo(f"revoked token {record.token_id} ({record.label})", err=True)
 
 
 def _group_id(name: str) -> int:

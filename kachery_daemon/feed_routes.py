@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable, Dict, List, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from aiohttp import web
 
@@ -20,10 +20,12 @@ from .mutables import MutableStore
 
 T = TypeVar("T")
 MAX_WAIT_MSEC = 120_000
+Watch = Tuple[str, str, str, int]
+"""(watch name, feed ID, subfeed hash, position)."""
 
 
-class _Appended:
-    """Wakes long polls when a subfeed gets messages."""
+class Appended:
+    """Wakes long polls when a subfeed gets messages (shared by the HTTP and gRPC APIs)."""
 
     def __init__(self) -> None:
         self._events: Dict[Tuple[str, str], asyncio.Event] = {}
@@ -37,13 +39,47 @@ class _Appended:
             event.set()
 
 
-def add_mutable_and_feed_routes(
-    app: web.Application, mutables: MutableStore, feeds: FeedStore
-) -> None:
-    appended = _Appended()
+async def _run(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    async def run(fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+async def wait_for_messages(
+    feeds: FeedStore,
+    appended: Appended,
+    watches: List[Watch],
+    wait_msec: float,
+    limit: int = 0,
+    signed: bool = False,
+) -> Dict[str, List[Any]]:
+    """Messages past each watch's position, waiting up to `wait_msec` for at least one."""
+    deadline = time.monotonic() + wait_msec / 1000.0
+    while True:
+        events = [appended.event(f, s) for _, f, s, _ in watches]
+        found: Dict[str, List[Any]] = {}
+        for name, feed_id, subfeed, position in watches:
+            messages = await _run(feeds.messages, feed_id, subfeed, position, limit, signed)
+            if messages:
+                found[name] = messages
+        remaining = deadline - time.monotonic()
+        if found or remaining <= 0 or not events:
+            return found
+        waiters = [asyncio.ensure_future(e.wait()) for e in events]
+        done, pending = await asyncio.wait(
+            waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+
+
+def add_mutable_and_feed_routes(
+    app: web.Application,
+    mutables: MutableStore,
+    feeds: FeedStore,
+    appended: Optional[Appended] = None,
+) -> None:
+    """`appended` wakes long polls; pass the node's own to share it with its gRPC API."""
+    notifier = appended if appended is not None else Appended()
+    run = _run
 
     async def mutable_get(request: web.Request) -> web.Response:
         doc = await read_json_object(request)
@@ -86,7 +122,7 @@ def add_mutable_and_feed_routes(
         feed_id, subfeed = _feed_id(doc), _subfeed(doc)
         messages = field(doc, "messages", list)
         await run(feeds.append_messages, feed_id, subfeed, messages)
-        appended.notify(feed_id, subfeed)
+        notifier.notify(feed_id, subfeed)
         return web.json_response({"success": True})
 
     async def num_messages(request: web.Request) -> web.Response:
@@ -102,7 +138,7 @@ def add_mutable_and_feed_routes(
             raise BadRequest(f"waitMsec must be from 0 to {MAX_WAIT_MSEC}, not {wait_msec}")
         limit = field(doc, "maxNumMessages", int, 0)
         signed = field(doc, "signed", bool, False)
-        watches: List[Tuple[str, str, str, int]] = []
+        watches: List[Watch] = []
         for name, watch_doc in raw_watches.items():
             if not isinstance(watch_doc, dict):
                 raise BadRequest(f"subfeedWatches[{name!r}] must be an object")
@@ -110,23 +146,8 @@ def add_mutable_and_feed_routes(
             if position < 0:
                 raise BadRequest(f"subfeedWatches[{name!r}].position must not be negative")
             watches.append((name, _feed_id(watch_doc), _subfeed(watch_doc), position))
-        deadline = time.monotonic() + wait_msec / 1000.0
-        while True:
-            events = [appended.event(f, s) for _, f, s, _ in watches]
-            found: Dict[str, List[Any]] = {}
-            for name, feed_id, subfeed, position in watches:
-                messages = await run(feeds.messages, feed_id, subfeed, position, limit, signed)
-                if messages:
-                    found[name] = messages
-            remaining = deadline - time.monotonic()
-            if found or remaining <= 0 or not events:
-                return web.json_response({"success": True, "messages": found})
-            waiters = [asyncio.ensure_future(e.wait()) for e in events]
-            done, pending = await asyncio.wait(
-                waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in pending:
-                task.cancel()
+        found = await wait_for_messages(feeds, notifier, watches, wait_msec, limit, signed)
+        return web.json_response({"success": True, "messages": found})
 
     for path, handler in [
         ("/mutable/get", mutable_get),
@@ -154,7 +175,10 @@ def _feed_id(doc: Dict[str, Any]) -> str:
 
 
 def _subfeed(doc: Dict[str, Any]) -> str:
-    value = field(doc, "subfeedHash", str)
+    return check_subfeed_hash(field(doc, "subfeedHash", str))
+
+
+def check_subfeed_hash(value: str) -> str:
     if len(value) != 40 or any(c not in "0123456789abcdef" for c in value):
         raise BadRequest(f"subfeedHash must be 40 lowercase hex digits, not {value[:60]!r}")
     return value

@@ -78,8 +78,17 @@ class StorageLock:
             self._fd = None
 
 
-def write_state(storage_dir: Path, host: str, port: int, node_id: str, label: str) -> None:
-    doc = {"pid": os.getpid(), "host": host, "port": port, "nodeId": node_id, "label": label}
+def write_state(
+    storage_dir: Path, host: str, port: int, node_id: str, label: str, tls: bool = False
+) -> None:
+    doc = {
+        "pid": os.getpid(),
+        "host": host,
+        "port": port,
+        "nodeId": node_id,
+        "label": label,
+        "tls": tls,
+    }
     write_atomically(storage_dir / STATE_FILE, json.dumps(doc).encode(), 0o644)
 
 

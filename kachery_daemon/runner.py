@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from aiohttp import web
 
 from kachery_core.local_storage import LocalStorage
 
 from .auth import RotatingAuthCode
+from .channels.service import open_channels
 from .feeds import FILE_NAME as FEEDS_FILE
 from .feeds import FeedStore
 from .mutables import FILE_NAME as MUTABLES_FILE
@@ -36,6 +38,9 @@ def run_node(
     label: str,
     rotate_seconds: float,
     shutdown_grace_seconds: float = 10.0,
+    grpc_port: Optional[int] = None,
+    tls: Optional[Tuple[Path, Path]] = None,
+    node_config: Optional[Path] = None,
 ) -> None:
     storage_dir.mkdir(parents=True, exist_ok=True)
     lock = StorageLock(storage_dir)
@@ -50,8 +55,10 @@ def run_node(
             feeds=FeedStore(storage_dir / FEEDS_FILE),
             label=label,
         )
+        node.channels = open_channels(node_config, node.storage, identity.node_id)
         try:
-            asyncio.run(_serve(node, host, port, shutdown_grace_seconds))
+            ssl_context = _ssl_context(*tls) if tls else None
+            asyncio.run(_serve(node, host, port, shutdown_grace_seconds, grpc_port, ssl_context))
         finally:
             node.mutables.close()
             node.feeds.close()
@@ -60,14 +67,47 @@ def run_node(
         lock.release()
 
 
-async def _serve(node: Node, host: str, port: int, grace_seconds: float) -> None:
+def _ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """HTTPS straight from the node, for one that listens beyond loopback without a proxy."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError) as exc:
+        from kachery_core.errors import ConfigError
+
+        raise ConfigError(
+            f"cannot use --tls-cert {cert} with --tls-key {key}: {exc}",
+            "give a PEM certificate and its matching private key",
+        ) from None
+    return context
+
+
+async def _serve(
+    node: Node,
+    host: str,
+    port: int,
+    grace_seconds: float,
+    grpc_port: Optional[int] = None,
+    ssl_context: Optional[ssl.SSLContext] = None,
+) -> None:
     runner = web.AppRunner(create_app(node), shutdown_timeout=grace_seconds, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    grpc_server = None
+    if grpc_port is not None:  # first, so that a node answering the HTTP probe serves both
+        from .grpc_service import start_grpc_server  # grpc is imported only when asked for
+
+        try:
+            grpc_server = await start_grpc_server(node, host, grpc_port)
+        except BaseException:
+            await runner.cleanup()
+            raise
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        if grpc_server is not None:
+            await grpc_server.stop(None)
         from kachery_core.errors import ConfigError
 
         raise ConfigError(
@@ -78,9 +118,12 @@ async def _serve(node: Node, host: str, port: int, grace_seconds: float) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    write_state(node.storage.root, host, port, node.identity.node_id, node.label)
+    write_state(
+        node.storage.root, host, port, node.identity.node_id, node.label, ssl_context is not None
+    )
     print(
-        f"kachery-daemon: node {node.identity.node_id} serving {node.storage.root} on http://{host}:{port}",
+        f"kachery-daemon: node {node.identity.node_id} serving {node.storage.root} on {'https' if ssl_context else 'http'}://{host}:{port}"
+        + (f" and grpc://{host}:{grpc_port}" if grpc_server is not None else ""),
         file=sys.stderr,
         flush=True,
     )
@@ -90,7 +133,10 @@ async def _serve(node: Node, host: str, port: int, grace_seconds: float) -> None
     finally:
         rotation.cancel()
         print("kachery-daemon: stopping", file=sys.stderr, flush=True)
-        await runner.cleanup()
+        if grpc_server is not None:  # both servers get the same grace period, side by side
+            await asyncio.gather(runner.cleanup(), grpc_server.stop(grace_seconds))
+        else:
+            await runner.cleanup()
 
 
 async def _rotate(node: Node) -> None:

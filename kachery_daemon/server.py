@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional
 
 from aiohttp import web
 
@@ -38,12 +38,17 @@ from kachery_core.uri import ChunkOf, ContentUri
 from kachery_transports.local import LocalTransport
 
 from .auth import AUTH_HEADER, Authorizer, RotatingAuthCode
-from .feed_routes import add_mutable_and_feed_routes
+from .channels.routes import add_channel_routes, load_from_channel
+from .feed_routes import Appended, add_mutable_and_feed_routes
 from .feeds import FeedStore
 from .http_util import BadRequest, read_json_object, sha1_field
 from .http_util import field as json_field
 from .mutables import MutableStore
 from .node_files import NodeIdentity
+from .tokens import TokenStore
+
+if TYPE_CHECKING:
+    from .channels.service import ChannelService
 
 BLOCK = 4 << 20
 PROBE_NONCE = re.compile(r"[0-9a-fA-F]{1,128}")
@@ -62,10 +67,14 @@ class Node:
     label: str = ""
     started: float = field(default_factory=time.time)
     counters: Dict[str, int] = field(default_factory=dict)
+    channels: Optional[ChannelService] = None
+    """The channels of its config file (see channels/), None when it has none."""
 
     def __post_init__(self) -> None:
-        self.authorizer = Authorizer([self.auth.accepts])
+        self.tokens = TokenStore(self.storage.root)
+        self.authorizer = Authorizer([self.auth.accepts, self.tokens.accepts])
         self.loader = LocalTransport(self.storage)  # chunk cutting and manifest assembly
+        self.appended = Appended()  # wakes feed watches, whichever API appended
 
     def count(self, name: str, amount: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount
@@ -81,7 +90,8 @@ def create_app(node: Node) -> web.Application:
     app.router.add_post("/linkFile", _link_file)
     app.router.add_post("/loadFile", _load_file)
     app.router.add_post("/downloadFileData", _download_file_data)
-    add_mutable_and_feed_routes(app, node.mutables, node.feeds)
+    add_mutable_and_feed_routes(app, node.mutables, node.feeds, node.appended)
+    add_channel_routes(app)
     return app
 
 
@@ -213,16 +223,20 @@ async def _link_file(request: web.Request) -> web.Response:
     path = _readable_path(doc)
     size = json_field(doc, "size", int)
     mtime = json_field(doc, "mtime", (int, float))
+    return _stored(await link_unchanged(node, path, size, float(mtime)))
+
+
+async def link_unchanged(node: Node, path: Path, size: int, mtime: float) -> StoredObject:
+    """Link `path` if it still has the size and mtime the client saw (HTTP and gRPC)."""
     try:
         st = os.stat(path)
     except OSError as exc:
         raise BadRequest(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    if st.st_size != size or st.st_mtime != float(mtime):
+    if st.st_size != size or st.st_mtime != mtime:
         raise BadRequest(
             f"{str(path)!r} has changed since the client looked at it (size/mtime differ)"
         )
-    stored = await asyncio.get_running_loop().run_in_executor(None, node.storage.link_file, path)
-    return _stored(stored)
+    return await asyncio.get_running_loop().run_in_executor(None, node.storage.link_file, path)
 
 
 def _file_key(doc: Dict[str, Any]) -> ContentUri:
@@ -251,12 +265,18 @@ async def _load_file(request: web.Request) -> web.StreamResponse:
     node: Node = request.app["node"]
     doc = await read_json_object(request)
     uri = _file_key(doc)
-    json_field(doc, "channelName", str, None)
+    channel = json_field(doc, "channelName", str, None)
+    json_field(doc, "channelTimeout", (int, float), None)
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     await response.prepare(request)
     try:
         path = await asyncio.get_running_loop().run_in_executor(None, node.loader.find_path, uri)
-    except (NotFoundError, IntegrityError) as exc:
+    except NotFoundError as exc:
+        if channel is None:
+            await response.write(_frame({"type": "error", "error": str(exc)}))
+        else:  # not here: fetch it through the channel's bucket
+            await load_from_channel(node, response, uri, doc)
+    except IntegrityError as exc:
         await response.write(_frame({"type": "error", "error": str(exc)}))
     else:
         size = path.stat().st_size
@@ -279,12 +299,13 @@ async def _download_file_data(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.content_length = stream.length
         await response.prepare(request)
-        buffer = bytearray(BLOCK)
+        buffer = bytearray(max(1, min(BLOCK, stream.length)))  # small files, small buffers
         while True:
             n = await loop.run_in_executor(None, stream.readinto, buffer)
             if not n:
                 break
-            await response.write(bytes(buffer[:n]))
+            # the transport copies what it cannot send at once, so the buffer can be reused
+            await response.write(memoryview(buffer)[:n])
         await response.write_eof()
         node.count("downloadedBytes", stream.length)
         return response

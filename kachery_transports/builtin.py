@@ -23,6 +23,18 @@ def kachery_register_backends() -> List[BackendSpec]:
             requires=("requests",),
         ),
         BackendSpec(
+            "remote",
+            "kachery_transports.remote:RemoteDaemonTransport",
+            "a node on another machine over HTTP; its storage mounted here, or a local cache",
+            requires=("requests",),
+        ),
+        BackendSpec(
+            "grpc",
+            "kachery_transports.grpc:GrpcDaemonTransport",
+            "a node over its gRPC API (--grpc-port); loads stream into a local cache",
+            requires=("grpcio",),
+        ),
+        BackendSpec(
             "offline",
             "kachery_transports.offline:OfflineTransport",
             "read-only: loads files from KACHERY_OFFLINE_STORAGE_DIR, contacts no node",

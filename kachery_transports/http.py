@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterator, List,
 
 from kachery_core.config import Config
 from kachery_core.errors import (
+    IntegrityError,
     InvalidInputError,
     KacheryError,
     NodeIdMismatchError,
@@ -31,7 +32,7 @@ from kachery_core.errors import (
 from kachery_core.hashing import Progress
 from kachery_core.local_storage import LocalStorage, open_input_file
 from kachery_core.node_key import check_node_id, verify_signature
-from kachery_core.probe import ProbeAnswer, probe_node
+from kachery_core.probe import ProbeAnswer, Tls, probe_node
 from kachery_core.storage import StoredObject
 from kachery_core.transport import JSON, NodeInfo, SubfeedWatch
 from kachery_core.uri import ContentUri
@@ -42,24 +43,32 @@ if TYPE_CHECKING:
     import requests
 
 AUTH_HEADER = "KACHERY-CLIENT-AUTH-CODE"
-TIMEOUT = (5.0, 300.0)  # connect, read
 STREAM_BLOCK = 4 << 20
 
 
 class HttpDaemonTransport(StorageBackedTransport):
     name = "http"
     unsupported_hint = None
+    no_node_hint = (
+        "start one with `kachery-daemon start`, or unset --transport/KACHERY_TRANSPORT "
+        "to use the embedded storage"
+    )
 
     def __init__(self, config: Config) -> None:
         self.host = config.daemon_host
         self.port = config.daemon_port
-        self.base_url = f"http://{self.host}:{self.port}"
+        scheme = "https" if config.daemon_tls else "http"
+        self.base_url = f"{scheme}://{_url_host(self.host)}:{self.port}"
+        self._tls = Tls(_str_or_none(config.tls_ca_file)) if config.daemon_tls else None
         self._expected = config.expected_node_id
         self._expected_source = config.source("expected_node_id")
         self._storage_override = (
             None if config.source("storage_dir") == "default" else Path(config.storage_dir)
         )
         self._config = config
+        self.timeout = (config.connect_timeout, config.read_timeout)
+        self.channel = config.channel
+        self.channel_timeout = config.channel_timeout
         self._probe: Optional[ProbeAnswer] = None
         self._session: Optional[requests.Session] = None
 
@@ -72,18 +81,30 @@ class HttpDaemonTransport(StorageBackedTransport):
     def _connect(self) -> ProbeAnswer:
         if self._probe is not None:
             return self._probe
-        answer = probe_node(self.host, self.port)
+        answer = self._identify()
+        self.storage = self._attach_storage(answer)
+        self._probe = answer
+        return answer
+
+    def _identify(self) -> ProbeAnswer:
+        """Probe the node and check it is the expected one (by its signature, when one is)."""
+        answer = probe_node(self.host, self.port, timeout=self.timeout[0], tls=self._tls)
         if answer is None:
-            raise TransportError(
-                f"no kachery node answers at {self.base_url}",
-                "start one with `kachery-daemon start`, or unset --transport/KACHERY_TRANSPORT "
-                "to use the embedded storage",
-            )
+            hint = self.no_node_hint
+            if self._tls is not None:
+                hint += (
+                    "; over HTTPS, also check that its certificate is trusted (KACHERY_TLS_CA_FILE)"
+                )
+            raise TransportError(f"no kachery node answers at {self.base_url}", hint)
         check_node_id(
             self._expected, answer.node_id, f"the node at {self.base_url}", self._expected_source
         )
         if self._expected:
             self._check_signed_probe()
+        return answer
+
+    def _attach_storage(self, answer: ProbeAnswer) -> LocalStorage:
+        """The node's storage directory, which this backend reads directly."""
         root = self._storage_override or Path(answer.storage_dir)
         on_disk = _read_text(root / "kachery-node-id")
         if on_disk != answer.node_id:
@@ -94,9 +115,7 @@ class HttpDaemonTransport(StorageBackedTransport):
                 f"storage directory {root} {found}, but the node at {self.base_url} is {answer.node_id}",
                 "point KACHERY_STORAGE_DIR at that node's storage directory (or unset it)",
             )
-        self.storage = LocalStorage(root, self._config.temp_dir, self._config.keep_temp_files)
-        self._probe = answer
-        return answer
+        return LocalStorage(root, self._config.temp_dir, self._config.keep_temp_files)
 
     def _check_signed_probe(self) -> None:
         nonce = os.urandom(16).hex()
@@ -111,8 +130,12 @@ class HttpDaemonTransport(StorageBackedTransport):
                 "its probe signature does not verify: connect to the right node",
             )
 
+    def _credential(self) -> str:
+        """What goes in the auth header: the access token if one is set, else the auth code."""
+        return self._config.auth_token or self._read_auth_code()
+
     def _read_auth_code(self) -> str:
-        path = self.storage.layout.client_auth_path
+        path = Path(self._config.auth_code_file or self.storage.layout.client_auth_path)
         try:
             code = path.read_text().strip()
         except FileNotFoundError:
@@ -159,7 +182,7 @@ class HttpDaemonTransport(StorageBackedTransport):
         for attempt in (1, 2):
             all_headers = dict(headers or {})
             if auth:
-                all_headers[AUTH_HEADER] = self._read_auth_code()
+                all_headers[AUTH_HEADER] = self._credential()
             try:
                 response = self.session.request(
                     method,
@@ -168,8 +191,15 @@ class HttpDaemonTransport(StorageBackedTransport):
                     data=body() if body else None,
                     headers=all_headers,
                     stream=stream,
-                    timeout=TIMEOUT,
+                    timeout=self.timeout,
+                    # per request: a session-wide value loses to REQUESTS_CA_BUNDLE
+                    verify=(self._tls.ca_file or True) if self._tls else True,
                 )
+            except requests.exceptions.SSLError as exc:
+                raise TransportError(
+                    f"TLS with the node at {self.base_url} failed: {_root_cause(exc)}",
+                    "is its certificate trusted? set KACHERY_TLS_CA_FILE to its CA certificate",
+                ) from None
             except requests.ConnectionError:
                 raise TransportError(
                     f"lost the node at {self.base_url} during {what or path}",
@@ -177,7 +207,9 @@ class HttpDaemonTransport(StorageBackedTransport):
                 ) from None
             except requests.Timeout:
                 raise TransportError(
-                    f"the node at {self.base_url} did not answer {what or path} in time"
+                    f"the node at {self.base_url} did not answer {what or path} within "
+                    f"{self.timeout[1]:g} s",
+                    "is it overloaded or stalled? KACHERY_READ_TIMEOUT sets the limit",
                 ) from None
             if response.status_code == 403 and auth and attempt == 1 and replayable:
                 response.close()
@@ -209,21 +241,29 @@ class HttpDaemonTransport(StorageBackedTransport):
         absolute = os.path.abspath(path)
         with open_input_file(Path(absolute)) as (_, st):
             pass  # the user's own checks first: missing, directory, unreadable
-        try:
-            answer = self._request(
-                "POST", "/storeFile", json_body={"localFilePath": absolute}, what="store"
-            )
-            return _stored(answer.json(), st.st_size)
-        except InvalidInputError:
-            pass  # the node cannot read it (another user, another mount): send the bytes
+        if self.node_reads_local_paths:
+            try:
+                answer = self._request(
+                    "POST", "/storeFile", json_body={"localFilePath": absolute}, what="store"
+                )
+                return _stored(answer.json(), st.st_size)
+            except InvalidInputError:
+                pass  # the node cannot read it (another user, another mount): send the bytes
+        return self._send_file(absolute, st.st_size)
 
+    @property
+    def node_reads_local_paths(self) -> bool:
+        """True when a path on this machine means the same file to the node."""
+        return True
+
+    def _send_file(self, path: str, size: int) -> StoredObject:
         def body() -> BinaryIO:
-            return open(absolute, "rb")  # noqa: SIM115 - requests closes it
+            return open(path, "rb")  # noqa: SIM115 - requests closes it
 
         response = self._request(
-            "POST", "/store", body=body, headers={"Content-Length": str(st.st_size)}, what="store"
+            "POST", "/store", body=body, headers={"Content-Length": str(size)}, what="store"
         )
-        return _stored(response.json(), st.st_size)
+        return _stored(response.json(), size)
 
     def store_stream(self, stream: BinaryIO, progress: Optional[Progress] = None) -> StoredObject:
         self._connect()
@@ -263,26 +303,56 @@ class HttpDaemonTransport(StorageBackedTransport):
         return str(path) if path is not None else self._load_through_node(uri, progress)
 
     def _load_through_node(self, uri: ContentUri, progress: Optional[Progress]) -> str:
-        response = self._request(
-            "POST", "/loadFile", json_body={"fileKey": _file_key(uri)}, stream=True, what="load"
-        )
+        body: Dict[str, Any] = {"fileKey": _file_key(uri)}
+        if self.channel:  # on a miss the node fetches it through this channel
+            body.update(channelName=self.channel, channelTimeout=self.channel_timeout)
+        response = self._request("POST", "/loadFile", json_body=body, stream=True, what="load")
+        try:
+            finished = self._follow(response, progress, f"the load of {uri}")
+        except _NodeSaidError as exc:
+            if exc.kind is None:  # a plain miss, from a node that knows nothing of channels
+                raise NotFoundError(
+                    f"{uri} not found by {self.describe_location()}: {exc}"
+                ) from None
+            raise exc.as_kachery_error() from None
+        return str(finished["localFilePath"])
+
+    def _follow(
+        self, response: requests.Response, progress: Optional[Progress], what: str
+    ) -> Dict[str, Any]:
+        """Read a framed stream: report progress, return `finished`, raise on `error`."""
         with response:
             for message in _frames(response.raw):
                 kind = message.get("type")
                 if kind == "progress" and progress is not None:
                     progress(int(message.get("bytesLoaded", 0)))
                 elif kind == "finished":
-                    return str(message["localFilePath"])
+                    return message
                 elif kind == "error":
-                    raise NotFoundError(
-                        f"{uri} not found by {self.describe_location()}: {message.get('error')}"
-                    )
-        raise TransportError(
-            f"the node at {self.base_url} ended the load of {uri} without an answer"
-        )
+                    raise _NodeSaidError(str(message.get("error")), message.get("errorType"))
+        raise TransportError(f"the node at {self.base_url} ended {what} without an answer")
+
+    # -- channels --------------------------------------------------------------------
+
+    def check_channels(self, channel: str) -> None:
+        """Nothing to check here: the node says whether it belongs to `channel`."""
+
+    def upload_to_channel(
+        self, uri: ContentUri, channel: str, progress: Optional[Progress] = None
+    ) -> None:
+        self._connect()
+        body = {"fileKey": _file_key(uri), "channelName": channel}
+        what = f"the upload of {uri} to channel {channel!r}"
+        response = self._request("POST", "/channel/upload", json_body=body, stream=True, what=what)
+        try:
+            self._follow(response, progress, what)
+        except _NodeSaidError as exc:
+            raise exc.as_kachery_error() from None
 
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         self._connect()
+        if self.channel and self.storage.find(uri.sha1) is None:
+            self._load_through_node(uri, None)  # the node fetches it from the channel first
         if self.storage.find(uri.sha1) is not None:
             return self.storage.open_range(uri.sha1, start, end)  # type: ignore[return-value]
         doc: Dict[str, Any] = {"fileKey": _file_key(uri), "startByte": start}
@@ -383,6 +453,23 @@ class _ResponseStream(io.RawIOBase):
         super().close()
 
 
+class _NodeSaidError(Exception):
+    """An `error` message of a framed stream; `kind` is its `errorType`, when the node sent one."""
+
+    def __init__(self, text: str, kind: Any) -> None:
+        super().__init__(text)
+        self.kind = kind if isinstance(kind, str) else None
+
+    def as_kachery_error(self) -> KacheryError:
+        error_class = {
+            "notFound": NotFoundError,
+            "integrity": IntegrityError,
+            "unreachable": TransportError,
+            "invalid": InvalidInputError,
+        }.get(self.kind or "", KacheryError)
+        return error_class(str(self))
+
+
 def _frames(raw: Any) -> Iterator[Dict[str, Any]]:
     """Parse `<length>#<json>` messages from a byte stream as they arrive."""
     import json
@@ -450,6 +537,20 @@ def _seekable(stream: BinaryIO) -> bool:
         return bool(stream.seekable())
     except (AttributeError, OSError, ValueError):
         return False
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__context__ is not None or exc.__cause__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return " ".join(str(exc).split())[:200]
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _str_or_none(path: Optional[Path]) -> Optional[str]:
+    return None if path is None else str(path)
 
 
 def _read_text(path: Path) -> Optional[str]:

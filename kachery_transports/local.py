@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO, Optional
 
 from kachery_core.config import Config
+from kachery_core.errors import NotFoundError, StaleLinkError, UnsupportedOperation
 from kachery_core.hashing import Progress
 from kachery_core.local_storage import LocalStorage
 from kachery_core.node_key import check_node_id
@@ -30,8 +31,10 @@ class LocalTransport(StorageBackedTransport):
         storage: LocalStorage,
         expected_node_id: Optional[str] = None,
         expected_source: str = "",
+        channel: Optional[str] = None,
     ) -> None:
         self.storage = storage
+        self.channel = channel
         self._expected = expected_node_id
         self._expected_source = expected_source
         self._checked = False
@@ -41,7 +44,9 @@ class LocalTransport(StorageBackedTransport):
         storage = LocalStorage(
             config.storage_dir, config.temp_dir, config.keep_temp_files, config.fsync
         )
-        return cls(storage, config.expected_node_id, config.source("expected_node_id"))
+        return cls(
+            storage, config.expected_node_id, config.source("expected_node_id"), config.channel
+        )
 
     def check_node_id(self) -> None:
         """A storage directory owned by a node other than the expected one is refused."""
@@ -70,3 +75,31 @@ class LocalTransport(StorageBackedTransport):
     def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
         self.check_node_id()
         return super().load_file(uri, progress)
+
+    # -- channels: only a node belongs to channels -----------------------------------
+
+    def find_path(self, uri: ContentUri) -> Path:
+        try:
+            return super().find_path(uri)
+        except StaleLinkError:
+            raise
+        except NotFoundError:
+            if self.channel is None:
+                raise
+            raise self._needs_a_node(f"loading {uri} from channel {self.channel!r}") from None
+
+    def check_channels(self, channel: str) -> None:
+        raise self._needs_a_node(f"uploading to channel {channel!r}")
+
+    def upload_to_channel(
+        self, uri: ContentUri, channel: str, progress: Optional[Progress] = None
+    ) -> None:
+        raise self._needs_a_node(f"uploading to channel {channel!r}")
+
+    def _needs_a_node(self, operation: str) -> UnsupportedOperation:
+        return UnsupportedOperation(
+            self.name,
+            operation,
+            "channels need a node: start one with `kachery-daemon start --config FILE` "
+            "(FILE names its [channels.NAME]), and this client uses it",
+        )

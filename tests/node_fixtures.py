@@ -33,8 +33,12 @@ class NodeProcess:
         self.log = storage_dir.parent / f"node-{self.port}.log"
 
     @property
+    def tls(self) -> bool:
+        return "--tls-cert" in self.extra_args
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -67,8 +71,15 @@ class NodeProcess:
         raise AssertionError(f"node did not answer within {timeout} s: {self.log.read_text()}")
 
     def probe(self) -> Optional[dict]:
+        context = None
+        if self.tls:  # the test's own self-signed node: only "is it up?" here
+            import ssl
+
+            context = ssl._create_unverified_context()
         try:
-            with urllib.request.urlopen(self.url + "/probe", timeout=1) as response:
+            with urllib.request.urlopen(
+                self.url + "/probe", timeout=1, context=context
+            ) as response:
                 return json.loads(response.read())
         except OSError:
             return None
@@ -116,8 +127,8 @@ def node(kenv: Dict[str, str], tmp_path: Path) -> Iterator[NodeProcess]:
     """A running node whose storage dir is the test's KACHERY_STORAGE_DIR."""
     storage = Path(kenv["KACHERY_STORAGE_DIR"])
     process = NodeProcess(storage, kenv, ["--auth-rotate-seconds", "300"])
-    process.start()
     try:
+        process.start()
         yield process
     finally:
         process.stop()
@@ -132,8 +143,8 @@ def make_node(kenv: Dict[str, str], tmp_path: Path) -> Iterator:
         port = free_port()
         env = dict(kenv, KACHERY_DAEMON_PORT=str(port))
         process = NodeProcess(storage_dir or tmp_path / f"storage-{port}", env, list(args))
+        started.append(process)  # first: a node that fails to answer is still stopped
         process.start()
-        started.append(process)
         return process
 
     try:

@@ -37,7 +37,11 @@ def test_benchmark_script_produces_every_row(kenv, tmp_path: Path) -> None:
         "load-file (startup)",
         "store-file via node",
         "load-file via node",
-        "round trip x8 (p99)",
+        "load via remote",
+        "http round trip x8 (p99)",
+        "remote round trip x8 (p99)",
+        "load via grpc",
+        "4 MiB A->B via channel",
     }
     for row in rows.values():
         assert row["kachery_seconds"] > 0 and row["baseline_seconds"] > 0

@@ -18,9 +18,11 @@ from kachery_core.config import resolve_config
 from kachery_core.local_storage import LocalStorage
 from kachery_core.testing import ContractBackend, TransportContract
 from kachery_core.uri import ContentUri
+from kachery_daemon.tokens import TokenStore
 from kachery_transports.http import HttpDaemonTransport
 from kachery_transports.local import LocalTransport
 from kachery_transports.offline import OfflineTransport
+from kachery_transports.remote import RemoteDaemonTransport
 
 
 def _env(tmp_path: Path, **values: str) -> Dict[str, str]:
@@ -38,8 +40,8 @@ def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProces
     env = dict(os.environ, **_env(root), KACHERY_DAEMON_PORT=str(free_port()))
     env = {k: v for k, v in env.items() if k != "KACHERY_STORAGE_DIR"}
     node = NodeProcess(root / "storage", env, ["--auth-rotate-seconds", "300"])
-    node.start()
     try:
+        node.start()
         yield node
     finally:
         node.stop()
@@ -83,5 +85,41 @@ class TestHttpContract(TransportContract):
             KACHERY_STORAGE_DIR=str(shared_node.storage_dir),
         )
         transport = HttpDaemonTransport.from_config(resolve_config(env=env))
+        yield ContractBackend(transport)
+        transport.close()
+
+
+class TestRemoteContract(TransportContract):
+    """A client whose cache is not the node's storage: every byte crosses the socket."""
+
+    can_link = False  # the node cannot see this machine's files
+
+    @pytest.fixture
+    def backend(self, tmp_path: Path, shared_node: NodeProcess) -> Iterator[ContractBackend]:
+        _, token = TokenStore(shared_node.storage_dir).create(f"contract {tmp_path.name}")
+        env = _env(
+            tmp_path,
+            KACHERY_DAEMON_PORT=str(shared_node.port),
+            KACHERY_STORAGE_DIR=str(tmp_path / "cache"),
+            KACHERY_AUTH_TOKEN=token,
+        )
+        transport = RemoteDaemonTransport.from_config(resolve_config(env=env))
+        yield ContractBackend(transport)
+        transport.close()
+
+
+class TestRemoteSharedStorageContract(TransportContract):
+    """The lab setup: the node's storage is mounted where the client can read it."""
+
+    @pytest.fixture
+    def backend(self, tmp_path: Path, shared_node: NodeProcess) -> Iterator[ContractBackend]:
+        env = _env(
+            tmp_path,
+            KACHERY_DAEMON_PORT=str(shared_node.port),
+            KACHERY_STORAGE_DIR=str(shared_node.storage_dir),
+        )
+        transport = RemoteDaemonTransport.from_config(resolve_config(env=env))
+        transport.node_info()
+        assert transport.shared
         yield ContractBackend(transport)
         transport.close()

@@ -1,0 +1,54 @@
+"""Settings that make multi-megabyte gRPC messages cheap: channel options for both sides,
+and `keep_freed_buffers`, which the node and the grpc backend call before their first call.
+
+Every DataChunk of a load is a few MiB, and grpc and protobuf allocate fresh buffers for
+each message on both sides. With glibc's defaults such a buffer is handed back to the
+kernel when freed, so the next one page-faults on every page. Measured on a 2-core machine
+for a 1 GiB load: the node spent ~1.9 CPU-seconds sending it, ~1.0 with freed buffers of up
+to 8 MiB kept in the heap (at most 16 MiB of it unused); the client's system time halved,
+and with at most 2 malloc arenas (so its threads do not each keep such a heap) its peak RSS
+went down, not up. This is process-wide, so it is done only by code about to move
+megabytes over gRPC, and never where the C library has no `mallopt`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from typing import Any, List, Tuple
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+KEEP_BUFFERS_UP_TO = 8 << 20
+KEEP_FREE_AT_MOST = 16 << 20
+ARENAS = 2
+
+MAX_MESSAGE = 8 << 20
+"""Largest message either side accepts (a DataChunk carries at most 4 MiB of data)."""
+
+CHANNEL_OPTIONS: List[Tuple[str, Any]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.http2.max_frame_size", (1 << 24) - 1),  # the largest HTTP/2 allows
+]
+"""Options for the client's channel and the node's server alike."""
+
+_done = False
+
+
+def keep_freed_buffers() -> None:
+    """Ask glibc to reuse freed message buffers instead of unmapping them (once; no-op
+    where the C library has no `mallopt`)."""
+    global _done
+    if _done:
+        return
+    _done = True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, KEEP_BUFFERS_UP_TO)
+    mallopt(M_TRIM_THRESHOLD, KEEP_FREE_AT_MOST)
+    mallopt(M_ARENA_MAX, ARENAS)

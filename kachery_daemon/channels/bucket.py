@@ -1,0 +1,297 @@
+"""A channel's bucket, through boto3: object and request keys, and errors users can read.
+
+Layout under the channel's prefix (the same as a storage directory, so a bucket can be
+browsed like one):
+
+    <prefix>sha1/aa/bb/cc/<sha1>     an object (a manifest is an object like any other)
+    <prefix>requests/<sha1>          "please upload this": {"nodeId", "time", ...}
+
+Every boto3 failure becomes a one-line `KacheryError` naming the channel and the endpoint:
+an unreachable store after a short connect timeout and a bounded number of attempts, a
+refusal (credentials), a missing bucket. boto3 is imported here only, on first use, so the
+CLI and a node without channels never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from kachery_core.errors import (
+    ConfigError,
+    IntegrityError,
+    KacheryError,
+    NotFoundError,
+    TransportError,
+)
+from kachery_core.manifest import CHUNK_SIZE
+
+from .config import ChannelConfig
+
+CONNECT_TIMEOUT = 3.0
+"""Seconds to wait for a TCP connection to the store: an unreachable store fails fast."""
+READ_TIMEOUT = 60.0
+ATTEMPTS = 3
+"""Tries per request (boto3's standard retry mode, with backoff), the first included."""
+BLOCK = 1 << 20
+"""Bytes read from a response body at a time: memory per transfer stays at one block."""
+MANIFEST_METADATA = "kachery-manifest-sha1"
+"""Object metadata naming the manifest, so a URI without `?manifest=` still resumes."""
+SMALL_OBJECT_LIMIT = 64 << 20
+
+
+class ChannelUnreachable(TransportError):
+    """The channel's store did not answer (refused, timed out, dropped the connection)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    metadata: Dict[str, str]
+
+
+class ChannelBucket:
+    """One channel's bucket and prefix. Thread-safe: transfers share one boto3 client."""
+
+    def __init__(self, channel: ChannelConfig) -> None:
+        self.channel = channel
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    # -- keys ----------------------------------------------------------------------
+
+    def object_key(self, sha1: str) -> str:
+        return f"{self.channel.prefix}sha1/{sha1[0:2]}/{sha1[2:4]}/{sha1[4:6]}/{sha1}"
+
+    def request_key(self, sha1: str) -> str:
+        return f"{self.channel.prefix}requests/{sha1}"
+
+    @property
+    def requests_prefix(self) -> str:
+        return f"{self.channel.prefix}requests/"
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.channel.bucket}/{key}"
+
+    # -- the client ------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    def _make_client(self) -> Any:
+        try:
+            import boto3
+            from botocore.config import Config
+            from botocore.exceptions import ProfileNotFound
+        except ImportError:
+            raise ConfigError(
+                f"channel {self.channel.name!r} needs boto3, which is not installed",
+                "pip install 'kachery-client[channels]' where the node runs",
+            ) from None
+        try:
+            session = boto3.session.Session(profile_name=self.channel.aws_profile)
+        except ProfileNotFound:
+            raise ConfigError(
+                f"AWS profile {self.channel.aws_profile!r} of channel {self.channel.name!r} "
+                f"({self.channel.source}) is not defined",
+                "add it to ~/.aws/config of the node's user, or fix aws_profile",
+            ) from None
+        options: Dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT,
+            "read_timeout": READ_TIMEOUT,
+            "retries": {"mode": "standard", "total_max_attempts": ATTEMPTS},
+            # parallel chunks, a parallel upload and request polling at the same time
+            "max_pool_connections": max(10, 2 * self.channel.max_parallel + 4),
+        }
+        if self.channel.endpoint_url:  # S3-compatible stores rarely serve bucket subdomains
+            options["s3"] = {"addressing_style": "path"}
+        return session.client(
+            "s3",
+            endpoint_url=self.channel.endpoint_url,
+            region_name=self.channel.region,
+            config=Config(**options),
+        )
+
+    # -- operations ------------------------------------------------------------------
+
+    def head(self, key: str) -> Optional[ObjectInfo]:
+        """Size, ETag and metadata of an object, or None when there is none."""
+        try:
+            with self.errors(f"looking up {key}"):
+                doc = self.client.head_object(Bucket=self.channel.bucket, Key=key)
+        except NotFoundError:
+            return None
+        metadata = {str(k).lower(): str(v) for k, v in (doc.get("Metadata") or {}).items()}
+        return ObjectInfo(key, int(doc["ContentLength"]), str(doc.get("ETag", "")), metadata)
+
+    def iter_range(self, key: str, start: int, end: Optional[int] = None) -> Iterator[bytes]:
+        """The object's bytes [start, end) as blocks of at most BLOCK bytes."""
+        args: Dict[str, Any] = {"Bucket": self.channel.bucket, "Key": key}
+        if start or end is not None:
+            args["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        with self.errors(f"downloading {key}"):
+            body = self.client.get_object(**args)["Body"]
+            try:
+                while True:
+                    block = body.read(BLOCK)
+                    if not block:
+                        return
+                    yield block
+            finally:
+                body.close()
+
+    def get_small(self, key: str) -> bytes:
+        """A small object (a manifest, a request) read whole."""
+        data = bytearray()
+        for block in self.iter_range(key, 0):
+            data += block
+            if len(data) > SMALL_OBJECT_LIMIT:
+                raise KacheryError(f"{self.url(key)} is too large for what it should be")
+        return bytes(data)
+
+    def put_bytes(self, key: str, data: bytes, metadata: Optional[Dict[str, str]] = None) -> None:
+        with self.errors(f"uploading {key}"):
+            self.client.put_object(
+                Bucket=self.channel.bucket, Key=key, Body=data, Metadata=metadata or {}
+            )
+
+    def put_json(self, key: str, doc: Dict[str, Any]) -> None:
+        self.put_bytes(key, json.dumps(doc, separators=(",", ":")).encode())
+
+    def delete(self, key: str) -> None:
+        with self.errors(f"deleting {key}"):
+            self.client.delete_object(Bucket=self.channel.bucket, Key=key)
+
+    def list_keys(self, prefix: str) -> List[Tuple[str, str]]:
+        """(key, ETag) of every object under `prefix`."""
+        found: List[Tuple[str, str]] = []
+        with self.errors(f"listing {prefix}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.channel.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found.append((str(item["Key"]), str(item.get("ETag", ""))))
+        return found
+
+    def upload_file(
+        self,
+        path: Path,
+        key: str,
+        metadata: Dict[str, str],
+        progress: Callable[[int], None],
+        cancelled: threading.Event,
+    ) -> None:
+        """Upload a file as one object: multipart, `max_parallel` parts at a time.
+
+        `progress` gets the bytes sent since the last call. Setting `cancelled` aborts the
+        upload (no object appears: S3 completes a multipart upload atomically).
+        """
+        from boto3.s3.transfer import (
+            ProgressCallbackInvoker,
+            TransferConfig,
+            create_transfer_manager,
+        )
+
+        config = TransferConfig(
+            multipart_threshold=CHUNK_SIZE,
+            multipart_chunksize=CHUNK_SIZE,
+            max_concurrency=self.channel.max_parallel,
+            use_threads=True,
+        )
+        with self.errors(f"uploading {key}"):
+            manager = create_transfer_manager(self.client, config)
+            try:
+                future = manager.upload(
+                    str(path),
+                    self.channel.bucket,
+                    key,
+                    extra_args={"Metadata": metadata},
+                    subscribers=[ProgressCallbackInvoker(progress)],
+                )
+                while not future.done():
+                    if cancelled.wait(0.1):
+                        future.cancel()
+                        break
+                future.result()
+            finally:
+                manager.shutdown(cancel=cancelled.is_set())
+
+    # -- errors ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Turn boto3's exceptions into one-line errors naming the channel and endpoint."""
+        from botocore import exceptions as bx
+
+        checksum_error = getattr(bx, "FlexibleChecksumError", ())  # botocore >= 1.23
+        try:
+            yield
+        except bx.ClientError as exc:
+            raise self._client_error(exc, what) from None
+        except checksum_error as exc:  # the store's own checksum of the bytes did not match
+            raise IntegrityError(f"{what}: {_one_line(str(exc))}") from None
+        except (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError) as exc:
+            raise ChannelUnreachable(
+                f"cannot reach the store of channel {self.channel.name!r} at "
+                f"{self.channel.endpoint} while {what}: {_reason(exc)}",
+                f"is it up? (endpoint_url in {self.channel.source}; tried {ATTEMPTS} times)",
+            ) from None
+        except (bx.NoCredentialsError, bx.PartialCredentialsError):
+            raise ConfigError(
+                f"no AWS credentials for channel {self.channel.name!r} ({self.channel.endpoint})",
+                f"set aws_profile in {self.channel.source}, or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY in the node's environment",
+            ) from None
+        except bx.BotoCoreError as exc:
+            raise TransportError(
+                f"the store of channel {self.channel.name!r} at {self.channel.endpoint} "
+                f"failed while {what}: {_one_line(str(exc))}"
+            ) from None
+
+    def _client_error(self, exc: Any, what: str) -> KacheryError:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        where = f"the store of channel {self.channel.name!r} at {self.channel.endpoint}"
+        if code in ("NoSuchKey", "NotFound", "404") or (status == 404 and code != "NoSuchBucket"):
+            return NotFoundError(f"{what}: no such object in channel {self.channel.name!r}")
+        if code == "NoSuchBucket":
+            return ConfigError(
+                f"bucket {self.channel.bucket!r} of channel {self.channel.name!r} does not "
+                f"exist at {self.channel.endpoint}",
+                f"create it, or fix bucket in {self.channel.source}",
+            )
+        if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return TransportError(
+                f"{where} refused {what}: {code or status}",
+                "check the node's AWS credentials (aws_profile, or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY) and what they may do in the bucket",
+            )
+        message = _one_line(str(error.get("Message", "")))
+        return TransportError(f"{where} failed while {what}: {code or status} {message}".rstrip())
+
+
+def _reason(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "ConnectTimeoutError":
+        return f"no connection within {CONNECT_TIMEOUT:g} s"
+    if name == "ReadTimeoutError":
+        return f"no answer within {READ_TIMEOUT:g} s"
+    if name == "EndpointConnectionError":
+        return "could not connect"
+    return f"connection lost ({name})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]

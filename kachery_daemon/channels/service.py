@@ -1,0 +1,213 @@
+"""A node's channels: load from one, upload to one, and ask one for files nobody uploaded.
+
+Loading `sha1` through channel C: if the bucket has the object, download it (verified,
+see `transfer`). If not, and this node may request (`request = true`), write
+`<prefix>requests/<sha1>` and poll for the object until `timeout`; the channel's providers
+poll the requests and upload what they hold. After a successful load the request is
+deleted. An object whose bytes do not match its hash is refused (nothing is stored) and the
+request is (re)written with the refused ETag, so that a provider uploads a good copy over it.
+
+Work runs on the service's own threads, so long waits for a provider never starve the
+node's other work; `TransferState` is how the HTTP side sees progress and cancels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Set
+
+from kachery_core.errors import ConfigError, InvalidInputError, KacheryError, NotFoundError
+from kachery_core.local_storage import LocalStorage
+from kachery_core.uri import ContentUri
+
+from .bucket import ChannelBucket
+from .config import NodeConfig
+from .transfer import Cancelled, CorruptObject, Count, Transfer
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds a load waits for a provider, unless the client says otherwise (`channel_timeout`)."""
+MAX_WAIT_POLL = 1.0
+
+
+class UnknownChannel(InvalidInputError):
+    """The client named a channel this node does not belong to."""
+
+
+class ChannelTimeout(NotFoundError):
+    """Nobody provided the requested file in time."""
+
+
+@dataclass(eq=False)  # kept in a set: identity, not value
+class TransferState:
+    """Progress of one transfer, written by its thread and read by the HTTP handler."""
+
+    loaded: int = 0
+    total: int = 0
+    stage: str = "starting"
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def progress(self, loaded: int, total: int) -> None:
+        self.loaded, self.total = loaded, total
+
+
+class ChannelService:
+    def __init__(self, config: NodeConfig, storage: LocalStorage, node_id: str) -> None:
+        self.config = config
+        self.storage = storage
+        self.node_id = node_id
+        self.buckets = {name: ChannelBucket(c) for name, c in config.channels.items()}
+        self.executor = ThreadPoolExecutor(32, thread_name_prefix="kachery-channel")
+        self.count: Count = lambda name, amount: None
+        """Set by the HTTP side to the node's counters; called from worker threads."""
+        self._active: Set[TransferState] = set()
+        self._lock = threading.Lock()
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def bucket(self, name: str) -> ChannelBucket:
+        if name not in self.buckets:
+            raise UnknownChannel(
+                f"this node is not in channel {name!r}",
+                f"its channels: {', '.join(sorted(self.buckets))} (from {self.config.path})",
+            )
+        return self.buckets[name]
+
+    def new_state(self) -> TransferState:
+        state = TransferState()
+        with self._lock:
+            self._active.add(state)
+        return state
+
+    def forget(self, state: TransferState) -> None:
+        with self._lock:
+            self._active.discard(state)
+
+    def stop(self) -> None:
+        """Cancel every transfer in flight (the node is stopping)."""
+        with self._lock:
+            for state in self._active:
+                state.cancelled.set()
+
+    def close(self) -> None:
+        self.stop()
+        self.executor.shutdown(wait=False)
+
+    def transfer(self, bucket: ChannelBucket, state: TransferState) -> Transfer:
+        return Transfer(bucket, self.storage, self.count, state.cancelled, state.progress)
+
+    # -- loading ---------------------------------------------------------------------
+
+    def load(self, uri: ContentUri, name: str, timeout: float, state: TransferState) -> Path:
+        """The object's path in this node's storage, fetched through channel `name` if needed."""
+        bucket = self.bucket(name)
+        found = self.storage.find(uri.sha1)
+        if found is not None:
+            return found
+        transfer = self.transfer(bucket, state)
+        state.stage = "downloading"
+        path = self._download(bucket, transfer, uri)
+        if path is None:
+            path = self._request_and_wait(bucket, transfer, uri, timeout, state)
+        self._forget_request(bucket, uri.sha1)
+        self.count("channelLoads", 1)
+        return path
+
+    def _download(
+        self, bucket: ChannelBucket, transfer: Transfer, uri: ContentUri
+    ) -> Optional[Path]:
+        try:
+            return transfer.download(uri.sha1, uri.manifest_sha1)
+        except CorruptObject as exc:
+            self.count("channelObjectsRefused", 1)
+            if bucket.channel.request:  # leave (or renew) the request for a provider
+                self._request(bucket, uri, refused_etag=exc.etag)
+            raise
+
+    def _request_and_wait(
+        self,
+        bucket: ChannelBucket,
+        transfer: Transfer,
+        uri: ContentUri,
+        timeout: float,
+        state: TransferState,
+    ) -> Path:
+        channel = bucket.channel
+        key = bucket.object_key(uri.sha1)
+        if not channel.request:
+            raise NotFoundError(
+                f"{uri} is not in channel {channel.name!r} ({bucket.url(key)})",
+                f"this node does not ask the channel for files (request = false in {channel.source})",
+            )
+        self._request(bucket, uri)
+        state.stage = "waiting for a provider"
+        deadline = time.monotonic() + timeout
+        interval = min(MAX_WAIT_POLL, channel.poll_seconds)
+        while bucket.head(key) is None:
+            if time.monotonic() >= deadline:
+                raise ChannelTimeout(
+                    f"no node of channel {channel.name!r} provided {uri} within {timeout:g} s",
+                    f"the request stays at {bucket.url(bucket.request_key(uri.sha1))} for "
+                    "providers that come online; try again later, or wait longer with "
+                    "channel_timeout (KACHERY_CHANNEL_TIMEOUT)",
+                )
+            if state.cancelled.wait(interval):
+                raise Cancelled(f"the load of {uri} from channel {channel.name!r} was stopped")
+        state.stage = "downloading"
+        path = self._download(bucket, transfer, uri)
+        if path is None:
+            raise NotFoundError(
+                f"{bucket.url(key)} appeared in channel {channel.name!r}, then vanished"
+            )
+        return path
+
+    def _request(
+        self, bucket: ChannelBucket, uri: ContentUri, refused_etag: Optional[str] = None
+    ) -> None:
+        doc: Dict[str, Any] = {"nodeId": self.node_id, "time": time.time(), "sha1": uri.sha1}
+        if uri.manifest_sha1:
+            doc["manifestSha1"] = uri.manifest_sha1
+        if refused_etag is not None:
+            doc["refusedEtag"] = refused_etag
+        bucket.put_json(bucket.request_key(uri.sha1), doc)
+        self.count("channelRequests", 1)
+
+    def _forget_request(self, bucket: ChannelBucket, sha1: str) -> None:
+        """Delete the request for `sha1`, if any (best effort: the file is here already)."""
+        if not bucket.channel.request:
+            return
+        with contextlib.suppress(KacheryError):
+            bucket.delete(bucket.request_key(sha1))
+
+    # -- uploading -------------------------------------------------------------------
+
+    def upload(self, uri: ContentUri, name: str, state: TransferState) -> str:
+        """Upload a stored object (and its manifest) to channel `name`; return its key."""
+        bucket = self.bucket(name)
+        state.stage = "uploading"
+        key = self.transfer(bucket, state).upload(uri.sha1, uri.manifest_sha1)
+        self.count("channelUploads", 1)
+        return key
+
+
+def open_channels(
+    config_file: Optional[Path], storage: LocalStorage, node_id: str
+) -> Optional[ChannelService]:
+    """The node's channels from its config file (see `config`), or None when it has none."""
+    from .config import load_node_config
+
+    config = load_node_config(config_file, storage.root)
+    if not config.channels:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("boto3") is None:
+        raise ConfigError(
+            f"the channels of {config.path} need boto3, which is not installed",
+            "pip install 'kachery-client[channels]' where the node runs",
+        )
+    return ChannelService(config, storage, node_id)

@@ -1,0 +1,382 @@
+"""Moving one object between a node's storage and a channel's bucket, every byte verified.
+
+Upload: the manifest first (a small object), then the file as one object, multipart with
+`max_parallel` parts in flight. The manifest goes first so that whoever sees the object
+can already fetch its chunk list.
+
+Download of a file with a manifest: one ranged GET per manifest chunk, `max_parallel` at a
+time, each streamed in 1 MiB blocks straight to its offset in `<temp_dir>/<sha1>.download`
+(never a whole chunk in memory) and its SHA-1 checked against the manifest as it arrives.
+The whole file's SHA-1 is computed chunk by chunk as soon as each one is complete (reading
+back from the page cache, overlapping later chunks' transfers) and checked before the
+object appears (`LocalStorage.adopt_verified`). When a download is cut off, the next one
+keeps every chunk already in the `.download` file whose SHA-1 matches and fetches only the
+rest. Without a manifest: one GET, hashed on the way, stored only if the hash matches.
+
+Chunks are byte ranges of one bucket object, not objects of their own: the uploader sends
+the file once, the bucket holds it once, and other tools see an ordinary object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Set
+
+from kachery_core.errors import IntegrityError, KacheryError, NotFoundError
+from kachery_core.hashing import hash_stream
+from kachery_core.local_storage import LocalStorage, open_input_file
+from kachery_core.manifest import MANIFEST_THRESHOLD, Chunk, Manifest
+
+from .bucket import ATTEMPTS, MANIFEST_METADATA, ChannelBucket, ChannelUnreachable, ObjectInfo
+
+SUFFIX = ".download"
+READ_BLOCK = 4 << 20
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes done, bytes total)."""
+Count = Callable[[str, int], None]
+"""Adds to one of the node's counters (`/stats`)."""
+
+
+class Cancelled(KacheryError):
+    """The transfer was stopped (the node is stopping, or the client went away)."""
+
+
+class CorruptObject(IntegrityError):
+    """The bucket's bytes do not hash to the name they are stored under."""
+
+    def __init__(self, message: str, hint: Optional[str], etag: str) -> None:
+        super().__init__(message, hint)
+        self.etag = etag
+
+
+class _Aborted(Exception):
+    """Raised in a chunk worker once another chunk failed or the transfer was cancelled."""
+
+
+class Transfer:
+    """What every transfer of a node needs: its storage, the bucket, counters, a stop flag."""
+
+    def __init__(
+        self,
+        bucket: ChannelBucket,
+        storage: LocalStorage,
+        count: Count,
+        cancelled: threading.Event,
+        progress: Progress,
+    ) -> None:
+        self.bucket = bucket
+        self.storage = storage
+        self.count = count
+        self.cancelled = cancelled
+        self.progress = progress
+
+    # -- download ------------------------------------------------------------------
+
+    def download(self, sha1: str, manifest_sha1: Optional[str] = None) -> Optional[Path]:
+        """Fetch object `sha1` into storage; None if the bucket does not have it."""
+        info = self.bucket.head(self.bucket.object_key(sha1))
+        if info is None:
+            return None
+        try:
+            manifest = self._manifest(
+                sha1, manifest_sha1 or info.metadata.get(MANIFEST_METADATA), info
+            )
+            if manifest is None:
+                return self._download_whole(sha1, info)
+            return _ChunkedDownload(self, info, manifest).run()
+        except IntegrityError as exc:
+            raise CorruptObject(
+                f"refused {self.bucket.url(info.key)} (channel {self.bucket.channel.name!r}): "
+                f"{exc.message}",
+                "nothing was stored; the object in the bucket is corrupt and must be uploaded again",
+                info.etag,
+            ) from None
+
+    def _manifest(
+        self, sha1: str, manifest_sha1: Optional[str], info: ObjectInfo
+    ) -> Optional[Manifest]:
+        if manifest_sha1 is None or info.size <= MANIFEST_THRESHOLD:
+            return None
+        if not self.storage.has(manifest_sha1):
+            try:
+                data = self.bucket.get_small(self.bucket.object_key(manifest_sha1))
+            except NotFoundError:
+                return None  # uploaded without one: a single GET, not resumable
+            self.count("channelBytesDownloaded", len(data))
+            self.storage.store_bytes(data, expected_sha1=manifest_sha1)
+        manifest = self.storage.load_manifest(manifest_sha1)
+        if manifest.sha1 != sha1:
+            raise IntegrityError(f"manifest {manifest_sha1} describes {manifest.sha1}, not {sha1}")
+        if manifest.size != info.size:
+            raise IntegrityError(
+                f"it has {info.size} bytes where the manifest says {manifest.size}"
+            )
+        return manifest
+
+    def _download_whole(self, sha1: str, info: ObjectInfo) -> Path:
+        done = 0
+        with self.storage.object_writer() as writer:
+            for block in self.bucket.iter_range(info.key, 0):
+                if self.cancelled.is_set():
+                    raise Cancelled(f"download of {info.key} stopped")
+                writer.write(block)
+                done += len(block)
+                self.count("channelBytesDownloaded", len(block))
+                self.progress(done, info.size)
+            writer.commit(expected_sha1=sha1)  # IntegrityError, and nothing stored, if not
+        return self.storage.require(sha1)
+
+    # -- upload --------------------------------------------------------------------
+
+    def upload(
+        self, sha1: str, manifest_sha1: Optional[str] = None, replace_etag: Optional[str] = None
+    ) -> str:
+        """Upload object `sha1` (and its manifest) unless the bucket already has it.
+
+        `replace_etag`: an object with this ETag in the bucket was refused as corrupt by
+        some node; upload over it. Returns the object's key.
+        """
+        path = self.storage.find(sha1)
+        if path is None:
+            raise NotFoundError(f"sha1://{sha1} is not stored on this node", "store it first")
+        size = os.stat(path).st_size
+        metadata: Dict[str, str] = {}
+        if size > MANIFEST_THRESHOLD:
+            manifest_sha1 = self._local_manifest(sha1, manifest_sha1, path)
+            metadata[MANIFEST_METADATA] = manifest_sha1
+            manifest_key = self.bucket.object_key(manifest_sha1)
+            # a refused copy may have been refused for its manifest: renew that too
+            if replace_etag is not None or self.bucket.head(manifest_key) is None:
+                data = self.storage.require(manifest_sha1).read_bytes()
+                self.bucket.put_bytes(manifest_key, data)
+                self.count("channelBytesUploaded", len(data))
+        key = self.bucket.object_key(sha1)
+        existing = self.bucket.head(key)
+        if existing is not None and existing.size == size and existing.etag != replace_etag:
+            self.progress(size, size)
+            return key
+        sent = [0]
+        lock = threading.Lock()
+
+        def sent_more(n: int) -> None:  # called from the upload's worker threads
+            with lock:
+                sent[0] += n
+                done = sent[0]
+            self.count("channelBytesUploaded", n)
+            self.progress(done, size)
+
+        self.progress(0, size)
+        self.bucket.upload_file(path, key, metadata, sent_more, self.cancelled)
+        if self.cancelled.is_set():
+            raise Cancelled(f"upload of {key} stopped")
+        return key
+
+    def _local_manifest(self, sha1: str, hint: Optional[str], path: Path) -> str:
+        """The hash of the object's manifest, made (by hashing the file) if not at hand."""
+        link = self.storage.read_link(sha1)
+        for candidate in (hint, link.manifest_hash if link else None):
+            if (
+                candidate
+                and self.storage.has(candidate)
+                and self.storage.load_manifest(candidate).sha1 == sha1
+            ):
+                return candidate
+        with open_input_file(path) as (source, st):
+            result = hash_stream(source.readinto, None, st.st_size)
+        if result.sha1 != sha1 or result.manifest is None:
+            raise IntegrityError(
+                f"the local copy of sha1://{sha1} at {path} hashes to {result.sha1}",
+                "it is damaged; nothing was uploaded",
+            )
+        return self.storage.store_bytes(result.manifest.to_bytes()).sha1
+
+
+class _ChunkedDownload:
+    """One resumable, parallel, chunk-verified download into `<temp_dir>/<sha1>.download`."""
+
+    def __init__(self, transfer: Transfer, info: ObjectInfo, manifest: Manifest) -> None:
+        self.t = transfer
+        self.info = info
+        self.manifest = manifest
+        self.path = transfer.storage.temp_dir / f"{manifest.sha1}{SUFFIX}"
+        self.abort = threading.Event()
+        self.failure: Optional[BaseException] = None
+        self._lock = threading.Lock()
+        self._done = 0
+
+    def run(self) -> Path:
+        storage = self.t.storage
+        storage.temp_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        pool = ThreadPoolExecutor(self.t.bucket.channel.max_parallel, "kachery-chunk")
+        try:
+            self._lock_file(fd)
+            finished = storage.find(self.manifest.sha1)
+            if finished is not None:  # another transfer completed it while we waited
+                if os.fstat(fd).st_size == 0:
+                    _unlink_quietly(self.path)
+                return finished
+            return self._download(fd, pool)
+        except BaseException:
+            self.abort.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)  # no worker may write once the file is closed
+            os.close(fd)  # releases the lock
+
+    def _lock_file(self, fd: int) -> None:
+        """Take the file's lock: one transfer per object, across processes too."""
+        import fcntl
+
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if self.t.cancelled.wait(0.1):
+                    raise Cancelled(f"download of {self.info.key} stopped") from None
+
+    def _download(self, fd: int, pool: ThreadPoolExecutor) -> Path:
+        chunks = self.manifest.chunks
+        present = os.fstat(fd).st_size
+        if present > self.manifest.size:
+            os.ftruncate(fd, self.manifest.size)
+            present = self.manifest.size
+        kept = self._verified_chunks(fd, present, pool)
+        self._done = sum(chunks[i].end - chunks[i].start for i in kept)
+        self.t.progress(self._done, self.manifest.size)
+        complete = [threading.Event() for _ in chunks]
+        for i in kept:
+            complete[i].set()
+        for i, chunk in enumerate(chunks):
+            if i not in kept:
+                future = pool.submit(self._fetch, fd, chunk, complete[i])
+                future.add_done_callback(self._note_failure)
+        whole = hashlib.sha1()
+        for i, chunk in enumerate(chunks):  # in order, while later chunks still arrive
+            while not complete[i].wait(0.05):
+                self._stop_if_needed()
+            _hash_range(fd, chunk.start, chunk.end, whole)
+        if whole.hexdigest() != self.manifest.sha1:
+            os.ftruncate(fd, 0)  # nothing in it can be trusted
+            raise IntegrityError(
+                f"the downloaded bytes hash to {whole.hexdigest()}, expected {self.manifest.sha1}"
+            )
+        return self.t.storage.adopt_verified(self.path, self.manifest.sha1)
+
+    def _verified_chunks(self, fd: int, present: int, pool: ThreadPoolExecutor) -> Set[int]:
+        """Indices of the chunks already in the file whose SHA-1 matches (a resumed download)."""
+        candidates = [
+            (i, c)
+            for i, c in enumerate(self.manifest.chunks)
+            if c.end <= present and not _is_hole(fd, c)
+        ]
+
+        def matches(item: Any) -> Optional[int]:
+            i, chunk = item
+            return i if _hash_range(fd, chunk.start, chunk.end).hexdigest() == chunk.sha1 else None
+
+        return {i for i in pool.map(matches, candidates) if i is not None}
+
+    def _stop_if_needed(self) -> None:
+        if self.failure is not None:
+            self.abort.set()
+            raise self.failure
+        if self.t.cancelled.is_set():
+            self.abort.set()
+            raise Cancelled(f"download of {self.info.key} stopped")
+
+    def _note_failure(self, future: Future[None]) -> None:
+        exc = future.exception()
+        if exc is not None and not isinstance(exc, _Aborted) and self.failure is None:
+            self.failure = exc
+            self.abort.set()
+
+    def _fetch(self, fd: int, chunk: Chunk, complete: threading.Event) -> None:
+        """Fetch one chunk, retrying a dropped connection a few times."""
+        for attempt in range(1, ATTEMPTS + 1):
+            if self.abort.is_set():
+                raise _Aborted()
+            written = [0]
+            try:
+                self._fetch_once(fd, chunk, written)
+                complete.set()
+                return
+            except ChannelUnreachable:
+                self._advance(-written[0])
+                if attempt == ATTEMPTS or self.abort.is_set():
+                    raise
+                time.sleep(0.5 * attempt)
+
+    def _fetch_once(self, fd: int, chunk: Chunk, written: List[int]) -> None:
+        digest = hashlib.sha1()
+        position = chunk.start
+        for block in self.t.bucket.iter_range(self.info.key, chunk.start, chunk.end):
+            if self.abort.is_set() or self.t.cancelled.is_set():
+                raise _Aborted()
+            digest.update(block)
+            _pwrite_all(fd, block, position)
+            position += len(block)
+            written[0] += len(block)
+            self.t.count("channelBytesDownloaded", len(block))
+            self._advance(len(block))
+        if position != chunk.end:
+            raise ChannelUnreachable(
+                f"the store sent {position - chunk.start} of {chunk.end - chunk.start} bytes "
+                f"of {self.info.key}"
+            )
+        if digest.hexdigest() != chunk.sha1:
+            raise IntegrityError(
+                f"bytes {chunk.start}-{chunk.end} hash to {digest.hexdigest()}, "
+                f"the manifest says {chunk.sha1}"
+            )
+
+    def _advance(self, n: int) -> None:
+        with self._lock:
+            self._done += n
+            done = self._done
+        self.t.progress(done, self.manifest.size)
+
+
+def _hash_range(fd: int, start: int, end: int, digest: Optional[Any] = None) -> Any:
+    digest = hashlib.sha1() if digest is None else digest
+    position = start
+    while position < end:
+        block = os.pread(fd, min(READ_BLOCK, end - position), position)
+        if not block:
+            break
+        digest.update(block)
+        position += len(block)
+    return digest
+
+
+def _pwrite_all(fd: int, data: bytes, position: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, position)
+        view = view[n:]
+        position += n
+
+
+def _is_hole(fd: int, chunk: Chunk) -> bool:
+    """True when the file has no data at all in the chunk's range (never written)."""
+    seek_data = getattr(os, "SEEK_DATA", None)
+    if seek_data is None:
+        return False
+    try:
+        return os.lseek(fd, chunk.start, seek_data) >= chunk.end
+    except OSError as exc:
+        return exc.errno == errno.ENXIO  # no data after chunk.start
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -1,0 +1,154 @@
+"""`remote`: a node on another machine, over its HTTP API.
+
+Chosen automatically when the daemon host names another machine. Two setups:
+
+- **Storage shared** (the lab setup): `KACHERY_STORAGE_DIR` is a mount of the node's
+  storage directory and holds its `kachery-node-id`. Objects are read in place, exactly as
+  the `http` backend does.
+- **Storage not shared** (a laptop): bytes travel over the connection. Loads stream
+  `/downloadFileData` into a local cache (`KACHERY_STORAGE_DIR` when set, else the per-user
+  cache directory; the usual layout), resumably for files with a manifest, and an object
+  appears there only once its SHA-1 matches. Stores stream the file to `/store`.
+
+Across machines the rotating client-auth code is out of reach, so the client sends an
+access token (`KACHERY_AUTH_TOKEN` or `auth_token_file`; made with `kachery-daemon token
+create`) in the same header. Timeouts come from `connect_timeout` and `read_timeout`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from kachery_core.config import Config
+from kachery_core.errors import (
+    IntegrityError,
+    NotFoundError,
+    TransportError,
+    UnsupportedOperation,
+)
+from kachery_core.hashing import Progress, hash_stream, writer_for
+from kachery_core.local_storage import LocalStorage
+from kachery_core.manifest import Manifest
+from kachery_core.paths import user_cache_dir
+from kachery_core.probe import ProbeAnswer
+from kachery_core.resumable import ResumableDownload
+from kachery_core.storage import StoredObject
+from kachery_core.uri import ContentUri
+
+from .http import HttpDaemonTransport, _file_key, _read_text, _ResponseStream
+
+
+def default_cache_dir() -> Path:
+    return user_cache_dir() / "storage"
+
+
+class RemoteDaemonTransport(HttpDaemonTransport):
+    name = "remote"
+    no_node_hint = (
+        "check KACHERY_DAEMON_HOST/KACHERY_DAEMON_PORT, that the node runs, and that this "
+        "machine can reach it"
+    )
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.shared = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> RemoteDaemonTransport:
+        return cls(config)
+
+    def _attach_storage(self, answer: ProbeAnswer) -> LocalStorage:
+        configured = Path(self._config.storage_dir)
+        self.shared = _read_text(configured / "kachery-node-id") == answer.node_id
+        if self.shared:
+            root = configured
+        else:
+            explicit = self._config.source("storage_dir") != "default"
+            root = configured if explicit else default_cache_dir()
+        return LocalStorage(
+            root, self._config.temp_dir, self._config.keep_temp_files, self._config.fsync
+        )
+
+    @property
+    def node_reads_local_paths(self) -> bool:
+        return self.shared
+
+    def describe_location(self) -> str:
+        where = "shared storage" if self.shared else "cache"
+        return f"the node at {self.base_url} ({where} {self.storage.root})"
+
+    def _read_auth_code(self) -> str:
+        if self.shared or self._config.auth_code_file:
+            return super()._read_auth_code()
+        raise TransportError(
+            f"the node at {self.base_url} needs an access token",
+            "ask its admin for one (`kachery-daemon token create --label YOU`), then set "
+            "KACHERY_AUTH_TOKEN or auth_token_file",
+        )
+
+    # -- files -----------------------------------------------------------------------
+
+    def link_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
+        self._connect()
+        if self.shared:
+            return super().link_file(path, progress)
+        raise UnsupportedOperation(
+            self.name,
+            "linking files when the node's storage is not mounted here",
+            "the node cannot see files on this machine; use store-file, or mount the node's "
+            "storage and point KACHERY_STORAGE_DIR at it",
+        )
+
+    def _load_through_node(self, uri: ContentUri, progress: Optional[Progress]) -> str:
+        if self.shared:
+            return super()._load_through_node(uri, progress)
+        if self.channel:  # the node fetches it from the channel, then we fetch it from the node
+            super()._load_through_node(uri, progress)
+        return str(self._download(uri, progress))
+
+    def _download(self, uri: ContentUri, progress: Optional[Progress]) -> Path:
+        manifest = self._manifest(uri)
+        with ResumableDownload(self.storage, uri.sha1, manifest) as download:
+            done = download.done_elsewhere()
+            if done is not None:
+                return done
+            offset = download.verified_size()
+            if manifest is None or offset < manifest.size:
+                doc = {"fileKey": _file_key(uri), "startByte": offset}
+                response = self._request(
+                    "POST", "/downloadFileData", json_body=doc, stream=True, what="download"
+                )
+                response.raw.decode_content = True
+                assert download.file is not None
+                shifted = None if progress is None else (lambda n: progress(offset + n))
+                with _ResponseStream(response) as body:
+                    hash_stream(
+                        body.readinto,
+                        writer_for(download.file),
+                        progress=shifted,
+                        manifest=False,
+                        resume=download.whole,
+                    )
+            try:
+                return download.commit()
+            except IntegrityError as exc:
+                raise IntegrityError(
+                    f"{uri} from {self.base_url}: {exc.message}", exc.hint
+                ) from None
+
+    def _manifest(self, uri: ContentUri) -> Optional[Manifest]:
+        """The URI's manifest (fetched once and cached), or None to download without one."""
+        if uri.manifest_sha1 is None:
+            return None
+        if not self.storage.has(uri.manifest_sha1):
+            doc = {"fileKey": {"sha1": uri.manifest_sha1}}
+            try:
+                response = self._request(
+                    "POST", "/downloadFileData", json_body=doc, what="manifest download"
+                )
+            except NotFoundError:
+                return None  # the node has the file but not its manifest: no resuming
+            self.storage.store_bytes(response.content, expected_sha1=uri.manifest_sha1)
+        manifest = self.storage.load_manifest(uri.manifest_sha1)
+        return manifest if manifest.sha1 == uri.sha1 else None

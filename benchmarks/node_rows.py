@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -132,14 +133,67 @@ def node_rows(
                     env,
                 )
             )
-        rows.append(_small_file_round_trips(node, env))
+        rows.append(_remote_load(work, data, env, uri, repeats, storage))
+        rows.append(_small_file_round_trips(node, "http", {"storage_dir": str(node.storage)}))
+        token = _token(storage)
+        rows.append(
+            _small_file_round_trips(
+                node, "remote", {"transport": "remote", "auth_token": token}, work / "rt-cache"
+            )
+        )
     finally:
         node.stop()
     return rows
 
 
+def _token(storage: Path) -> str:
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    from kachery_daemon.tokens import TokenStore
+
+    return TokenStore(storage).create(f"benchmark {os.getpid()} {time.time()}")[1]
+
+
+def _remote_load(
+    work: Path, data: Path, env: Dict[str, str], uri: str, repeats: int, storage: Path
+) -> Row:
+    """1 GiB over the connection into an empty client cache, hash check included, vs cp."""
+    cache = work / "remote-cache"
+    remote_env = dict(
+        env,
+        KACHERY_TRANSPORT="remote",
+        KACHERY_STORAGE_DIR=str(cache),
+        KACHERY_AUTH_TOKEN=_token(storage),
+    )
+    copy = work / "remote-copy.bin"
+
+    def empty_cache() -> None:
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)
+        if copy.exists():
+            copy.unlink()
+
+    row = measure(
+        "load via remote",
+        lambda i: [KACHERY, "load-file", uri],
+        "cp",
+        lambda i: ["cp", str(data), str(copy)],
+        2.0,
+        repeats,
+        remote_env,
+        before_each=empty_cache,
+    )
+    empty_cache()
+    return dataclasses.replace(row, rss_target_mib=100.0)
+
+
 def _small_file_round_trips(
-    node: Node, env: Dict[str, str], clients: int = 8, seconds: float = 5.0
+    node: Node,
+    label: str,
+    settings: Dict[str, str],
+    cache_root: Optional[Path] = None,
+    clients: int = 8,
+    seconds: float = 5.0,
 ) -> Row:
     """Store+load of small files from 8 concurrent clients: rate, p99 latency, node RSS."""
     sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -150,7 +204,8 @@ def _small_file_round_trips(
     stop_at = time.monotonic() + seconds
 
     def work(index: int) -> None:
-        client = kc.Client(daemon_port=node.port, storage_dir=str(node.storage))
+        own = {} if cache_root is None else {"storage_dir": str(cache_root / str(index))}
+        client = kc.Client(daemon_port=node.port, **dict(settings, **own))
         n = 0
         while time.monotonic() < stop_at:
             data = f"client {index} round trip {n}".encode()
@@ -171,13 +226,13 @@ def _small_file_round_trips(
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     rate = len(latencies) / seconds
     print(
-        f"small files, {clients} clients: {rate:.0f} store+load round trips/s, median {1000 * statistics.median(latencies):.1f} ms, "
+        f"small files via {label}, {clients} clients: {rate:.0f} store+load round trips/s, median {1000 * statistics.median(latencies):.1f} ms, "
         f"p99 {1000 * p99:.1f} ms, node peak RSS {node.peak_rss_mib():.1f} MiB"
     )
     # kachery s is the p99 latency; "base s" the median latency, labelled with the rate.
     median = statistics.median(latencies)
     return Row(
-        f"round trip x{clients} (p99)",
+        f"{label} round trip x{clients} (p99)",
         p99,
         f"median, {rate:.0f}/s",
         median,

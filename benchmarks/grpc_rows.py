@@ -2,7 +2,7 @@
 
 The node runs with `--grpc-port`; the client's storage dir is its own cache, so every byte
 crosses the socket and is hash-checked before the object appears. The node's peak RSS is
-printed beside the table (the row's RSS is the client's).
+printed beside the table (the row's RSS is the client's); then the small-file round trips.
 """
 
 from __future__ import annotations
@@ -10,30 +10,19 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Dict, List
 
+from node_rows import Node, small_file_round_trips
 from run import KACHERY, Row, free_port, measure
-
-BIN = Path(sys.executable).parent
 
 
 def grpc_rows(work: Path, data: Path, env: Dict[str, str], repeats: int) -> List[Row]:
     storage = work / "grpc-node-storage"
     http_port, grpc_port = free_port(), free_port()
     node_env = dict(env, KACHERY_DAEMON_PORT=str(http_port), KACHERY_STORAGE_DIR=str(storage))
-    node = subprocess.Popen(
-        [str(BIN / "kachery-daemon"), "start", "--port", str(http_port)]
-        + ["--grpc-port", str(grpc_port), "--storage-dir", str(storage)],
-        env=node_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    node = Node(storage, node_env, "--grpc-port", str(grpc_port))
     try:
-        _wait_for(http_port)
         # The node ingests the file by path (http backend): quick, and not what is measured.
         uri = subprocess.run(
             [KACHERY, "store-file", str(data)],
@@ -68,33 +57,15 @@ def grpc_rows(work: Path, data: Path, env: Dict[str, str], repeats: int) -> List
             before_each=empty_cache,
         )
         empty_cache()
-        print(f"load via grpc: node peak RSS {_peak_rss_mib(node.pid):.1f} MiB")
+        print(f"load via grpc: node peak RSS {node.peak_rss_mib():.1f} MiB")
+        settings = {
+            "transport": "grpc",
+            "daemon_host": "127.0.0.1",
+            "grpc_port": str(grpc_port),
+            "auth_code_file": str(storage / "client-auth"),
+        }
+        round_trips = small_file_round_trips(node, "grpc", settings, work / "grpc-rt-cache")
         # The client imports grpc (~40 MiB before any transfer), as the remote row's does requests.
-        return [dataclasses.replace(row, rss_target_mib=100.0)]
+        return [dataclasses.replace(row, rss_target_mib=100.0), round_trips]
     finally:
-        node.terminate()
-        try:
-            node.wait(30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
-
-
-def _wait_for(port: int) -> None:
-    """The node answers the HTTP probe only once its gRPC server is up too."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/probe", timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("the node with --grpc-port did not start")
-
-
-def _peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+        node.stop()

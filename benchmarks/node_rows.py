@@ -20,7 +20,9 @@ BIN = Path(sys.executable).parent
 
 
 class Node:
-    def __init__(self, storage: Path, env: Dict[str, str]) -> None:
+    """A `kachery-daemon` for the benchmark; it answers the probe once every server is up."""
+
+    def __init__(self, storage: Path, env: Dict[str, str], *extra_args: str) -> None:
         self.port = int(env["KACHERY_DAEMON_PORT"])
         self.storage = storage
         self.proc = subprocess.Popen(
@@ -31,6 +33,7 @@ class Node:
                 str(self.port),
                 "--storage-dir",
                 str(storage),
+                *extra_args,
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -134,10 +137,10 @@ def node_rows(
                 )
             )
         rows.append(_remote_load(work, data, env, uri, repeats, storage))
-        rows.append(_small_file_round_trips(node, "http", {"storage_dir": str(node.storage)}))
+        rows.append(small_file_round_trips(node, "http", {"storage_dir": str(node.storage)}))
         token = _token(storage)
         rows.append(
-            _small_file_round_trips(
+            small_file_round_trips(
                 node, "remote", {"transport": "remote", "auth_token": token}, work / "rt-cache"
             )
         )
@@ -187,7 +190,7 @@ def _remote_load(
     return dataclasses.replace(row, rss_target_mib=100.0)
 
 
-def _small_file_round_trips(
+def small_file_round_trips(
     node: Node,
     label: str,
     settings: Dict[str, str],

@@ -40,6 +40,7 @@ def test_benchmark_script_produces_every_row(kenv, tmp_path: Path) -> None:
         "load via remote",
         "http round trip x8 (p99)",
         "remote round trip x8 (p99)",
+        "grpc round trip x8 (p99)",
         "load via grpc",
         "4 MiB A->B via channel",
     }

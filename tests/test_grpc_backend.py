@@ -195,7 +195,7 @@ def test_grpc_port_in_use_is_one_clean_line(kenv: Dict[str, str], tmp_path: Path
         port = taken.getsockname()[1]
         args = ["start", "--host", "127.0.0.1", "--port", str(free_port())]
         args += ["--grpc-port", str(port), "--storage-dir", str(tmp_path / "s")]
-        env = dict(kenv, PYTHONWARNINGS="ignore")  # cryptography warns on Python 3.8
+        env = dict(kenv)
         proc = subprocess.run(
             [command("kachery-daemon"), *args], env=env, capture_output=True, text=True, timeout=60
         )

@@ -7,14 +7,12 @@ printed beside the table (the row's RSS is the client's); then the small-file ro
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Dict, List
 
-from node_rows import Node, small_file_round_trips
-from run import KACHERY, Row, free_port, measure
+from node_rows import Node, load_into_empty_cache, small_file_round_trips
+from run import KACHERY, Row, free_port
 
 
 def grpc_rows(work: Path, data: Path, env: Dict[str, str], repeats: int) -> List[Row]:
@@ -31,7 +29,7 @@ def grpc_rows(work: Path, data: Path, env: Dict[str, str], repeats: int) -> List
             text=True,
             check=True,
         ).stdout.strip()
-        cache, copy = work / "grpc-cache", work / "grpc-copy.bin"
+        cache = work / "grpc-cache"
         client_env = dict(
             env,
             KACHERY_TRANSPORT="grpc",
@@ -40,23 +38,7 @@ def grpc_rows(work: Path, data: Path, env: Dict[str, str], repeats: int) -> List
             KACHERY_STORAGE_DIR=str(cache),
             KACHERY_AUTH_CODE_FILE=str(storage / "client-auth"),
         )
-
-        def empty_cache() -> None:
-            shutil.rmtree(cache, ignore_errors=True)
-            if copy.exists():
-                copy.unlink()
-
-        row = measure(
-            "load via grpc",
-            lambda i: [KACHERY, "load-file", uri],
-            "cp",
-            lambda i: ["cp", str(data), str(copy)],
-            2.5,
-            repeats,
-            client_env,
-            before_each=empty_cache,
-        )
-        empty_cache()
+        row = load_into_empty_cache("load via grpc", uri, data, cache, client_env, 2.5, repeats)
         print(f"load via grpc: node peak RSS {node.peak_rss_mib():.1f} MiB")
         settings = {
             "transport": "grpc",
@@ -65,7 +47,6 @@ def grpc_rows(work: Path, data: Path, env: Dict[str, str], repeats: int) -> List
             "auth_code_file": str(storage / "client-auth"),
         }
         round_trips = small_file_round_trips(node, "grpc", settings, work / "grpc-rt-cache")
-        # The client imports grpc (~40 MiB before any transfer), as the remote row's does requests.
-        return [dataclasses.replace(row, rss_target_mib=100.0), round_trips]
+        return [row, round_trips]
     finally:
         node.stop()

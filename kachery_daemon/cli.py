@@ -151,6 +151,8 @@ def info(storage_dir: Optional[str]) -> None:
     click.echo(f"pid          {state['pid']}")
     scheme = "https" if state.get("tls") else "http"
     click.echo(f"address      {scheme}://{state['host']}:{state['port']}")
+    if state.get("grpcPort"):
+        click.echo(f"grpc         {state['host']}:{state['grpcPort']}")
 
 
 @cli.command()

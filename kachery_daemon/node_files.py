@@ -79,7 +79,13 @@ class StorageLock:
 
 
 def write_state(
-    storage_dir: Path, host: str, port: int, node_id: str, label: str, tls: bool = False
+    storage_dir: Path,
+    host: str,
+    port: int,
+    node_id: str,
+    label: str,
+    tls: bool = False,
+    grpc_port: Optional[int] = None,
 ) -> None:
     doc = {
         "pid": os.getpid(),
@@ -88,6 +94,7 @@ def write_state(
         "nodeId": node_id,
         "label": label,
         "tls": tls,
+        "grpcPort": grpc_port,
     }
     write_atomically(storage_dir / STATE_FILE, json.dumps(doc).encode(), 0o644)
 

@@ -119,7 +119,13 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     write_state(
-        node.storage.root, host, port, node.identity.node_id, node.label, ssl_context is not None
+        node.storage.root,
+        host,
+        port,
+        node.identity.node_id,
+        node.label,
+        ssl_context is not None,
+        grpc_port if grpc_server is not None else None,
     )
     print(
         f"kachery-daemon: node {node.identity.node_id} serving {node.storage.root} on {'https' if ssl_context else 'http'}://{host}:{port}"

@@ -181,6 +181,15 @@ def test_node_not_running(cli, kenv: Dict[str, str], tmp_path: Path) -> None:
     assert f"no kachery node answers at grpc://127.0.0.1:{port}" in line and "--grpc-port" in line
 
 
+def test_daemon_info_shows_the_grpc_port(grpc_node: NodeProcess, node: NodeProcess, cli) -> None:
+    def info(n: NodeProcess) -> str:
+        args = ("info", "--storage-dir", str(n.storage_dir))
+        return str(cli(*args, program="kachery-daemon").stdout)
+
+    assert f"grpc         127.0.0.1:{grpc_node.grpc_port}" in info(grpc_node)  # type: ignore[attr-defined]
+    assert "grpc " not in info(node)
+
+
 def test_without_grpc_port_no_grpc_server(node: NodeProcess, cli, kenv) -> None:
     env = dict(kenv, KACHERY_TRANSPORT="grpc", KACHERY_DAEMON_HOST="127.0.0.1")
     env["KACHERY_GRPC_PORT"] = str(free_port())

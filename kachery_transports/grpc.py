@@ -43,6 +43,7 @@ from kachery_core.errors import (
     NodeIdMismatchError,
     NotFoundError,
     TransportError,
+    UnsupportedOperation,
 )
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
@@ -264,7 +265,16 @@ class GrpcDaemonTransport(DaemonTransport):
     def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
         path = self.cache.find(uri.sha1)
         if path is None:
-            self._download(uri, progress)
+            try:
+                self._download(uri, progress)
+            except NotFoundError:
+                if self._config.channel:  # never silently ignore a channel the user named
+                    raise UnsupportedOperation(
+                        self.name,
+                        f"loading from channel {self._config.channel!r} ({uri} is not on the node)",
+                        "channels work through the node's HTTP API: use --transport http or remote",
+                    ) from None
+                raise
             path = self.cache.require(uri.sha1)
         return str(path)
 
@@ -306,6 +316,8 @@ class GrpcDaemonTransport(DaemonTransport):
                 self._download(ContentUri(uri.manifest_sha1), None)
 
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
+        if self._config.channel and self.cache.find(uri.sha1) is None:
+            self.load_file(uri)  # so that a channel named for a missing file is an error
         if self.cache.find(uri.sha1) is not None:
             return self.cache.open_range(uri.sha1, start, end)  # type: ignore[return-value]
         request = pb.RangeRequest(file_key=_file_key(uri), start=start)

@@ -424,3 +424,14 @@ def test_transport_error_type(grpc_node: NodeProcess, tmp_path: Path) -> None:
     with pytest.raises(TransportError):
         transport.mutable_get("a")
     transport.close()
+
+
+def test_a_named_channel_is_never_silently_ignored(grpc_node: NodeProcess, cli, genv) -> None:
+    missing = "sha1://" + "ab" * 20 + "/x.bin"
+    for command in ("load-file", "cat-file"):
+        result = cli(command, missing, "--channel", "lab", env=genv)
+        assert result.returncode == 1
+        line = _one_error_line(result.stderr)
+        assert "does not support loading from channel 'lab'" in line and "--transport http" in line
+    plain = cli("load-file", missing, env=genv)  # no channel named: the usual not-found error
+    assert plain.returncode == 1 and "not found by the node" in plain.stderr

@@ -428,8 +428,8 @@ def test_transport_error_type(grpc_node: NodeProcess, tmp_path: Path) -> None:
 
 def test_a_named_channel_is_never_silently_ignored(grpc_node: NodeProcess, cli, genv) -> None:
     missing = "sha1://" + "ab" * 20 + "/x.bin"
-    for command in ("load-file", "cat-file"):
-        result = cli(command, missing, "--channel", "lab", env=genv)
+    for subcommand in ("load-file", "cat-file"):
+        result = cli(subcommand, missing, "--channel", "lab", env=genv)
         assert result.returncode == 1
         line = _one_error_line(result.stderr)
         assert "does not support loading from channel 'lab'" in line and "--transport http" in line

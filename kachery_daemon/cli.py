@@ -104,7 +104,7 @@ def start(
     node_config: Optional[Path],
 ) -> None:
     """Run the node in the foreground until stopped (Ctrl-C, SIGTERM or `kachery-daemon stop`)."""
-    from .runner import run_node
+    from .runner import NodeOptions, run_node
 
     config = resolve_config(
         {"storage_dir": storage_dir} if storage_dir else {}, explicit_source="--storage-dir"
@@ -112,7 +112,7 @@ def start(
     group = _group_id(auth_group) if auth_group else None
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    run_node(
+    options = NodeOptions(
         storage_dir=Path(config.storage_dir),
         host=host,
         port=port or config.daemon_port,
@@ -125,6 +125,7 @@ def start(
         tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
         node_config=node_config,
     )
+    run_node(options)
 
 
 @cli.command()

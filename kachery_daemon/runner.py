@@ -12,6 +12,7 @@ import asyncio
 import signal
 import ssl
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -29,36 +30,44 @@ from .node_files import StorageLock, clear_state, load_identity, write_state
 from .server import Node, create_app
 
 
-def run_node(
-    storage_dir: Path,
-    host: str,
-    port: int,
-    node_key: Optional[Path],
-    auth_group: Optional[int],
-    label: str,
-    rotate_seconds: float,
-    shutdown_grace_seconds: float = 10.0,
-    grpc_port: Optional[int] = None,
-    tls: Optional[Tuple[Path, Path]] = None,
-    node_config: Optional[Path] = None,
-) -> None:
+@dataclass(frozen=True)
+class NodeOptions:
+    """What `kachery-daemon start` was asked for (see its --help for each option)."""
+
+    storage_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 20431
+    node_key: Optional[Path] = None
+    auth_group: Optional[int] = None
+    label: str = ""
+    rotate_seconds: float = 300.0
+    shutdown_grace_seconds: float = 10.0
+    grpc_port: Optional[int] = None
+    tls: Optional[Tuple[Path, Path]] = None
+    """(certificate, private key) to serve HTTPS."""
+    node_config: Optional[Path] = None
+    """The node config file (channels)."""
+
+
+def run_node(options: NodeOptions) -> None:
+    storage_dir = options.storage_dir
     storage_dir.mkdir(parents=True, exist_ok=True)
     lock = StorageLock(storage_dir)
     lock.acquire()
     try:
-        identity = load_identity(storage_dir, node_key)
+        identity = load_identity(storage_dir, options.node_key)
         node = Node(
             storage=LocalStorage(storage_dir),
             identity=identity,
-            auth=RotatingAuthCode(storage_dir, rotate_seconds, auth_group),
+            auth=RotatingAuthCode(storage_dir, options.rotate_seconds, options.auth_group),
             mutables=MutableStore(storage_dir / MUTABLES_FILE),
             feeds=FeedStore(storage_dir / FEEDS_FILE),
-            label=label,
+            label=options.label,
         )
-        node.channels = open_channels(node_config, node.storage, identity.node_id)
+        node.channels = open_channels(options.node_config, node.storage, identity.node_id)
         try:
-            ssl_context = _ssl_context(*tls) if tls else None
-            asyncio.run(_serve(node, host, port, shutdown_grace_seconds, grpc_port, ssl_context))
+            ssl_context = _ssl_context(*options.tls) if options.tls else None
+            asyncio.run(_serve(node, options, ssl_context))
         finally:
             node.mutables.close()
             node.feeds.close()
@@ -83,13 +92,10 @@ def _ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 async def _serve(
-    node: Node,
-    host: str,
-    port: int,
-    grace_seconds: float,
-    grpc_port: Optional[int] = None,
-    ssl_context: Optional[ssl.SSLContext] = None,
+    node: Node, options: NodeOptions, ssl_context: Optional[ssl.SSLContext] = None
 ) -> None:
+    host, port, grpc_port = options.host, options.port, options.grpc_port
+    grace_seconds = options.shutdown_grace_seconds
     runner = web.AppRunner(create_app(node), shutdown_timeout=grace_seconds, access_log=None)
     await runner.setup()
     grpc_server = None

@@ -251,10 +251,10 @@ class LocalStorage(Storage):
                 os.chmod(beside, OBJECT_MODE)
                 os.replace(beside, final)
             finally:
-                _unlink_quietly(beside)
+                unlink_quietly(beside)
             os.unlink(staged)
         link = final.with_name(final.name + ".link")
-        _unlink_quietly(link)  # a real copy supersedes any link record
+        unlink_quietly(link)  # a real copy supersedes any link record
 
     def _write_small_file(self, final: Path, data: bytes) -> None:
         with self._staging_file() as staging:
@@ -279,7 +279,7 @@ class LocalStorage(Storage):
                 continue
             pid_text = name[len(prefix) :].split("-", 1)[0]
             if pid_text.isdigit() and not _process_exists(int(pid_text)):
-                _unlink_quietly(self.temp_dir / name)
+                unlink_quietly(self.temp_dir / name)
 
 
 class ObjectWriter:
@@ -347,7 +347,7 @@ class _StagingFile:
         if not self.file.closed:
             self.file.close()
         if not self.committed and not self.keep:
-            _unlink_quietly(self.path)
+            unlink_quietly(self.path)
 
 
 class open_input_file:
@@ -421,7 +421,8 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def _unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: Path) -> None:
+    """Remove a file that may already be gone (staging files, leftovers of other processes)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 

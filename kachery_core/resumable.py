@@ -15,18 +15,22 @@ so they never write the same file at once.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
 from .errors import IntegrityError
-from .local_storage import LocalStorage
+from .local_storage import LocalStorage, unlink_quietly
 from .manifest import Manifest
 
 SUFFIX = ".download"
 READ_BLOCK = 4 << 20
+
+
+def download_path(storage: LocalStorage, sha1: str) -> Path:
+    """Where a resumable download of object `sha1` keeps its bytes, whoever runs it."""
+    return storage.temp_dir / f"{sha1}{SUFFIX}"
 
 
 class ResumableDownload:
@@ -34,7 +38,7 @@ class ResumableDownload:
         self.storage = storage
         self.sha1 = sha1
         self.manifest = manifest
-        self.path = storage.temp_dir / f"{sha1}{SUFFIX}"
+        self.path = download_path(storage, sha1)
         self.whole: Any = hashlib.sha1()
         self.file: Optional[BinaryIO] = None
         self._committed = False
@@ -98,10 +102,5 @@ class ResumableDownload:
         assert self.file is not None
         keep = not self._committed and self.manifest is not None and self.file.tell() > 0
         if not self._committed and not keep:
-            _unlink_quietly(self.path)
+            unlink_quietly(self.path)
         self.file.close()  # releases the lock
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -19,7 +19,6 @@ the file once, the bucket holds it once, and other tools see an ordinary object.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -31,12 +30,12 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from kachery_core.errors import IntegrityError, KacheryError, NotFoundError
 from kachery_core.hashing import hash_stream
-from kachery_core.local_storage import LocalStorage, open_input_file
+from kachery_core.local_storage import LocalStorage, open_input_file, unlink_quietly
 from kachery_core.manifest import MANIFEST_THRESHOLD, Chunk, Manifest
+from kachery_core.resumable import download_path
 
 from .bucket import ATTEMPTS, MANIFEST_METADATA, ChannelBucket, ChannelUnreachable, ObjectInfo
 
-SUFFIX = ".download"
 READ_BLOCK = 4 << 20
 
 Progress = Callable[[int, int], None]
@@ -206,7 +205,7 @@ class _ChunkedDownload:
         self.t = transfer
         self.info = info
         self.manifest = manifest
-        self.path = transfer.storage.temp_dir / f"{manifest.sha1}{SUFFIX}"
+        self.path = download_path(transfer.storage, manifest.sha1)
         self.abort = threading.Event()
         self.failure: Optional[BaseException] = None
         self._lock = threading.Lock()
@@ -222,7 +221,7 @@ class _ChunkedDownload:
             finished = storage.find(self.manifest.sha1)
             if finished is not None:  # another transfer completed it while we waited
                 if os.fstat(fd).st_size == 0:
-                    _unlink_quietly(self.path)
+                    unlink_quietly(self.path)
                 return finished
             return self._download(fd, pool)
         except BaseException:
@@ -375,8 +374,3 @@ def _is_hole(fd: int, chunk: Chunk) -> bool:
         return os.lseek(fd, chunk.start, seek_data) >= chunk.end
     except OSError as exc:
         return exc.errno == errno.ENXIO  # no data after chunk.start
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

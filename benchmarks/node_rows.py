@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from run import KACHERY, Row, free_port, measure
+from run import KACHERY, Row, free_port, measure, remove_tree
 
 BIN = Path(sys.executable).parent
 
@@ -99,13 +99,9 @@ def node_rows(
     try:
 
         def fresh() -> None:
-            for p in (storage / "sha1").rglob("*"):
-                if p.is_file():
-                    os.chmod(p.parent, 0o755)
-                    p.unlink()
-            copies.mkdir(exist_ok=True)
-            for p in copies.iterdir():
-                p.unlink()
+            remove_tree(storage / "sha1")
+            remove_tree(copies)
+            copies.mkdir()
 
         rows.append(
             measure(
@@ -177,9 +173,7 @@ def load_into_empty_cache(
     copy = cache.with_name(cache.name + "-copy.bin")
 
     def empty_cache() -> None:
-        import shutil
-
-        shutil.rmtree(cache, ignore_errors=True)
+        remove_tree(cache)
         if copy.exists():
             copy.unlink()
 

@@ -120,7 +120,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         rows = _run(work, args.size_mib, repeats, startup_repeats, not args.no_node)
     finally:
-        _remove(work)
+        remove_tree(work)
     _print_table(rows)
     if args.out:
         args.out.write_text(
@@ -149,8 +149,8 @@ def _run(
     copies = work / "copies"
 
     def fresh_targets() -> None:
-        _remove(storage)
-        _remove(copies)
+        remove_tree(storage)
+        remove_tree(copies)
         copies.mkdir()
 
     rows = [
@@ -172,7 +172,7 @@ def _run(
             1.0,
             repeats,
             env,
-            before_each=lambda: _remove(storage),
+            before_each=lambda: remove_tree(storage),
         ),
     ]
     uri = subprocess.run(
@@ -228,7 +228,8 @@ def _write_random(path: Path, size: int) -> None:
             written += len(piece)
 
 
-def _remove(path: Path) -> None:
+def remove_tree(path: Path) -> None:
+    """Remove a directory that may hold read-only objects (and read-only folders)."""
     if not path.exists():
         return
     for p in [path, *path.rglob("*")]:

@@ -70,25 +70,32 @@ def _parse_host(value: Any) -> str:
     return text.strip("[]")
 
 
-def _parse_name(value: Any) -> str:
-    text = str(value).strip()
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", text):
-        raise ValueError("expected a backend name such as local, offline or http")
-    return text
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+"""A channel's name, the same rule for the client's `channel` and a node's [channels.NAME]."""
 
 
-def _parse_profile(value: Any) -> str:
-    text = str(value).strip()
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", text):
-        raise ValueError("expected a profile name: letters, digits, '.', '_' or '-'")
-    return text
+def _name_parser(pattern: re.Pattern[str], expected: str) -> Callable[[Any], str]:
+    """A parser for names (backends, profiles, channels): one pattern, one message."""
+
+    def parse(value: Any) -> str:
+        text = str(value).strip()
+        if not pattern.fullmatch(text):
+            raise ValueError(expected)
+        return text
+
+    return parse
 
 
-def _parse_channel(value: Any) -> str:
-    text = str(value).strip()
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", text):
-        raise ValueError("expected a channel name: letters, digits, '.', '_' or '-'")
-    return text
+_parse_name = _name_parser(
+    re.compile(NAME), "expected a backend name such as local, offline or http"
+)
+_parse_profile = _name_parser(
+    re.compile(NAME), "expected a profile name: letters, digits, '.', '_' or '-'"
+)
+_parse_channel = _name_parser(
+    CHANNEL_NAME, "expected a channel name: letters, digits, '.', '_' or '-'"
+)
 
 
 def _parse_seconds(value: Any) -> float:

@@ -17,13 +17,14 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Union
 
 from kachery_core.config import Config, resolve_config
 from kachery_core.errors import IntegrityError, InvalidInputError
 from kachery_core.hashing import Progress, hash_stream, writer_for
 from kachery_core.plugins import get_registry
 from kachery_core.selection import Selection, select_backend
+from kachery_core.storage import StoredObject
 from kachery_core.transport import JSON, DaemonTransport
 from kachery_core.uri import ContentUri, parse_uri
 
@@ -89,13 +90,12 @@ class Client:
 
         With `upload_to_channel`, the node also uploads it (and its manifest) to that channel.
         """
-        if upload_to_channel is not None:
-            self.transport.check_channels(upload_to_channel)  # fail before storing anything
-        stored = self.transport.store_file(os.fspath(path), progress)
-        uri = stored.uri(label or _basename(path))
-        if upload_to_channel is not None:
-            self.transport.upload_to_channel(uri, upload_to_channel, upload_progress)
-        return str(uri)
+        return self._store_and_upload(
+            lambda: self.transport.store_file(os.fspath(path), progress),
+            label or _basename(path),
+            upload_to_channel,
+            upload_progress,
+        )
 
     def link_file(
         self, path: PathLike, label: Optional[str] = None, progress: Optional[Progress] = None
@@ -112,11 +112,23 @@ class Client:
         upload_to_channel: Optional[str] = None,
     ) -> str:
         """Store everything read from a binary stream (a pipe, a socket, a file object)."""
-        if upload_to_channel is not None:
-            self.transport.check_channels(upload_to_channel)
-        uri = self.transport.store_stream(stream, progress).uri(label)
-        if upload_to_channel is not None:
-            self.transport.upload_to_channel(uri, upload_to_channel)
+        return self._store_and_upload(
+            lambda: self.transport.store_stream(stream, progress), label, upload_to_channel
+        )
+
+    def _store_and_upload(
+        self,
+        store: Callable[[], StoredObject],
+        label: Optional[str],
+        channel: Optional[str],
+        upload_progress: Optional[Progress] = None,
+    ) -> str:
+        """Store, then have the node upload to `channel` (checked first, before any work)."""
+        if channel is not None:
+            self.transport.check_channels(channel)
+        uri = store().uri(label)
+        if channel is not None:
+            self.transport.upload_to_channel(uri, channel, upload_progress)
         return str(uri)
 
     def upload_to_channel(

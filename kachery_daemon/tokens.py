@@ -120,6 +120,6 @@ class TokenStore:
             seen: Optional[Tuple[int, int]] = (st.st_mtime_ns, st.st_ino)
         except FileNotFoundError:
             seen = None
-        if seen != self._seen or seen is None:
+        if seen != self._seen:  # a new file (written by rename) or a removed one
             self._hashes = [r.sha256 for r in self.records()] if seen else []
             self._seen = seen

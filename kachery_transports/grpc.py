@@ -372,6 +372,7 @@ class GrpcDaemonTransport(DaemonTransport):
                 raise self._error(exc, "the store", watchdog.fired) from None
             finally:
                 watchdog.stop()
+                sender.close()
             return StoredObject(reply.sha1, reply.size, reply.manifest_sha1 or None)
         raise AssertionError("unreachable")
 
@@ -490,12 +491,24 @@ class _Sender:
         self._started = threading.Event()
         self._future: Any = None
         self._watchdog: Optional[_Watchdog] = None
+        self._reading = threading.Lock()
+        self._closed = False
         self.error: Optional[Exception] = None
         self.sent = 0
 
     def start(self, future: Any, watchdog: _Watchdog) -> None:
         self._future, self._watchdog = future, watchdog
         self._started.set()
+
+    def close(self, wait_seconds: float = 5.0) -> None:
+        """Stop reading, waiting for a read in progress on grpc's thread to end.
+
+        That thread is a daemon: were the process to exit while it reads stdin, holding the
+        stream's lock, the interpreter would abort at shutdown instead of exiting cleanly.
+        """
+        if self._reading.acquire(timeout=wait_seconds):
+            self._closed = True
+            self._reading.release()
 
     def __iter__(self) -> _Sender:
         return self
@@ -504,14 +517,17 @@ class _Sender:
         self._started.wait()
         assert self._watchdog is not None
         self._watchdog.arm()
-        try:
-            data = next(self._blocks)
-        except StopIteration:
-            raise
-        except Exception as exc:
-            self.error = exc
-            self._future.cancel()
-            raise StopIteration from None
+        with self._reading:
+            if self._closed:
+                raise StopIteration
+            try:
+                data = next(self._blocks)
+            except StopIteration:
+                raise
+            except Exception as exc:
+                self.error = exc
+                self._future.cancel()
+                raise StopIteration from None
         self.sent += len(data)
         if self._progress is not None:
             self._progress(self.sent)

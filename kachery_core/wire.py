@@ -70,9 +70,7 @@ def probe_signature_ok(node_id: str, nonce: str, signature: object) -> bool:
     """True when `signature` (hex) is node `node_id`'s signature of the probe for `nonce`."""
     from .node_key import verify_signature
 
-    return isinstance(signature, str) and verify_signature(
-        node_id, probe_message(nonce), signature
-    )
+    return isinstance(signature, str) and verify_signature(node_id, probe_message(nonce), signature)
 
 
 # -- error types ---------------------------------------------------------------------

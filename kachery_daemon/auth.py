@@ -4,7 +4,8 @@ The node writes a random code to `<storage>/client-auth` (mode 0640, optionally 
 `--auth-group`) and rewrites it every `rotate_seconds`; the previous code stays valid for
 one more rotation, so a client that read the file just before a rotation is not refused.
 Being able to read that file is what grants a local user access to the node. Clients send
-the code in the `KACHERY-CLIENT-AUTH-CODE` header.
+the code in the `KACHERY-CLIENT-AUTH-CODE` header (`wire.AUTH_HEADER`; gRPC metadata
+`wire.AUTH_METADATA`).
 
 `Authorizer` takes a list of credential checkers, so that the long-lived access tokens of
 clients on other machines (tokens.py) are accepted through the same header.
@@ -19,10 +20,10 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from kachery_core.layout import StorageLayout
+from kachery_core.wire import AUTH_HEADER
 
 from .node_files import write_atomically
 
-AUTH_HEADER = "KACHERY-CLIENT-AUTH-CODE"
 DEFAULT_ROTATE_SECONDS = 300.0
 
 CredentialCheck = Callable[[str], bool]

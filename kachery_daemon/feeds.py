@@ -49,6 +49,12 @@ def check_feed_id(feed_id: Any) -> str:
     return text
 
 
+def check_subfeed_hash(value: str) -> str:
+    if len(value) != 40 or any(c not in "0123456789abcdef" for c in value):
+        raise InvalidInputError(f"subfeedHash must be 40 lowercase hex digits, not {value[:60]!r}")
+    return value
+
+
 class FeedStore:
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)

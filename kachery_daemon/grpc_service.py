@@ -1,16 +1,19 @@
 """The node's gRPC API (`kachery_core/grpc_api/kachery.proto`), served beside HTTP.
 
 `kachery-daemon start --grpc-port N` runs it with `grpc.aio` in the node's own asyncio loop,
-on the same `Node` as the HTTP API: one storage directory, one authorizer, one set of
-mutables and feeds, and one wake-up for feed watches whichever API appended.
+over the same `Node` (node.py) as the HTTP API: one storage directory, one authorizer, one
+set of mutables and feeds, and one wake-up for feed watches whichever API appended. Each
+RPC parses its message, calls the node, and encodes the answer; the rules live in the node.
 
-Like the HTTP routes, uploads are hashed and written through `LocalStorage.object_writer`
-on a worker thread (staging file, atomic rename), and downloads are read from the object
-file block by block, so memory stays flat whatever the size. Every RPC but Probe needs the
-`kachery-client-auth-code` metadata, checked by the node's `Authorizer` exactly as the HTTP
-header is. Errors are a status code and a one-line message: bad input INVALID_ARGUMENT,
-missing object NOT_FOUND, no credential UNAUTHENTICATED, a wrong one PERMISSION_DENIED; an
-unexpected exception is logged to stderr and answered INTERNAL, one line, no traceback.
+Uploads are handed to `Node.store_upload` as they arrive, and downloads are read from the
+object file block by block, so memory stays flat whatever the size. Every RPC but Probe
+needs the `kachery-client-auth-code` metadata (`wire.AUTH_METADATA`), checked by
+`Node.authorize` exactly as the HTTP header is. Errors are a status code (`status_code`
+below: bad input INVALID_ARGUMENT, missing object NOT_FOUND, no credential
+UNAUTHENTICATED, a wrong one PERMISSION_DENIED) and a one-line message, with the error
+type (`wire.error_type`, "refused" for a refusal) in the trailing metadata
+`wire.ERROR_TYPE_METADATA`; an unexpected exception is logged to stderr and answered
+INTERNAL, one line, no traceback.
 
 This module imports grpc, so only the node imports it, and only when `--grpc-port` is given.
 """
@@ -22,36 +25,35 @@ import functools
 import json
 import os
 import socket
-import sys
-import traceback
-from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, List, Optional, Tuple, Type
 
 import grpc
 from grpc import aio
 
-from kachery_core import __version__
-from kachery_core.errors import ConfigError, KacheryError, NotFoundError
+from kachery_core import wire
+from kachery_core.errors import ConfigError, InvalidInputError, KacheryError, NotFoundError
+from kachery_core.grpc_api import file_keys
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
 from kachery_core.grpc_api.tuning import CHANNEL_OPTIONS, keep_freed_buffers
-from kachery_core.uri import ChunkOf, ContentUri, check_sha1
+from kachery_core.uri import ContentUri
 
-from .auth import AUTH_HEADER
-from .feed_routes import MAX_WAIT_MSEC, Watch, check_subfeed_hash, wait_for_messages
-from .feeds import check_feed_id
-from .http_util import BadRequest
-from .server import PROBE_NONCE, Node, link_unchanged
+from .feed_watch import MAX_WAIT_MSEC, Watch
+from .feeds import check_feed_id, check_subfeed_hash
+from .node import Node, absolute_path, report_unexpected
 
-AUTH_METADATA = AUTH_HEADER.lower()
-"""gRPC metadata keys are lowercase; the value is the same as the HTTP header's."""
 BLOCK = 2 << 20
 """Bytes per DataChunk sent: well under the 4 MiB default message limit of any client."""
-MIN_WRITE = 1 << 20
-"""Uploaded pieces are gathered to at least this size before each trip to a worker thread."""
+REFUSED = "refused"
+"""The error type of a call without a valid credential."""
 
-T = TypeVar("T")
 Method = Callable[..., Awaitable[Any]]
+
+STATUS_CODES: Tuple[Tuple[Type[BaseException], grpc.StatusCode], ...] = (
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (KacheryError, grpc.StatusCode.INVALID_ARGUMENT),  # InvalidInputError, IntegrityError, ...
+)
+"""Exception -> gRPC status, first match wins; anything else is a bug, answered INTERNAL."""
 
 
 class Refused(Exception):
@@ -60,6 +62,15 @@ class Refused(Exception):
     def __init__(self, code: grpc.StatusCode, reason: str) -> None:
         super().__init__(reason)
         self.code = code
+
+
+def status_code(exc: BaseException) -> Optional[grpc.StatusCode]:
+    if isinstance(exc, Refused):
+        return exc.code
+    for cls, code in STATUS_CODES:
+        if isinstance(exc, cls):
+            return code
+    return None
 
 
 async def start_grpc_server(node: Node, host: str, port: int) -> aio.Server:
@@ -100,41 +111,40 @@ def _check_can_listen(host: str, port: int, address: str) -> None:
             ) from None
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:1000]
-
-
 async def _abort(context: aio.ServicerContext, exc: Exception) -> None:
-    """End the call with the status and one-line message that fit `exc` (raises)."""
-    if isinstance(exc, Refused):
-        code = exc.code
-    elif isinstance(exc, NotFoundError):
-        code = grpc.StatusCode.NOT_FOUND
-    elif isinstance(exc, (BadRequest, KacheryError)):
-        code = grpc.StatusCode.INVALID_ARGUMENT
-    else:
-        print("kachery-daemon: error in a gRPC call:", file=sys.stderr)
-        traceback.print_exc()
-        await context.abort(
+    """End the call with the status, one-line message and error type that fit `exc` (raises)."""
+    code = status_code(exc)
+    if code is None:
+        code, details, kind = (
             grpc.StatusCode.INTERNAL,
-            f"internal error ({type(exc).__name__}); see the node's log",
+            report_unexpected(exc, "a gRPC call"),
+            "error",
         )
-        return
-    await context.abort(code, _one_line(str(exc)))
+    else:
+        details = wire.one_line(str(exc))
+        kind = REFUSED if isinstance(exc, Refused) else wire.error_type(exc)
+    await context.abort(code, details, trailing_metadata=((wire.ERROR_TYPE_METADATA, kind),))
 
 
-def _unary(method: Method) -> Method:
-    """An authorized call with a single answer; errors become status codes."""
+def _rpc(authorized: bool = True) -> Callable[[Method], Method]:
+    """A call with a single answer; checks the credential; errors become status codes."""
 
-    @functools.wraps(method)
-    async def handler(self: KacheryService, request: Any, context: aio.ServicerContext) -> Any:
-        try:
-            self.authorize(context)
-            return await method(self, request, context)
-        except Exception as exc:
-            await _abort(context, exc)
+    def wrap(method: Method) -> Method:
+        @functools.wraps(method)
+        async def handler(self: KacheryService, request: Any, context: aio.ServicerContext) -> Any:
+            try:
+                if authorized:
+                    self.authorize(context)
+                return await method(self, request, context)
+            except Exception as exc:
+                await _abort(context, exc)
 
-    return handler
+        return handler
+
+    return wrap
+
+
+_unary = _rpc()
 
 
 def _streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
@@ -154,11 +164,6 @@ def _streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., Async
     return handler
 
 
-async def _run(fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking work (disk, hashing, SQLite) on a worker thread."""
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
 class KacheryService(pb_grpc.KacheryServicer):
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -167,9 +172,9 @@ class KacheryService(pb_grpc.KacheryServicer):
         """The same check as the HTTP header's: `Refused` unless the node accepts the code."""
         value: Optional[str] = None
         for key, item in context.invocation_metadata() or ():
-            if key == AUTH_METADATA:
+            if key == wire.AUTH_METADATA:
                 value = item.decode() if isinstance(item, bytes) else str(item)
-        refusal = self.node.authorizer.reason_to_refuse(value)
+        refusal = self.node.authorize(value)
         if refusal is not None:
             code = (
                 grpc.StatusCode.UNAUTHENTICATED if not value else grpc.StatusCode.PERMISSION_DENIED
@@ -178,74 +183,53 @@ class KacheryService(pb_grpc.KacheryServicer):
 
     # -- node -----------------------------------------------------------------------
 
-    async def Probe(self, request: pb.ProbeRequest, context: aio.ServicerContext) -> pb.ProbeReply:
-        node = self.node
-        signature = ""
-        if request.nonce:
-            if not PROBE_NONCE.fullmatch(request.nonce):
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"nonce must be 1 to 128 hex digits, not {request.nonce[:40]!r}",
-                )
-            signature = node.identity.sign(f"kachery-probe:{request.nonce}".encode())
+    @_rpc(authorized=False)
+    async def Probe(self, request: pb.ProbeRequest, context: Any) -> pb.ProbeReply:
+        answer = self.node.probe(request.nonce or None)
         return pb.ProbeReply(
-            node_id=node.identity.node_id,
-            daemon_version=__version__,
-            storage_dir=str(node.storage.root),
-            label=node.label,
-            signature=signature,
+            node_id=answer.node_id,
+            daemon_version=answer.daemon_version,
+            storage_dir=answer.storage_dir,
+            label=answer.label,
+            signature=answer.signature or "",
         )
 
     # -- files ----------------------------------------------------------------------
 
     @_unary
     async def Store(self, requests: AsyncIterator[pb.DataChunk], context: Any) -> pb.StoredReply:
-        writer = self.node.storage.object_writer()
-        try:
-            pending = bytearray()
+        async def pieces() -> AsyncIterator[bytes]:
             async for chunk in requests:
-                data: bytes = chunk.data
-                if pending or len(data) < MIN_WRITE:
-                    pending += data
-                    if len(pending) < MIN_WRITE:
-                        continue
-                    data, pending = bytes(pending), bytearray()
-                await _run(writer.write, data)
-            if pending:
-                await _run(writer.write, bytes(pending))
-            stored = await _run(writer.commit)
-        finally:
-            writer.abort()  # nothing if committed; otherwise the staging file goes
-        self.node.count("storedBytes", stored.size)
-        self.node.count("storeRequests")
+                yield chunk.data
+
+        stored = await self.node.store_upload(pieces())
         return pb.StoredReply(
             sha1=stored.sha1, size=stored.size, manifest_sha1=stored.manifest_sha1 or ""
         )
 
     @_streaming
     async def Load(self, request: pb.FileKey, context: Any) -> AsyncIterator[pb.DataChunk]:
-        uri = _content_uri(request)
-        await _run(self.node.loader.find_path, uri)  # may assemble it from chunks
-        async for chunk in self._send(uri.sha1, 0, None):
+        async for chunk in self._send(file_keys.from_pb(request), 0, None):
             yield chunk
 
     @_streaming
     async def ReadRange(
         self, request: pb.RangeRequest, context: Any
     ) -> AsyncIterator[pb.DataChunk]:
-        uri = _content_uri(request.file_key)
         end = request.end if request.HasField("end") else None
-        await _run(self.node.loader.find_path, uri)
-        async for chunk in self._send(uri.sha1, request.start, end):
+        async for chunk in self._send(file_keys.from_pb(request.file_key), request.start, end):
             yield chunk
 
-    async def _send(self, sha1: str, start: int, end: Optional[int]) -> AsyncIterator[pb.DataChunk]:
+    async def _send(
+        self, uri: ContentUri, start: int, end: Optional[int]
+    ) -> AsyncIterator[pb.DataChunk]:
         """Bytes [start, end) of an object, BLOCK by BLOCK; the first chunk says the total.
 
-        The next block is read on a worker thread while this one is sent (disk reads never
-        stall the event loop); at most two blocks are in memory.
+        The object may first be cut or assembled from pieces (see `Node.find`). The next
+        block is read on a worker thread while this one is sent (disk reads never stall the
+        event loop); at most two blocks are in memory.
         """
-        stream = await _run(self.node.storage.open_range, sha1, start, end)
+        stream = await self.node.open_range(uri, start, end)
         loop = asyncio.get_running_loop()
         fd, total = stream.fileno(), stream.length
 
@@ -259,7 +243,7 @@ class KacheryService(pb_grpc.KacheryServicer):
             while True:
                 data = await reading
                 if not data and sent < total:
-                    raise KacheryError(f"sha1://{sha1} ended early while it was read")
+                    raise KacheryError(f"sha1://{uri.sha1} ended early while it was read")
                 sent += len(data)
                 offset += len(data)
                 if sent < total:
@@ -278,10 +262,8 @@ class KacheryService(pb_grpc.KacheryServicer):
 
     @_unary
     async def Link(self, request: pb.LinkRequest, context: Any) -> pb.StoredReply:
-        path = Path(request.path)
-        if not path.is_absolute():
-            raise BadRequest(f"path must be absolute, not {request.path!r}")
-        stored = await link_unchanged(self.node, path, request.size, request.mtime)
+        path = absolute_path(request.path, "path")
+        stored = await self.node.link_unchanged(path, request.size, request.mtime)
         return pb.StoredReply(
             sha1=stored.sha1, size=stored.size, manifest_sha1=stored.manifest_sha1 or ""
         )
@@ -290,7 +272,7 @@ class KacheryService(pb_grpc.KacheryServicer):
 
     @_unary
     async def GetMutable(self, request: pb.MutableKey, context: Any) -> pb.MutableValue:
-        found, value = await _run(self.node.mutables.get, _json(request.key_json, "key_json"))
+        found, value = await self.node.get_mutable(_json(request.key_json, "key_json"))
         return pb.MutableValue(found=found, value_json=json.dumps(value) if found else "")
 
     @_unary
@@ -298,12 +280,12 @@ class KacheryService(pb_grpc.KacheryServicer):
         key = _json(request.key_json, "key_json")
         value = _json(request.value_json, "value_json")
         update = request.update if request.HasField("update") else True
-        await _run(self.node.mutables.set, key, value, update)
+        await self.node.set_mutable(key, value, update)
         return pb.Empty()
 
     @_unary
     async def DeleteMutable(self, request: pb.MutableKey, context: Any) -> pb.Empty:
-        await _run(self.node.mutables.delete, _json(request.key_json, "key_json"))
+        await self.node.delete_mutable(_json(request.key_json, "key_json"))
         return pb.Empty()
 
     # -- feeds ----------------------------------------------------------------------
@@ -311,52 +293,46 @@ class KacheryService(pb_grpc.KacheryServicer):
     @_unary
     async def CreateFeed(self, request: pb.FeedName, context: Any) -> pb.FeedId:
         name = request.feed_name if request.HasField("feed_name") else None
-        return pb.FeedId(feed_id=await _run(self.node.feeds.create_feed, name))
+        return pb.FeedId(feed_id=await self.node.create_feed(name))
 
     @_unary
     async def GetFeedId(self, request: pb.FeedName, context: Any) -> pb.FeedId:
         if not request.HasField("feed_name"):
-            raise BadRequest("missing feed_name")
-        return pb.FeedId(feed_id=await _run(self.node.feeds.get_feed_id, request.feed_name) or "")
+            raise InvalidInputError("missing feed_name")
+        return pb.FeedId(feed_id=await self.node.get_feed_id(request.feed_name) or "")
 
     @_unary
     async def DeleteFeed(self, request: pb.FeedId, context: Any) -> pb.Empty:
-        await _run(self.node.feeds.delete_feed, check_feed_id(request.feed_id))
+        await self.node.delete_feed(check_feed_id(request.feed_id))
         return pb.Empty()
 
     @_unary
     async def AppendMessages(self, request: pb.AppendMessagesRequest, context: Any) -> pb.Empty:
         feed_id, subfeed = _subfeed(request.subfeed)
         messages = [_json(text, "messages_json") for text in request.messages_json]
-        await _run(self.node.feeds.append_messages, feed_id, subfeed, messages)
-        self.node.appended.notify(feed_id, subfeed)
+        await self.node.append_messages(feed_id, subfeed, messages)
         return pb.Empty()
 
     @_unary
     async def GetNumMessages(self, request: pb.Subfeed, context: Any) -> pb.NumMessages:
-        count = await _run(self.node.feeds.num_messages, *_subfeed(request))
+        count = await self.node.num_messages(*_subfeed(request))
         return pb.NumMessages(num_messages=count)
 
     @_unary
     async def WatchForNewMessages(self, request: pb.WatchRequest, context: Any) -> pb.WatchReply:
         if not 0 <= request.wait_msec <= MAX_WAIT_MSEC:
-            raise BadRequest(
+            raise InvalidInputError(
                 f"wait_msec must be from 0 to {MAX_WAIT_MSEC}, not {request.wait_msec}"
             )
         if request.max_num_messages < 0:
-            raise BadRequest("max_num_messages must not be negative")
-        watches: list[Watch] = []
+            raise InvalidInputError("max_num_messages must not be negative")
+        watches: List[Watch] = []
         for name, watch in request.watches.items():
             if watch.position < 0:
-                raise BadRequest(f"watches[{name!r}].position must not be negative")
+                raise InvalidInputError(f"watches[{name!r}].position must not be negative")
             watches.append((name, *_subfeed(watch.subfeed), watch.position))
-        found = await wait_for_messages(
-            self.node.feeds,
-            self.node.appended,
-            watches,
-            request.wait_msec,
-            request.max_num_messages,
-            request.signed,
+        found = await self.node.watch(
+            watches, request.wait_msec, request.max_num_messages, request.signed
         )
         reply = pb.WatchReply()
         for name, messages in found.items():
@@ -364,27 +340,14 @@ class KacheryService(pb_grpc.KacheryServicer):
         return reply
 
 
-def _content_uri(key: pb.FileKey) -> ContentUri:
-    """The object a FileKey names, every hash checked (never turned into a path unchecked)."""
-    sha1 = check_sha1(key.sha1, "sha1")
-    manifest = check_sha1(key.manifest_sha1, "manifest_sha1") if key.manifest_sha1 else None
-    chunk_of = None
-    if key.HasField("chunk_of"):
-        chunk = key.chunk_of
-        if not 0 <= chunk.start <= chunk.end:
-            raise BadRequest(f"chunk_of range {chunk.start}-{chunk.end} is not a range")
-        chunk_of = ChunkOf(check_sha1(chunk.sha1, "chunk_of.sha1"), chunk.start, chunk.end)
-    return ContentUri(sha1, None, manifest, chunk_of)
-
-
-def _subfeed(subfeed: pb.Subfeed) -> tuple[str, str]:
+def _subfeed(subfeed: pb.Subfeed) -> Tuple[str, str]:
     return check_feed_id(subfeed.feed_id), check_subfeed_hash(subfeed.subfeed_hash)
 
 
 def _json(text: str, what: str) -> Any:
     if not text:
-        raise BadRequest(f"missing {what}")
+        raise InvalidInputError(f"missing {what}")
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+        raise InvalidInputError(f"{what} is not valid JSON: {exc}") from None

@@ -1,25 +1,31 @@
-"""Request parsing shared by every route of the node: JSON bodies checked field by field.
+"""Request parsing shared by every HTTP route of the node: JSON bodies checked field by field.
 
 A bad request gets a 4xx with a one-line reason, never a 500. Handlers raise
 `BadRequest` (400) or `kachery_core.errors.KacheryError` subclasses, which the error
-middleware in `server.py` maps to status codes: `NotFoundError` 404, `InvalidInputError`,
-`InvalidUriError`, `IntegrityError` 400, other `KacheryError` 400.
+middleware in `http_api.py` maps to status codes (see `http_status` there).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Awaitable, Callable, Dict, Mapping, Tuple, Type, TypeVar, Union
 
 from aiohttp import web
 
-from kachery_core.uri import is_sha1
+from kachery_core import wire
+from kachery_core.errors import InvalidInputError, KacheryError
+from kachery_core.uri import ContentUri
+
+from .node import report_unexpected
 
 MAX_JSON_BODY = 16 << 20
 T = TypeVar("T")
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+"""Sends one framed message of a streamed answer."""
 
 
-class BadRequest(Exception):
+class BadRequest(InvalidInputError):
     """The request is malformed; the message is sent back as the 400 reason."""
 
 
@@ -59,13 +65,45 @@ def field(
     return value
 
 
-def sha1_field(doc: Dict[str, Any], key: str, required: bool = True) -> Optional[str]:
-    value = field(doc, key, str, ... if required else None)
-    if value is None:
-        return None
-    if not is_sha1(value):
-        raise BadRequest(f"field {key!r} is not a SHA-1 hash: {value!r}")
-    return str(value).lower()
+def file_key_field(doc: Dict[str, Any], key: str = "fileKey") -> ContentUri:
+    """The object the JSON FileKey `doc[key]` names, every field checked (`wire.parse_file_key`)."""
+    return wire.parse_file_key(doc.get(key), key)
+
+
+def error_response(status: int, text: str, error_type: str) -> web.Response:
+    """A 4xx/5xx answer: one line of text, and the error type in its header for clients."""
+    return web.Response(
+        status=status,
+        text=wire.one_line(text) + "\n",
+        headers={wire.ERROR_TYPE_HEADER: error_type},
+    )
+
+
+async def framed_answer(
+    request: web.Request, answer: Callable[[Send], Awaitable[None]]
+) -> web.StreamResponse:
+    """A 200 whose body is framed messages (`wire.encode_frame`) sent by `answer(send)`.
+
+    Once the answer has started its status cannot change, so a failure is sent as an error
+    frame (`wire.error_frame`, with its `errorType`); a bug is logged and sent as one line.
+    """
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    await response.prepare(request)
+
+    async def send(message: Mapping[str, Any]) -> None:
+        await response.write(wire.encode_frame(message))
+
+    try:
+        await answer(send)
+    except KacheryError as exc:
+        await send(wire.error_frame(exc))
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as exc:
+        line = report_unexpected(exc, f"{request.method} {request.path}")
+        await send({"type": "error", "error": line, "errorType": "error"})
+    await response.write_eof()
+    return response
 
 
 def _names(kinds: Tuple[type, ...]) -> str:

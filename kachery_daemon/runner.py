@@ -24,10 +24,11 @@ from .auth import RotatingAuthCode
 from .channels.service import open_channels
 from .feeds import FILE_NAME as FEEDS_FILE
 from .feeds import FeedStore
+from .http_api import create_app
 from .mutables import FILE_NAME as MUTABLES_FILE
 from .mutables import MutableStore
+from .node import Node
 from .node_files import StorageLock, clear_state, load_identity, write_state
-from .server import Node, create_app
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 import requests
-from conftest import command
+from conftest import command, free_port
 
 from kachery_core.node_key import verify_signature
 
@@ -43,6 +43,7 @@ def test_auth_required(node) -> None:
     for headers in ({}, {"KACHERY-CLIENT-AUTH-CODE": "wrong"}):
         response = post(node, "/mutable/get", {"key": "k"}, headers=headers)
         assert response.status_code == 403
+        assert response.headers["KACHERY-ERROR-TYPE"] == "refused"
         assert (
             len(response.text.strip().splitlines()) == 1
             and "KACHERY-CLIENT-AUTH-CODE" in response.text
@@ -82,20 +83,27 @@ def test_store_routes(node, tmp_path: Path) -> None:
     assert changed.status_code == 400 and "changed" in changed.text
 
 
-def test_load_and_download(node) -> None:
-    post(node, "/store", data=HELLO)
-    response = post(node, "/loadFile", {"fileKey": {"sha1": HELLO_SHA1}}, stream=True)
-    body = response.content.decode()
-    assert body.startswith("57#")  # framed: <length>#<json>
+def frames(body: str) -> List[Dict[str, Any]]:
     messages = []
     while body:
         length, _, rest = body.partition("#")
         messages.append(json.loads(rest[: int(length)]))
         body = rest[int(length) :]
+    return messages
+
+
+def test_load_and_download(node) -> None:
+    post(node, "/store", data=HELLO)
+    response = post(node, "/loadFile", {"fileKey": {"sha1": HELLO_SHA1}}, stream=True)
+    body = response.content.decode()
+    # framed: <length>#<json>, compact JSON (kachery_core.wire.encode_frame)
+    assert body.startswith('52#{"type":"progress","bytesLoaded":13,"bytesTotal":13}')
+    messages = frames(body)
     assert [m["type"] for m in messages] == ["progress", "finished"]
     assert Path(messages[1]["localFilePath"]).read_bytes() == HELLO
-    missing = post(node, "/loadFile", {"fileKey": {"sha1": "1" * 40}}).content.decode()
-    assert '"type": "error"' in missing
+    missing = frames(post(node, "/loadFile", {"fileKey": {"sha1": "1" * 40}}).content.decode())
+    assert [m["type"] for m in missing] == ["error"]
+    assert missing[0]["errorType"] == "notFound" and "not found" in missing[0]["error"]
 
     assert post(node, "/downloadFileData", {"fileKey": {"sha1": HELLO_SHA1}}).content == HELLO
     part = post(
@@ -114,7 +122,7 @@ BAD_REQUESTS = [
     ("/storeFile", {"localFilePath": "/nonexistent/file"}, 400, "no such file"),
     ("/storeFile", {"localFilePath": "/tmp"}, 400, "directory"),
     ("/linkFile", {"localFilePath": "/etc/hostname", "size": "big", "mtime": 1}, 400, "'size'"),
-    ("/downloadFileData", {"fileKey": {"sha1": "xyz"}}, 400, "not a SHA-1"),
+    ("/downloadFileData", {"fileKey": {"sha1": "xyz"}}, 400, "SHA-1 hash"),
     (
         "/downloadFileData",
         {"fileKey": {"sha1": HELLO_SHA1}, "startByte": 5, "endByte": 99},
@@ -155,6 +163,7 @@ def test_bad_requests_get_one_line_4xx(
     else:
         response = post(node, path, body)
     assert response.status_code == status, response.text
+    assert response.headers["KACHERY-ERROR-TYPE"] == ("notFound" if status == 404 else "invalid")
     assert len(response.text.strip().splitlines()) == 1
     assert mention in response.text
     assert "Traceback" not in response.text
@@ -341,3 +350,86 @@ def test_graceful_stop_aborts_an_upload_cleanly(make_node) -> None:
     )
     assert objects == []
     conn.close()
+
+
+def _object_path(node: Any, sha1: str) -> Path:
+    return node.storage_dir / "sha1" / sha1[0:2] / sha1[2:4] / sha1[4:6] / sha1
+
+
+def _damage(path: Path, offset: int = 0) -> None:
+    """Flip a byte of an object on disk (objects are read-only: make it writable)."""
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+def test_damaged_pieces_are_integrity_errors_on_every_api(make_node, tmp_path: Path) -> None:
+    """A file made from a damaged chunk (or cut from a damaged whole) is an integrity
+    failure, not a miss: the frame's errorType, the HTTP header and the gRPC trailer say so."""
+    import grpc
+
+    from kachery_core.grpc_api import kachery_pb2 as pb
+    from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
+
+    grpc_port = free_port()
+    node = make_node("--grpc-port", str(grpc_port), "--auth-rotate-seconds", "300")
+    # A file with a manifest (over 20 MB: two chunks), its chunks stored as objects of their
+    # own, then the whole removed and the small chunk damaged.
+    data = os.urandom(20_000_001)
+    stored = post(node, "/store", data=data).json()
+    whole, manifest = stored["sha1"], stored["manifestSha1"]
+    assert manifest
+    chunks = [data[:20_000_000], data[20_000_000:]]
+    for chunk in chunks:
+        assert post(node, "/store", data=chunk).json()["sha1"] == hashlib.sha1(chunk).hexdigest()
+    os.unlink(_object_path(node, whole))
+    _damage(_object_path(node, hashlib.sha1(chunks[1]).hexdigest()))
+    assembled = {"sha1": whole, "manifestSha1": manifest}
+    # A chunk cut from a damaged whole.
+    assert post(node, "/store", data=HELLO).json()["sha1"] == HELLO_SHA1
+    _damage(_object_path(node, HELLO_SHA1), 7)  # in the chunk's range
+    world = hashlib.sha1(b"world").hexdigest()
+    cut = {
+        "sha1": world,
+        "chunkOf": {"fileKey": {"sha1": HELLO_SHA1}, "startByte": 7, "endByte": 12},
+    }
+
+    for key in (assembled, cut):
+        answer = frames(post(node, "/loadFile", {"fileKey": key}).content.decode())
+        assert [m["type"] for m in answer] == ["error"], (key, answer)
+        assert answer[0]["errorType"] == "integrity", answer
+        download = post(node, "/downloadFileData", {"fileKey": key})
+        assert download.status_code == 400, download.text
+        assert download.headers["KACHERY-ERROR-TYPE"] == "integrity"
+        assert len(download.text.strip().splitlines()) == 1 and "hash" in download.text
+    assert not _object_path(node, whole).exists() and not _object_path(node, world).exists()
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    try:
+        stub = pb_grpc.KacheryStub(channel)
+        metadata = [("kachery-client-auth-code", node.auth_code())]
+        pb_keys = [
+            pb.FileKey(sha1=whole, manifest_sha1=manifest),
+            pb.FileKey(sha1=world, chunk_of=pb.ChunkOf(sha1=HELLO_SHA1, start=7, end=12)),
+        ]
+        calls = [(stub.Load, pb_key) for pb_key in pb_keys] + [
+            (stub.ReadRange, pb.RangeRequest(file_key=pb_key, start=0)) for pb_key in pb_keys
+        ]
+        for rpc, request in calls:
+            with pytest.raises(grpc.RpcError) as failed:
+                list(rpc(request, metadata=metadata, timeout=60))
+            assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            trailers = dict(failed.value.trailing_metadata() or ())
+            assert trailers.get("kachery-error-type") == "integrity", trailers
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetMutable(pb.MutableKey(key_json='"k"'), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert dict(refused.value.trailing_metadata() or ()).get("kachery-error-type") == "refused"
+        with pytest.raises(grpc.RpcError) as missing:
+            list(stub.Load(pb.FileKey(sha1="3" * 40), metadata=metadata, timeout=10))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert dict(missing.value.trailing_metadata() or ()).get("kachery-error-type") == "notFound"
+    finally:
+        channel.close()

@@ -1,0 +1,65 @@
+"""Long polls on feeds: wait for messages past a position, woken by appends, not by polling.
+
+`Appended` is one per node, shared by the HTTP and gRPC APIs, so an append through either
+wakes a watch made through either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable, Dict, List, Tuple, TypeVar
+
+from .feeds import FeedStore
+
+T = TypeVar("T")
+MAX_WAIT_MSEC = 120_000
+Watch = Tuple[str, str, str, int]
+"""(watch name, feed ID, subfeed hash, position)."""
+
+
+class Appended:
+    """Wakes long polls when a subfeed gets messages."""
+
+    def __init__(self) -> None:
+        self._events: Dict[Tuple[str, str], asyncio.Event] = {}
+
+    def event(self, feed_id: str, subfeed: str) -> asyncio.Event:
+        return self._events.setdefault((feed_id, subfeed), asyncio.Event())
+
+    def notify(self, feed_id: str, subfeed: str) -> None:
+        event = self._events.pop((feed_id, subfeed), None)
+        if event is not None:
+            event.set()
+
+
+async def _run(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+async def wait_for_messages(
+    feeds: FeedStore,
+    appended: Appended,
+    watches: List[Watch],
+    wait_msec: float,
+    limit: int = 0,
+    signed: bool = False,
+) -> Dict[str, List[Any]]:
+    """Messages past each watch's position, waiting up to `wait_msec` for at least one."""
+    deadline = time.monotonic() + wait_msec / 1000.0
+    while True:
+        events = [appended.event(f, s) for _, f, s, _ in watches]
+        found: Dict[str, List[Any]] = {}
+        for name, feed_id, subfeed, position in watches:
+            messages = await _run(feeds.messages, feed_id, subfeed, position, limit, signed)
+            if messages:
+                found[name] = messages
+        remaining = deadline - time.monotonic()
+        if found or remaining <= 0 or not events:
+            return found
+        waiters = [asyncio.ensure_future(e.wait()) for e in events]
+        done, pending = await asyncio.wait(
+            waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()

@@ -1,0 +1,383 @@
+"""The node itself, whichever protocol reaches it: storage, credentials, mutables, feeds,
+channels and counters behind plain methods.
+
+The HTTP API (`http_api`, `feed_routes`, `channels/routes`) and the gRPC API
+(`grpc_service`) are adapters over one `Node`: each parses its requests, calls a method
+here, and encodes the answer or the failure in its own way. So a rule (the size check of an
+upload, the unchanged-file check of a link, how a chunk is cut or a file assembled, the
+signed probe) is written once and holds on every API. Failures are `KacheryError`s
+(`InvalidInputError` for bad input, `NotFoundError` for a miss, `IntegrityError` for bytes
+that do not match their hash); the adapters turn them into status codes and wire error types.
+
+Blocking work (disk, hashing, SQLite) runs on worker threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+from kachery_core import __version__, wire
+from kachery_core.assembly import find_or_assemble
+from kachery_core.errors import InvalidInputError, NotFoundError
+from kachery_core.local_storage import LocalStorage
+from kachery_core.storage import FileRange, StoredObject
+from kachery_core.uri import ContentUri
+
+from .auth import Authorizer, RotatingAuthCode
+from .feed_watch import Appended, Watch, wait_for_messages
+from .feeds import FeedStore
+from .mutables import MutableStore
+from .node_files import NodeIdentity
+from .tokens import TokenStore
+
+if TYPE_CHECKING:
+    from .channels.service import ChannelService, TransferState
+
+T = TypeVar("T")
+WRITE_SIZE = 1 << 20
+"""Uploaded pieces are gathered to at least this size before each trip to a worker thread."""
+PROGRESS_SECONDS = 0.25
+KEEPALIVE_SECONDS = 1.0
+"""A channel transfer reports progress at least this often, also while nothing moves."""
+NO_CHANNELS_HINT = (
+    "this node belongs to no channel; give it [channels.NAME] tables in its config file "
+    "(kachery-daemon start --config FILE, or <storage dir>/kachery-node.toml)"
+)
+
+Report = Callable[[int, int, str], Awaitable[None]]
+"""Told (bytes done, bytes in all, stage) while a channel transfer runs."""
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    node_id: str
+    daemon_version: str
+    storage_dir: str
+    label: str
+    signature: Optional[str]
+    """The node key's signature of `wire.probe_message(nonce)`, when a nonce was given."""
+
+
+@dataclass
+class Node:
+    """One storage directory served to clients; the APIs call its methods."""
+
+    storage: LocalStorage
+    identity: NodeIdentity
+    auth: RotatingAuthCode
+    mutables: MutableStore
+    feeds: FeedStore
+    label: str = ""
+    started: float = field(default_factory=time.time)
+    counters: Dict[str, int] = field(default_factory=dict)
+    channels: Optional[ChannelService] = None
+    """The channels of its config file (see channels/), None when it has none."""
+
+    def __post_init__(self) -> None:
+        self.tokens = TokenStore(self.storage.root)
+        self.authorizer = Authorizer([self.auth.accepts, self.tokens.accepts])
+        self.appended = Appended()  # wakes feed watches, whichever API appended
+        self._providers: List[asyncio.Future[None]] = []
+
+    # -- credentials, identity, counters --------------------------------------------
+
+    def authorize(self, credential: Optional[str]) -> Optional[str]:
+        """None when `credential` (auth code or access token) is accepted, else the reason."""
+        return self.authorizer.reason_to_refuse(credential)
+
+    def probe(self, nonce: Optional[str] = None) -> ProbeAnswer:
+        signature = None
+        if nonce is not None:
+            message = wire.probe_message(wire.check_probe_nonce(nonce))
+            signature = self.identity.sign(message)
+        return ProbeAnswer(
+            self.identity.node_id, __version__, str(self.storage.root), self.label, signature
+        )
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + amount
+
+    def stats(self) -> Dict[str, int]:
+        return dict(self.counters, uptimeSeconds=int(time.time() - self.started))
+
+    # -- storing --------------------------------------------------------------------
+
+    async def store_upload(
+        self,
+        pieces: AsyncIterable[Union[bytes, bytearray]],
+        declared_size: Optional[int] = None,
+        declared_by: str = "the request",
+    ) -> StoredObject:
+        """Hash and write an upload as it arrives; it appears only once whole and named.
+
+        Bytes go to a staging file (see `LocalStorage.object_writer`) and are renamed into
+        place by their hash. A body whose length differs from `declared_size` is refused,
+        and a failed or cancelled upload leaves nothing behind.
+        """
+        writer = self.storage.object_writer()
+        try:
+            pending = bytearray()
+            async for data in pieces:
+                if pending or len(data) < WRITE_SIZE:
+                    pending += data
+                    if len(pending) < WRITE_SIZE:
+                        continue
+                    data, pending = bytes(pending), bytearray()
+                await _run(writer.write, data)
+            if pending:
+                await _run(writer.write, bytes(pending))
+            if declared_size is not None and writer.size != declared_size:
+                raise InvalidInputError(
+                    f"body had {writer.size} bytes but {declared_by} said {declared_size}"
+                )
+            stored = await _run(writer.commit)
+        finally:
+            writer.abort()  # nothing if committed; otherwise the staging file goes
+        self.count("storedBytes", stored.size)
+        self.count("storeRequests")
+        return stored
+
+    async def store_file(self, path: Path) -> StoredObject:
+        """Copy in a file of this machine that the client named by its path."""
+        stored = await _run(self.storage.store_file, path)
+        self.count("storeRequests")
+        return stored
+
+    async def link_unchanged(self, path: Path, size: int, mtime: float) -> StoredObject:
+        """Link `path` if it still has the size and mtime the client saw."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+        if st.st_size != size or st.st_mtime != mtime:
+            raise InvalidInputError(
+                f"{str(path)!r} has changed since the client looked at it (size/mtime differ)"
+            )
+        return await _run(self.storage.link_file, path)
+
+    # -- reading --------------------------------------------------------------------
+
+    async def find(self, uri: ContentUri) -> Path:
+        """The path of `uri`'s bytes here, cut or assembled from pieces held if need be.
+
+        `NotFoundError` when neither it nor its pieces are here; `IntegrityError` when a
+        piece is damaged (its bytes do not hash to what they should).
+        """
+        path = await _run(find_or_assemble, self.storage, uri)
+        if path is None:
+            raise NotFoundError(
+                f"{uri} not found in {self.storage.root} (local backend)",
+                "store it there first, or use a node that has it",
+            )
+        return path
+
+    async def load(
+        self,
+        uri: ContentUri,
+        channel: Optional[str] = None,
+        channel_timeout: Optional[object] = None,
+        report: Optional[Report] = None,
+    ) -> Path:
+        """`find`, and on a miss fetch it through `channel` when one is named."""
+        try:
+            return await self.find(uri)
+        except NotFoundError:
+            if channel is None:
+                raise
+        return await self.load_from_channel(uri, channel, channel_timeout, report)
+
+    async def open_range(
+        self, uri: ContentUri, start: int = 0, end: Optional[int] = None
+    ) -> FileRange:
+        """Bytes [start, end) of the object, opened for reading (the caller closes it)."""
+        await self.find(uri)
+        return await _run(self.storage.open_range, uri.sha1, start, end)
+
+    # -- mutables -------------------------------------------------------------------
+
+    async def get_mutable(self, key: Any) -> Tuple[bool, Any]:
+        return await _run(self.mutables.get, key)
+
+    async def set_mutable(self, key: Any, value: Any, update: bool = True) -> bool:
+        return await _run(self.mutables.set, key, value, update)
+
+    async def delete_mutable(self, key: Any) -> bool:
+        return await _run(self.mutables.delete, key)
+
+    # -- feeds ----------------------------------------------------------------------
+
+    async def create_feed(self, name: Optional[str] = None) -> str:
+        return await _run(self.feeds.create_feed, name)
+
+    async def get_feed_id(self, name: str) -> Optional[str]:
+        return await _run(self.feeds.get_feed_id, name)
+
+    async def delete_feed(self, feed_id: str) -> None:
+        await _run(self.feeds.delete_feed, feed_id)
+
+    async def feed_is_writeable(self, feed_id: str) -> bool:
+        return await _run(self.feeds.is_writeable, feed_id)
+
+    async def append_messages(self, feed_id: str, subfeed: str, messages: List[Any]) -> None:
+        """Sign and append, then wake every watch of that subfeed."""
+        await _run(self.feeds.append_messages, feed_id, subfeed, messages)
+        self.appended.notify(feed_id, subfeed)
+
+    async def num_messages(self, feed_id: str, subfeed: str) -> int:
+        return await _run(self.feeds.num_messages, feed_id, subfeed)
+
+    async def watch(
+        self, watches: List[Watch], wait_msec: float, limit: int = 0, signed: bool = False
+    ) -> Dict[str, List[Any]]:
+        """Messages past each watch's position, waiting up to `wait_msec` for at least one."""
+        return await wait_for_messages(self.feeds, self.appended, watches, wait_msec, limit, signed)
+
+    # -- channels -------------------------------------------------------------------
+
+    async def load_from_channel(
+        self,
+        uri: ContentUri,
+        name: str,
+        timeout: Optional[object] = None,
+        report: Optional[Report] = None,
+    ) -> Path:
+        """Fetch `uri` through channel `name`, waiting up to `timeout` s for a provider."""
+        from .channels.service import DEFAULT_TIMEOUT
+
+        service = self.channels
+        if service is None:
+            raise InvalidInputError(f"cannot load {uri} from channel {name!r}", NO_CHANNELS_HINT)
+        seconds = DEFAULT_TIMEOUT if timeout is None else timeout
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 < seconds <= 86400
+        ):
+            raise InvalidInputError(f"channelTimeout must be seconds above 0, not {seconds!r}")
+        path: Path = await self._channel_work(
+            service, report, service.load, uri, name, float(seconds)
+        )
+        return path
+
+    def check_channel_upload(self, uri: ContentUri, name: str) -> None:
+        """Refuse an upload before it starts: no such channel, or no such object here."""
+        if self.channels is None:
+            raise InvalidInputError(f"cannot upload to channel {name!r}: {NO_CHANNELS_HINT}")
+        self.channels.bucket(name)  # an unknown channel is refused, naming the node's channels
+        if not self.storage.has(uri.sha1):
+            raise NotFoundError(f"sha1://{uri.sha1} is not stored on this node", "store it first")
+
+    async def upload_to_channel(
+        self, uri: ContentUri, name: str, report: Optional[Report] = None
+    ) -> Tuple[str, str]:
+        """Upload a stored object (and its manifest) to channel `name`: (key, s3:// URL)."""
+        self.check_channel_upload(uri, name)
+        service = self.channels
+        assert service is not None
+        key: str = await self._channel_work(service, report, service.upload, uri, name)
+        return key, service.bucket(name).url(key)
+
+    async def _channel_work(
+        self, service: ChannelService, report: Optional[Report], work: Callable[..., T], *args: Any
+    ) -> T:
+        """Run `work(*args, state)` on the channel threads, reporting progress meanwhile."""
+        loop = asyncio.get_running_loop()
+        state: TransferState = service.new_state()
+        future = loop.run_in_executor(service.executor, functools.partial(work, *args, state))
+        sent: Any = None
+        sent_at = 0.0
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=PROGRESS_SECONDS)
+                if done:
+                    return future.result()
+                now = loop.time()
+                snapshot = (state.loaded, state.total, state.stage)
+                if report is not None and (snapshot != sent or now - sent_at >= KEEPALIVE_SECONDS):
+                    await report(*snapshot)
+                    sent, sent_at = snapshot, now
+        except BaseException:
+            state.cancelled.set()  # the client left, or the node is stopping
+            raise
+        finally:
+            service.forget(state)
+
+    async def start_channels(self) -> None:
+        """Count channel traffic, log each channel, and start providing where asked to."""
+        service = self.channels
+        if service is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def count(name: str, amount: int) -> None:  # from worker threads: counters live on the loop
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the node is gone
+                loop.call_soon_threadsafe(self.count, name, amount)
+
+        service.count = count
+        from .channels.provider import Provider
+
+        for name, bucket in sorted(service.buckets.items()):
+            channel = bucket.channel
+            roles = [
+                r for r, on in (("request", channel.request), ("provide", channel.provide)) if on
+            ]
+            print(
+                f"kachery-daemon: channel {name}: {bucket.url(channel.prefix)} at {channel.endpoint} "
+                f"({', '.join(roles) or 'load only'})",
+                file=sys.stderr,
+                flush=True,
+            )
+            if channel.provide:
+                self._providers.append(asyncio.ensure_future(Provider(service, bucket).run()))
+
+    def stop_providing(self) -> None:
+        """Stop answering requests; loads and uploads in flight get the node's grace period."""
+        for task in self._providers:
+            task.cancel()
+        self._providers = []
+
+    def close_channels(self) -> None:
+        if self.channels is not None:
+            self.channels.close()
+
+
+def absolute_path(text: str, what: str) -> Path:
+    """A path a client named for the node to read, which must not depend on its cwd."""
+    path = Path(text)
+    if not path.is_absolute():
+        raise InvalidInputError(f"{what} must be absolute, not {str(path)!r}")
+    return path
+
+
+async def _run(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking work (disk, hashing, SQLite) on a worker thread."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def report_unexpected(exc: BaseException, where: str) -> str:
+    """Log a failure that is a bug, traceback and all, to the node's stderr; return the
+    one line a client gets instead (never a traceback)."""
+    print(f"kachery-daemon: error in {where}:", file=sys.stderr)
+    traceback.print_exception(type(exc), exc, exc.__traceback__)
+    return f"internal error ({type(exc).__name__}); see the node's log"

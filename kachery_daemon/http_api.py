@@ -99,7 +99,7 @@ def _errors_middleware() -> Any:
             return await handler(request)
         except web.HTTPException as exc:  # aiohttp's own: no such route, wrong method
             if exc.status >= 400:
-                exc.headers[wire.ERROR_TYPE_HEADER] = "notFound" if exc.status == 404 else "invalid"
+                exc.headers[wire.ERROR_TYPE_HEADER] = _aiohttp_error_type(exc.status)
             raise
         except (asyncio.CancelledError, ConnectionError):
             raise
@@ -111,6 +111,12 @@ def _errors_middleware() -> Any:
             return error_response(500, line, "error")
 
     return errors
+
+
+def _aiohttp_error_type(status: int) -> str:
+    if status == 404:
+        return "notFound"
+    return "invalid" if status < 500 else "error"
 
 
 def _auth_middleware(node: Node) -> Any:

@@ -101,7 +101,7 @@ async def framed_answer(
         raise
     except Exception as exc:
         line = report_unexpected(exc, f"{request.method} {request.path}")
-        await send({"type": "error", "error": line, "errorType": "error"})
+        await send(wire.error_frame(KacheryError(line)))  # errorType "error"
     await response.write_eof()
     return response
 

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from .atomic_file import write_atomically
 from .errors import ConfigError
+from .toml_file import read_toml_file
 
 CONFIG_ENV = "KACHERY_CONFIG"
 SYSTEM_CONFIG_ENV = "KACHERY_SYSTEM_CONFIG"
@@ -386,23 +387,8 @@ def system_config_path(env: Mapping[str, str]) -> Path:
 
 def read_config_file(path: Path) -> Dict[str, Any]:
     """Parse a TOML config file; a missing file is an empty config."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:
-        import tomli as tomllib
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"config file {path} is not valid TOML: {exc}",
-            f"fix it, or point {CONFIG_ENV} at another file",
-        ) from None
+    hint = f"fix it, or point {CONFIG_ENV} at another file"
+    return read_toml_file(path, "config file", hint) or {}
 
 
 @dataclass(frozen=True)
@@ -547,11 +533,4 @@ def set_config_file_value(path: Path, key: str, value: str) -> None:
     pattern = re.compile(rf"^{re.escape(key)}\s*=.*$", re.MULTILINE)
     head = pattern.sub(line, head, count=1) if pattern.search(head) else line + "\n" + head
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(head + tail)
-    try:
-        read_config_file(staging)  # never replace a working file with a broken one
-        os.replace(staging, path)
-    finally:
-        if staging.exists():
-            staging.unlink()
+    write_atomically(path, (head + tail).encode(), mode=None, check=read_config_file)

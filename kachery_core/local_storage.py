@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional
 
+from .atomic_file import write_atomically
 from .errors import IntegrityError, InvalidInputError, NotFoundError, StaleLinkError
 from .hashing import (
     HashResult,
@@ -257,12 +258,8 @@ class LocalStorage(Storage):
         unlink_quietly(link)  # a real copy supersedes any link record
 
     def _write_small_file(self, final: Path, data: bytes) -> None:
-        with self._staging_file() as staging:
-            staging.file.write(data)
-            staging.finish(self.fsync)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging.path, final)
-            staging.committed = True
+        final.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(final, data, mode=0o600, fsync=self.fsync)
 
     def _sweep_dead_staging_files(self) -> None:
         """Remove staging files left by processes of this host that no longer exist."""

@@ -7,10 +7,10 @@ is how a node proves it is that node.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic_file import write_atomically
 from .errors import ConfigError, InvalidInputError, NodeIdMismatchError
 
 if TYPE_CHECKING:
@@ -34,11 +34,7 @@ def generate_key_file(path: Path, overwrite: bool = False) -> str:
         serialization.NoEncryption(),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    os.replace(staging, path)
+    write_atomically(path, pem, mode=0o600)
     return node_id_of(key)
 
 

@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any, List, Optional
 
+from .atomic_file import write_atomically
 from .paths import user_cache_dir
 from .plugins import BackendRegistry, BackendSpec, PluginInfo
 
@@ -81,9 +82,7 @@ def save(registry: BackendRegistry) -> None:
     path = cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{os.getpid()}")
-        staging.write_text(json.dumps(doc))
-        os.replace(staging, path)
+        write_atomically(path, json.dumps(doc).encode(), mode=None)
     except OSError:
         pass
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -26,8 +24,16 @@ from typing import Any, Dict, List, Optional
 from kachery_core.errors import InvalidInputError, NotFoundError
 
 from .mutables import canonical_json
+from .sqlite_db import SqliteDb
 
 FILE_NAME = "kachery-feeds.db"
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS feeds"
+    " (feed_id TEXT PRIMARY KEY, name TEXT UNIQUE, private_key BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS messages (feed_id TEXT NOT NULL, subfeed TEXT NOT NULL,"
+    " number INTEGER NOT NULL, body TEXT NOT NULL, signature TEXT NOT NULL,"
+    " PRIMARY KEY (feed_id, subfeed, number))",
+]
 
 
 def subfeed_hash(name: Any) -> str:
@@ -57,19 +63,7 @@ def check_subfeed_hash(value: str) -> str:
 
 class FeedStore:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS feeds"
-                " (feed_id TEXT PRIMARY KEY, name TEXT UNIQUE, private_key BLOB NOT NULL)"
-            )
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS messages (feed_id TEXT NOT NULL, subfeed TEXT NOT NULL,"
-                " number INTEGER NOT NULL, body TEXT NOT NULL, signature TEXT NOT NULL,"
-                " PRIMARY KEY (feed_id, subfeed, number))"
-            )
+        self._db = SqliteDb(path, SCHEMA)
 
     def create_feed(self, name: Optional[str] = None) -> str:
         from cryptography.hazmat.primitives import serialization
@@ -86,31 +80,31 @@ class FeedStore:
             .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
             .hex()
         )
-        with self._lock:
+        with self._db.transaction() as db:
             if name is not None:
-                self._db.execute("UPDATE feeds SET name = NULL WHERE name = ?", (name,))
-            self._db.execute(
+                db.execute("UPDATE feeds SET name = NULL WHERE name = ?", (name,))
+            db.execute(
                 "INSERT INTO feeds (feed_id, name, private_key) VALUES (?, ?, ?)",
                 (feed_id, name, raw),
             )
         return feed_id
 
     def get_feed_id(self, name: str) -> Optional[str]:
-        with self._lock:
-            row = self._db.execute("SELECT feed_id FROM feeds WHERE name = ?", (name,)).fetchone()
+        with self._db.locked() as db:
+            row = db.execute("SELECT feed_id FROM feeds WHERE name = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
 
     def delete_feed(self, feed_id: str) -> None:
         check_feed_id(feed_id)
-        with self._lock:
-            self._db.execute("DELETE FROM messages WHERE feed_id = ?", (feed_id,))
-            self._db.execute("DELETE FROM feeds WHERE feed_id = ?", (feed_id,))
+        with self._db.transaction() as db:
+            db.execute("DELETE FROM messages WHERE feed_id = ?", (feed_id,))
+            db.execute("DELETE FROM feeds WHERE feed_id = ?", (feed_id,))
 
     def is_writeable(self, feed_id: str) -> bool:
         check_feed_id(feed_id)
-        with self._lock:
+        with self._db.locked() as db:
             return (
-                self._db.execute("SELECT 1 FROM feeds WHERE feed_id = ?", (feed_id,)).fetchone()
+                db.execute("SELECT 1 FROM feeds WHERE feed_id = ?", (feed_id,)).fetchone()
                 is not None
             )
 
@@ -119,8 +113,8 @@ class FeedStore:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         check_feed_id(feed_id)
-        with self._lock:
-            row = self._db.execute(
+        with self._db.transaction() as db:
+            row = db.execute(
                 "SELECT private_key FROM feeds WHERE feed_id = ?", (feed_id,)
             ).fetchone()
             if row is None:
@@ -129,39 +123,33 @@ class FeedStore:
                     "append to a feed this node created",
                 )
             key = Ed25519PrivateKey.from_private_bytes(bytes(row[0]))
-            last = self._db.execute(
+            last = db.execute(
                 "SELECT number, signature FROM messages WHERE feed_id = ? AND subfeed = ?"
                 " ORDER BY number DESC LIMIT 1",
                 (feed_id, subfeed),
             ).fetchone()
             number, previous = (0, None) if last is None else (last[0] + 1, last[1])
-            self._db.execute("BEGIN")
-            try:
-                for message in messages:
-                    body = {
-                        "message": message,
-                        "messageNumber": number,
-                        "previousSignature": previous,
-                        "timestamp": time.time(),
-                    }
-                    text = canonical_json(body)
-                    signature = key.sign(text.encode()).hex()
-                    self._db.execute(
-                        "INSERT INTO messages (feed_id, subfeed, number, body, signature)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (feed_id, subfeed, number, text, signature),
-                    )
-                    number, previous = number + 1, signature
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            for message in messages:
+                body = {
+                    "message": message,
+                    "messageNumber": number,
+                    "previousSignature": previous,
+                    "timestamp": time.time(),
+                }
+                text = canonical_json(body)
+                signature = key.sign(text.encode()).hex()
+                db.execute(
+                    "INSERT INTO messages (feed_id, subfeed, number, body, signature)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (feed_id, subfeed, number, text, signature),
+                )
+                number, previous = number + 1, signature
         return number
 
     def num_messages(self, feed_id: str, subfeed: str) -> int:
         check_feed_id(feed_id)
-        with self._lock:
-            row = self._db.execute(
+        with self._db.locked() as db:
+            row = db.execute(
                 "SELECT COUNT(*) FROM messages WHERE feed_id = ? AND subfeed = ?",
                 (feed_id, subfeed),
             ).fetchone()
@@ -172,8 +160,8 @@ class FeedStore:
     ) -> List[Any]:
         """Messages from `position` on (at most `limit`, 0 for all); envelopes if `signed`."""
         check_feed_id(feed_id)
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.locked() as db:
+            rows = db.execute(
                 "SELECT body, signature FROM messages"
                 " WHERE feed_id = ? AND subfeed = ? AND number >= ? ORDER BY number LIMIT ?",
                 (feed_id, subfeed, position, limit if limit > 0 else -1),
@@ -185,5 +173,4 @@ class FeedStore:
         return out
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()

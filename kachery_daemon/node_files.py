@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from kachery_core import atomic_file
 from kachery_core.errors import ConfigError
 from kachery_core.layout import StorageLayout
 from kachery_core.node_key import generate_key_file, load_key_file, node_id_of
@@ -114,13 +115,4 @@ def clear_state(storage_dir: Path) -> None:
 
 def write_atomically(path: Path, data: bytes, mode: int, group: Optional[int] = None) -> None:
     """Write to a temporary name, set mode (and group), then rename over `path`."""
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        if group is not None:
-            os.fchown(fd, -1, group)
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-    os.replace(staging, path)
+    atomic_file.write_atomically(path, data, mode, group)

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from kachery_core.atomic_file import write_atomically
 from kachery_core.errors import ConfigError, InvalidInputError
-
-from .node_files import write_atomically
 
 FILE_NAME = "kachery-tokens.json"
 TOKEN_PREFIX = "kt_"

@@ -10,6 +10,11 @@ Every boto3 failure becomes a one-line `KacheryError` naming the channel and the
 an unreachable store after a short connect timeout and a bounded number of attempts, a
 refusal (credentials), a missing bucket. boto3 is imported here only, on first use, so the
 CLI and a node without channels never pay for it.
+
+Retries happen in one place per request, so a message's "tried N times" is what happened:
+our own loop (`_call`, `iter_range`) for every request but a multipart upload's, with
+botocore's retries off; botocore's retries for the parts of a multipart upload, which run
+inside boto3's transfer manager.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from kachery_core.errors import (
     ConfigError,
@@ -36,7 +42,12 @@ CONNECT_TIMEOUT = 3.0
 """Seconds to wait for a TCP connection to the store: an unreachable store fails fast."""
 READ_TIMEOUT = 60.0
 ATTEMPTS = 3
-"""Tries per request (boto3's standard retry mode, with backoff), the first included."""
+"""Tries per request, the first included. A download cut off midway resumes where it
+stopped, and that counts as a try."""
+RETRY_PAUSE = 0.5
+"""Seconds before the second try; before the third, twice that."""
+RETRIED_STATUSES = (500, 502, 503, 504)
+RETRIED_CODES = ("SlowDown", "Throttling", "ThrottlingException", "RequestTimeout")
 BLOCK = 1 << 20
 """Bytes read from a response body at a time: memory per transfer stays at one block."""
 MANIFEST_METADATA = "kachery-manifest-sha1"
@@ -44,8 +55,18 @@ MANIFEST_METADATA = "kachery-manifest-sha1"
 SMALL_OBJECT_LIMIT = 64 << 20
 
 
+T = TypeVar("T")
+
+
 class ChannelUnreachable(TransportError):
     """The channel's store did not answer (refused, timed out, dropped the connection)."""
+
+
+class StoreBusy(TransportError):
+    """The store answered with a failure that may pass (a 5xx status, throttling)."""
+
+
+RETRIED = (ChannelUnreachable, StoreBusy)
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,7 @@ class ChannelBucket:
     def __init__(self, channel: ChannelConfig) -> None:
         self.channel = channel
         self._client: Any = None
+        self._upload_client: Any = None
         self._lock = threading.Lock()
 
     # -- keys ----------------------------------------------------------------------
@@ -83,12 +105,21 @@ class ChannelBucket:
 
     @property
     def client(self) -> Any:
+        """For requests we retry ourselves: botocore tries each one once."""
         with self._lock:
             if self._client is None:
-                self._client = self._make_client()
+                self._client = self._make_client(botocore_attempts=1)
             return self._client
 
-    def _make_client(self) -> Any:
+    @property
+    def upload_client(self) -> Any:
+        """For boto3's transfer manager, whose part uploads only botocore can retry."""
+        with self._lock:
+            if self._upload_client is None:
+                self._upload_client = self._make_client(botocore_attempts=ATTEMPTS)
+            return self._upload_client
+
+    def _make_client(self, botocore_attempts: int) -> Any:
         try:
             import boto3
             from botocore.config import Config
@@ -109,7 +140,7 @@ class ChannelBucket:
         options: Dict[str, Any] = {
             "connect_timeout": CONNECT_TIMEOUT,
             "read_timeout": READ_TIMEOUT,
-            "retries": {"mode": "standard", "total_max_attempts": ATTEMPTS},
+            "retries": {"mode": "standard", "total_max_attempts": botocore_attempts},
             # parallel chunks, a parallel upload and request polling at the same time
             "max_pool_connections": max(10, 2 * self.channel.max_parallel + 4),
         }
@@ -127,28 +158,54 @@ class ChannelBucket:
     def head(self, key: str) -> Optional[ObjectInfo]:
         """Size, ETag and metadata of an object, or None when there is none."""
         try:
-            with self.errors(f"looking up {key}"):
-                doc = self.client.head_object(Bucket=self.channel.bucket, Key=key)
+            doc = self._call(
+                f"looking up {key}",
+                lambda: self.client.head_object(Bucket=self.channel.bucket, Key=key),
+            )
         except NotFoundError:
             return None
         metadata = {str(k).lower(): str(v) for k, v in (doc.get("Metadata") or {}).items()}
         return ObjectInfo(key, int(doc["ContentLength"]), str(doc.get("ETag", "")), metadata)
 
     def iter_range(self, key: str, start: int, end: Optional[int] = None) -> Iterator[bytes]:
-        """The object's bytes [start, end) as blocks of at most BLOCK bytes."""
+        """The object's bytes [start, end) as blocks of at most BLOCK bytes.
+
+        A connection lost midway is asked again for the bytes not yet delivered, so the
+        caller sees each byte once; ATTEMPTS requests in all.
+        """
+        what = f"downloading {key}"
+        position = start
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.errors(what, attempt):
+                    body = self._get_range(key, position, end)
+                    try:
+                        while True:
+                            block = body.read(BLOCK)
+                            if not block:
+                                break
+                            position += len(block)
+                            yield block
+                    finally:
+                        body.close()
+                    if end is not None and position < end:
+                        raise ChannelUnreachable(
+                            f"the store of channel {self.channel.name!r} at "
+                            f"{self.channel.endpoint} sent {position - start} of "
+                            f"{end - start} bytes while {what}",
+                            _tried(attempt),
+                        )
+                return
+            except RETRIED:
+                if attempt == ATTEMPTS:
+                    raise
+                time.sleep(RETRY_PAUSE * attempt)
+
+    def _get_range(self, key: str, start: int, end: Optional[int]) -> Any:
         args: Dict[str, Any] = {"Bucket": self.channel.bucket, "Key": key}
         if start or end is not None:
             args["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
-        with self.errors(f"downloading {key}"):
-            body = self.client.get_object(**args)["Body"]
-            try:
-                while True:
-                    block = body.read(BLOCK)
-                    if not block:
-                        return
-                    yield block
-            finally:
-                body.close()
+        return self.client.get_object(**args)["Body"]
 
     def get_small(self, key: str) -> bytes:
         """A small object (a manifest, a request) read whole."""
@@ -160,29 +217,36 @@ class ChannelBucket:
         return bytes(data)
 
     def put_bytes(self, key: str, data: bytes, metadata: Optional[Dict[str, str]] = None) -> None:
-        with self.errors(f"uploading {key}"):
-            self.client.put_object(
+        self._call(
+            f"uploading {key}",
+            lambda: self.client.put_object(
                 Bucket=self.channel.bucket, Key=key, Body=data, Metadata=metadata or {}
-            )
+            ),
+        )
 
     def put_json(self, key: str, doc: Dict[str, Any]) -> None:
         self.put_bytes(key, json.dumps(doc, separators=(",", ":")).encode())
 
     def delete(self, key: str) -> None:
-        with self.errors(f"deleting {key}"):
-            self.client.delete_object(Bucket=self.channel.bucket, Key=key)
+        self._call(
+            f"deleting {key}",
+            lambda: self.client.delete_object(Bucket=self.channel.bucket, Key=key),
+        )
 
     def list_keys(self, prefix: str) -> List[Tuple[str, str]]:
         """(key, ETag) of every object under `prefix`."""
-        found: List[Tuple[str, str]] = []
-        with self.errors(f"listing {prefix}"):
+
+        def listing() -> List[Tuple[str, str]]:  # tried again whole: pages are no transaction
+            found: List[Tuple[str, str]] = []
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.channel.bucket, Prefix=prefix
             )
             for page in pages:
                 for item in page.get("Contents", []):
                     found.append((str(item["Key"]), str(item.get("ETag", ""))))
-        return found
+            return found
+
+        return self._call(f"listing {prefix}", listing)
 
     def upload_file(
         self,
@@ -209,8 +273,8 @@ class ChannelBucket:
             max_concurrency=self.channel.max_parallel,
             use_threads=True,
         )
-        with self.errors(f"uploading {key}"):
-            manager = create_transfer_manager(self.client, config)
+        with self.errors(f"uploading {key}", ATTEMPTS):  # botocore retried each part
+            manager = create_transfer_manager(self.upload_client, config)
             try:
                 future = manager.upload(
                     str(path),
@@ -227,25 +291,40 @@ class ChannelBucket:
             finally:
                 manager.shutdown(cancel=cancelled.is_set())
 
-    # -- errors ----------------------------------------------------------------------
+    # -- retries and errors -----------------------------------------------------------
+
+    def _call(self, what: str, request: Callable[[], T]) -> T:
+        """`request()`, tried up to ATTEMPTS times while the store is unreachable or busy."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.errors(what, attempt):
+                    return request()
+            except RETRIED:
+                if attempt == ATTEMPTS:
+                    raise
+                time.sleep(RETRY_PAUSE * attempt)
+        raise AssertionError("the last attempt returns or raises")
 
     @contextlib.contextmanager
-    def errors(self, what: str) -> Iterator[None]:
-        """Turn boto3's exceptions into one-line errors naming the channel and endpoint."""
+    def errors(self, what: str, attempts: int = 1) -> Iterator[None]:
+        """Turn boto3's exceptions into one-line errors naming the channel and endpoint.
+
+        `attempts`: how many times the request has been tried, for the message.
+        """
         from botocore import exceptions as bx
 
         checksum_error = getattr(bx, "FlexibleChecksumError", ())  # botocore >= 1.23
         try:
             yield
         except bx.ClientError as exc:
-            raise self._client_error(exc, what) from None
+            raise self._client_error(exc, what, attempts) from None
         except checksum_error as exc:  # the store's own checksum of the bytes did not match
             raise IntegrityError(f"{what}: {_one_line(str(exc))}") from None
         except (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError) as exc:
             raise ChannelUnreachable(
                 f"cannot reach the store of channel {self.channel.name!r} at "
                 f"{self.channel.endpoint} while {what}: {_reason(exc)}",
-                f"is it up? (endpoint_url in {self.channel.source}; tried {ATTEMPTS} times)",
+                f"is it up? (endpoint_url in {self.channel.source}; {_tried(attempts)})",
             ) from None
         except (bx.NoCredentialsError, bx.PartialCredentialsError):
             raise ConfigError(
@@ -259,7 +338,7 @@ class ChannelBucket:
                 f"failed while {what}: {_one_line(str(exc))}"
             ) from None
 
-    def _client_error(self, exc: Any, what: str) -> KacheryError:
+    def _client_error(self, exc: Any, what: str, attempts: int) -> KacheryError:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -279,7 +358,10 @@ class ChannelBucket:
                 "AWS_SECRET_ACCESS_KEY) and what they may do in the bucket",
             )
         message = _one_line(str(error.get("Message", "")))
-        return TransportError(f"{where} failed while {what}: {code or status} {message}".rstrip())
+        text = f"{where} failed while {what}: {code or status} {message}".rstrip()
+        if status in RETRIED_STATUSES or code in RETRIED_CODES:
+            return StoreBusy(text, _tried(attempts))
+        return TransportError(text)
 
 
 def _reason(exc: BaseException) -> str:
@@ -291,6 +373,10 @@ def _reason(exc: BaseException) -> str:
     if name == "EndpointConnectionError":
         return "could not connect"
     return f"connection lost ({name})"
+
+
+def _tried(attempts: int) -> str:
+    return "tried once" if attempts == 1 else f"tried {attempts} times"
 
 
 def _one_line(text: str) -> str:

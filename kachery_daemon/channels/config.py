@@ -16,13 +16,13 @@ Nothing here imports boto3: reading the config must stay cheap and work without 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from kachery_core.config import CHANNEL_NAME
 from kachery_core.errors import ConfigError
+from kachery_core.toml_file import read_toml_file
 
 NODE_CONFIG_NAME = "kachery-node.toml"
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
@@ -64,22 +64,11 @@ class NodeConfig:
 def load_node_config(explicit: Optional[Path], storage_dir: Path) -> NodeConfig:
     """Read `explicit` (which must exist), else `<storage_dir>/kachery-node.toml` if present."""
     path = explicit if explicit is not None else storage_dir / NODE_CONFIG_NAME
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    data = read_toml_file(path, "node config file")
+    if data is None:
         if explicit is None:
             return NodeConfig(None)
-        raise ConfigError(f"node config file {path} does not exist", "check --config") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read node config file {path}: {exc.strerror}") from None
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"node config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"node config file {path} does not exist", "check --config")
     return parse_node_config(data, path)
 
 

@@ -19,24 +19,20 @@ the file once, the bucket holds it once, and other tools see an ordinary object.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Callable, Dict, Optional
 
 from kachery_core.errors import IntegrityError, KacheryError, NotFoundError
 from kachery_core.hashing import hash_stream
-from kachery_core.local_storage import LocalStorage, open_input_file, unlink_quietly
+from kachery_core.local_storage import LocalStorage, open_input_file
 from kachery_core.manifest import MANIFEST_THRESHOLD, Chunk, Manifest
-from kachery_core.resumable import download_path
+from kachery_core.resumable import ResumableDownload, hash_range
 
-from .bucket import ATTEMPTS, MANIFEST_METADATA, ChannelBucket, ChannelUnreachable, ObjectInfo
-
-READ_BLOCK = 4 << 20
+from .bucket import MANIFEST_METADATA, ChannelBucket, ObjectInfo
 
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes total)."""
@@ -205,51 +201,36 @@ class _ChunkedDownload:
         self.t = transfer
         self.info = info
         self.manifest = manifest
-        self.path = download_path(transfer.storage, manifest.sha1)
         self.abort = threading.Event()
         self.failure: Optional[BaseException] = None
         self._lock = threading.Lock()
         self._done = 0
 
     def run(self) -> Path:
-        storage = self.t.storage
-        storage.temp_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        pool = ThreadPoolExecutor(self.t.bucket.channel.max_parallel, "kachery-chunk")
-        try:
-            self._lock_file(fd)
-            finished = storage.find(self.manifest.sha1)
+        download = ResumableDownload(
+            self.t.storage, self.manifest.sha1, self.manifest, waiting=self._wait_for_lock
+        )
+        with download:
+            finished = download.done_elsewhere()
             if finished is not None:  # another transfer completed it while we waited
-                if os.fstat(fd).st_size == 0:
-                    unlink_quietly(self.path)
                 return finished
-            return self._download(fd, pool)
-        except BaseException:
-            self.abort.set()
-            raise
-        finally:
-            pool.shutdown(wait=True)  # no worker may write once the file is closed
-            os.close(fd)  # releases the lock
+            # leaving the pool waits for its workers: none writes once the file is closed
+            with ThreadPoolExecutor(self.t.bucket.channel.max_parallel, "kachery-chunk") as pool:
+                try:
+                    return self._download(download, pool)
+                except BaseException:
+                    self.abort.set()
+                    raise
 
-    def _lock_file(self, fd: int) -> None:
-        """Take the file's lock: one transfer per object, across processes too."""
-        import fcntl
+    def _wait_for_lock(self) -> None:
+        """Another transfer has this object's file (across processes too): wait, or stop."""
+        if self.t.cancelled.wait(0.1):
+            raise Cancelled(f"download of {self.info.key} stopped")
 
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if self.t.cancelled.wait(0.1):
-                    raise Cancelled(f"download of {self.info.key} stopped") from None
-
-    def _download(self, fd: int, pool: ThreadPoolExecutor) -> Path:
+    def _download(self, download: ResumableDownload, pool: ThreadPoolExecutor) -> Path:
         chunks = self.manifest.chunks
-        present = os.fstat(fd).st_size
-        if present > self.manifest.size:
-            os.ftruncate(fd, self.manifest.size)
-            present = self.manifest.size
-        kept = self._verified_chunks(fd, present, pool)
+        fd = download.fd
+        kept = download.verified_chunks(pool.map)
         self._done = sum(chunks[i].end - chunks[i].start for i in kept)
         self.t.progress(self._done, self.manifest.size)
         complete = [threading.Event() for _ in chunks]
@@ -259,31 +240,11 @@ class _ChunkedDownload:
             if i not in kept:
                 future = pool.submit(self._fetch, fd, chunk, complete[i])
                 future.add_done_callback(self._note_failure)
-        whole = hashlib.sha1()
         for i, chunk in enumerate(chunks):  # in order, while later chunks still arrive
             while not complete[i].wait(0.05):
                 self._stop_if_needed()
-            _hash_range(fd, chunk.start, chunk.end, whole)
-        if whole.hexdigest() != self.manifest.sha1:
-            os.ftruncate(fd, 0)  # nothing in it can be trusted
-            raise IntegrityError(
-                f"the downloaded bytes hash to {whole.hexdigest()}, expected {self.manifest.sha1}"
-            )
-        return self.t.storage.adopt_verified(self.path, self.manifest.sha1)
-
-    def _verified_chunks(self, fd: int, present: int, pool: ThreadPoolExecutor) -> Set[int]:
-        """Indices of the chunks already in the file whose SHA-1 matches (a resumed download)."""
-        candidates = [
-            (i, c)
-            for i, c in enumerate(self.manifest.chunks)
-            if c.end <= present and not _is_hole(fd, c)
-        ]
-
-        def matches(item: Any) -> Optional[int]:
-            i, chunk = item
-            return i if _hash_range(fd, chunk.start, chunk.end).hexdigest() == chunk.sha1 else None
-
-        return {i for i in pool.map(matches, candidates) if i is not None}
+            hash_range(fd, chunk.start, chunk.end, download.whole)
+        return download.commit()
 
     def _stop_if_needed(self) -> None:
         if self.failure is not None:
@@ -300,22 +261,11 @@ class _ChunkedDownload:
             self.abort.set()
 
     def _fetch(self, fd: int, chunk: Chunk, complete: threading.Event) -> None:
-        """Fetch one chunk, retrying a dropped connection a few times."""
-        for attempt in range(1, ATTEMPTS + 1):
-            if self.abort.is_set():
-                raise _Aborted()
-            written = [0]
-            try:
-                self._fetch_once(fd, chunk, written)
-                complete.set()
-                return
-            except ChannelUnreachable:
-                self._advance(-written[0])
-                if attempt == ATTEMPTS or self.abort.is_set():
-                    raise
-                time.sleep(0.5 * attempt)
+        """Fetch one chunk to its place in the file, checking its SHA-1 as it arrives.
 
-    def _fetch_once(self, fd: int, chunk: Chunk, written: List[int]) -> None:
+        A dropped connection is the bucket's to retry (`iter_range` resumes where the
+        bytes stopped), so each chunk costs at most `bucket.ATTEMPTS` requests.
+        """
         digest = hashlib.sha1()
         position = chunk.start
         for block in self.t.bucket.iter_range(self.info.key, chunk.start, chunk.end):
@@ -324,19 +274,14 @@ class _ChunkedDownload:
             digest.update(block)
             _pwrite_all(fd, block, position)
             position += len(block)
-            written[0] += len(block)
             self.t.count("channelBytesDownloaded", len(block))
             self._advance(len(block))
-        if position != chunk.end:
-            raise ChannelUnreachable(
-                f"the store sent {position - chunk.start} of {chunk.end - chunk.start} bytes "
-                f"of {self.info.key}"
-            )
         if digest.hexdigest() != chunk.sha1:
             raise IntegrityError(
                 f"bytes {chunk.start}-{chunk.end} hash to {digest.hexdigest()}, "
                 f"the manifest says {chunk.sha1}"
             )
+        complete.set()
 
     def _advance(self, n: int) -> None:
         with self._lock:
@@ -345,32 +290,9 @@ class _ChunkedDownload:
         self.t.progress(done, self.manifest.size)
 
 
-def _hash_range(fd: int, start: int, end: int, digest: Optional[Any] = None) -> Any:
-    digest = hashlib.sha1() if digest is None else digest
-    position = start
-    while position < end:
-        block = os.pread(fd, min(READ_BLOCK, end - position), position)
-        if not block:
-            break
-        digest.update(block)
-        position += len(block)
-    return digest
-
-
 def _pwrite_all(fd: int, data: bytes, position: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, position)
         view = view[n:]
         position += n
-
-
-def _is_hole(fd: int, chunk: Chunk) -> bool:
-    """True when the file has no data at all in the chunk's range (never written)."""
-    seek_data = getattr(os, "SEEK_DATA", None)
-    if seek_data is None:
-        return False
-    try:
-        return os.lseek(fd, chunk.start, seek_data) >= chunk.end
-    except OSError as exc:
-        return exc.errno == errno.ENXIO  # no data after chunk.start

@@ -13,6 +13,10 @@ Chosen automatically when the daemon host names another machine. Two setups:
 Across machines the rotating client-auth code is out of reach, so the client sends an
 access token (`KACHERY_AUTH_TOKEN` or `auth_token_file`; made with `kachery-daemon token
 create`) in the same header. Timeouts come from `connect_timeout` and `read_timeout`.
+
+    >>> transport = RemoteDaemonTransport.from_config(resolve_config())   # doctest: +SKIP
+    >>> transport.load_file(parse_uri("sha1://...?manifest=..."))          # doctest: +SKIP
+    '/home/me/.cache/kachery/storage/sha1/94/3a/70/943a70...'
 """
 
 from __future__ import annotations

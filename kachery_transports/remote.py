@@ -13,6 +13,10 @@ Chosen automatically when the daemon host names another machine. Two setups:
 Across machines the rotating client-auth code is out of reach, so the client sends an
 access token (`KACHERY_AUTH_TOKEN` or `auth_token_file`; made with `kachery-daemon token
 create`) in the same header. Timeouts come from `connect_timeout` and `read_timeout`.
+
+    >>> transport = RemoteDaemonTransport.from_config(resolve_config())   # doctest: +SKIP
+    >>> transport.load_file(parse_uri("sha1://...?manifest=..."))          # doctest: +SKIP
+    '/home/me/.cache/kachery/storage/sha1/94/3a/70/943a70...'
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ from kachery_core.probe import ProbeAnswer
 from kachery_core.resumable import ResumableDownload
 from kachery_core.storage import StoredObject
 from kachery_core.uri import ContentUri
+from kachery_core.wire import file_key
 
-from .http import HttpDaemonTransport, _file_key, _read_text, _ResponseStream
+from .http import HttpDaemonTransport
+from .http_client import ResponseStream
+from .node_session import storage_owner
 
 
 def default_cache_dir() -> Path:
@@ -60,7 +67,7 @@ class RemoteDaemonTransport(HttpDaemonTransport):
 
     def _attach_storage(self, answer: ProbeAnswer) -> LocalStorage:
         configured = Path(self._config.storage_dir)
-        self.shared = _read_text(configured / "kachery-node-id") == answer.node_id
+        self.shared = storage_owner(configured) == answer.node_id
         if self.shared:
             root = configured
         else:
@@ -78,9 +85,9 @@ class RemoteDaemonTransport(HttpDaemonTransport):
         where = "shared storage" if self.shared else "cache"
         return f"the node at {self.base_url} ({where} {self.storage.root})"
 
-    def _read_auth_code(self) -> str:
+    def _auth_code_file(self) -> Path:
         if self.shared or self._config.auth_code_file:
-            return super()._read_auth_code()
+            return super()._auth_code_file()
         raise TransportError(
             f"the node at {self.base_url} needs an access token",
             "ask its admin for one (`kachery-daemon token create --label YOU`), then set "
@@ -115,14 +122,14 @@ class RemoteDaemonTransport(HttpDaemonTransport):
                 return done
             offset = download.verified_size()
             if manifest is None or offset < manifest.size:
-                doc = {"fileKey": _file_key(uri), "startByte": offset}
-                response = self._request(
+                doc = {"fileKey": file_key(uri), "startByte": offset}
+                response = self.http.request(
                     "POST", "/downloadFileData", json_body=doc, stream=True, what="download"
                 )
                 response.raw.decode_content = True
                 assert download.file is not None
                 shifted = None if progress is None else (lambda n: progress(offset + n))
-                with _ResponseStream(response) as body:
+                with ResponseStream(response) as body:
                     hash_stream(
                         body.readinto,
                         writer_for(download.file),
@@ -144,7 +151,7 @@ class RemoteDaemonTransport(HttpDaemonTransport):
         if not self.storage.has(uri.manifest_sha1):
             doc = {"fileKey": {"sha1": uri.manifest_sha1}}
             try:
-                response = self._request(
+                response = self.http.request(
                     "POST", "/downloadFileData", json_body=doc, what="manifest download"
                 )
             except NotFoundError:

@@ -7,6 +7,7 @@ loads stream into the client cache, stores stream to the node.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import signal
 import socket
@@ -325,6 +326,27 @@ def test_rotated_code_is_retried(make_node, kenv, tmp_path: Path) -> None:
         time.sleep(0.35)
         assert transport.mutable_get(f"k{i}") == (True, i)
     transport.close()
+
+
+def test_the_client_leaves_the_process_allocator_alone(
+    grpc_node: NodeProcess, tmp_path: Path
+) -> None:
+    """A client runs in someone else's process: only the node retunes malloc for gRPC."""
+    from kachery_core.grpc_api import tuning
+
+    config = resolve_config(
+        {
+            "daemon_host": "127.0.0.1",
+            "grpc_port": grpc_node.grpc_port,  # type: ignore[attr-defined]
+            "storage_dir": str(tmp_path / "c"),
+            "auth_code_file": str(grpc_node.storage_dir / "client-auth"),
+        }
+    )
+    transport = GrpcDaemonTransport.from_config(config)
+    uri = transport.store_stream(io.BytesIO(b"some bytes")).uri()
+    assert Path(transport.load_file(uri)).read_bytes() == b"some bytes"
+    transport.close()
+    assert tuning._done is False  # keep_freed_buffers() never ran in this process
 
 
 def test_bad_requests_get_clean_status_codes(grpc_node: NodeProcess, genv) -> None:

@@ -171,3 +171,120 @@ def test_rotation_between_requests_is_invisible(
         client.set(f"k{i}", i)
         time.sleep(0.35)
         assert client.get(f"k{i}") == i
+
+
+def test_stores_report_progress(node, kenv, tmp_path: Path) -> None:
+    """Each way of storing reports the bytes done: the node reading the path, an upload of
+    the file's bytes, a piped stream, a link."""
+    from kachery_core.config import resolve_config
+    from kachery_daemon.tokens import TokenStore
+    from kachery_transports.http import HttpDaemonTransport
+    from kachery_transports.remote import RemoteDaemonTransport
+
+    src = write_random_file(tmp_path / "data.bin", 3_000_000, seed=5)
+    size = src.stat().st_size
+    transport = HttpDaemonTransport.from_config(resolve_config())
+
+    def stored_with_progress(store, *args) -> list:
+        seen: list = []
+        stored = store(*args, progress=seen.append)
+        assert stored.sha1 == sha1_file(src)
+        return seen
+
+    assert stored_with_progress(transport.store_file, str(src)) == [size]  # /storeFile
+    assert stored_with_progress(transport.link_file, str(src)) == [size]  # /linkFile
+    _, token = TokenStore(node.storage_dir).create("progress")
+    unshared = {"storage_dir": str(tmp_path / "cache"), "auth_token": token}
+    remote = RemoteDaemonTransport.from_config(resolve_config(unshared))
+    uploaded = stored_with_progress(remote.store_file, str(src))  # /store, the file's bytes
+    remote.close()
+    assert uploaded[-1] == size and uploaded == sorted(uploaded) and len(uploaded) > 1
+    with open(src, "rb") as stream:
+        piped = stored_with_progress(transport.store_stream, stream)  # /store, a stream
+    assert piped[-1] == size and piped == sorted(piped)
+    transport.close()
+
+
+# -- the rules every network backend shares (kachery_transports.node_session) ----------
+
+
+def _session(tmp_path: Path, **settings: str):
+    from kachery_core.config import resolve_config
+    from kachery_transports.node_session import NodeSession
+
+    config = resolve_config(settings, env={"KACHERY_CONFIG": str(tmp_path / "none.toml")})
+    return NodeSession(config, "http://127.0.0.1:9", lambda: tmp_path / "client-auth")
+
+
+def test_credential_is_the_token_else_the_code_read_fresh(tmp_path: Path) -> None:
+    from kachery_core.errors import TransportError
+
+    assert _session(tmp_path, auth_token="t" * 24).credential().rotates is False
+    session = _session(tmp_path)
+    with pytest.raises(TransportError, match="no client-auth file at"):
+        session.credential()
+    auth = tmp_path / "client-auth"
+    auth.write_text("")
+    with pytest.raises(TransportError, match="is empty"):
+        session.credential()
+    auth.write_text("code-1\n")
+    assert session.credential().value == "code-1" and session.credential().rotates
+    auth.write_text("code-2\n")
+    assert session.credential().value == "code-2"  # never cached: the code rotates
+    auth.unlink()
+    auth.mkdir()
+    with pytest.raises(TransportError, match="cannot read .*client-auth.* group"):
+        session.credential()
+
+
+def test_a_refused_code_is_retried_once_a_token_never(tmp_path: Path) -> None:
+    from kachery_transports.node_session import AccessRefused
+
+    (tmp_path / "client-auth").write_text("rotated-away")
+
+    def refused_first(session, replayable: bool = True) -> list:
+        sent: list = []
+
+        def request(credential: str) -> str:
+            sent.append(credential)
+            if len(sent) == 1:
+                raise session.refused("wrong code")
+            return "answer"
+
+        try:
+            session.with_credential(request, replayable)
+        except AccessRefused as exc:
+            assert "refused access: wrong code" in str(exc)
+        return sent
+
+    code_session = _session(tmp_path)
+    assert refused_first(code_session) == ["rotated-away", "rotated-away"]
+    assert refused_first(code_session, replayable=False) == ["rotated-away"]
+    assert refused_first(_session(tmp_path, auth_token="t" * 24)) == ["t" * 24]
+
+
+def test_the_error_type_decides_the_exception(tmp_path: Path) -> None:
+    """The node's error type wins over the protocol's status; none: the status decides."""
+    from kachery_core.errors import (
+        IntegrityError,
+        InvalidInputError,
+        NotFoundError,
+        StaleLinkError,
+    )
+    from kachery_transports.node_session import AccessRefused
+
+    session = _session(tmp_path, auth_token="t" * 24)
+
+    def by_status() -> InvalidInputError:
+        return InvalidInputError("by status")
+
+    integrity = session.node_error("integrity", "chunk\ndamaged", by_status)
+    assert type(integrity) is IntegrityError and str(integrity) == "chunk damaged"
+    assert type(session.node_error("staleLink", "changed", by_status)) is StaleLinkError
+    missing = session.node_error("notFound", "gone", by_status, subject="sha1://abc")
+    assert type(missing) is NotFoundError
+    assert str(missing) == "sha1://abc not found by the node at http://127.0.0.1:9: gone"
+    refused = session.node_error("refused", "revoked", by_status)
+    assert isinstance(refused, AccessRefused) and "sent the access token" in str(refused)
+    for old_or_generic in (None, "", "error", "someFutureType"):
+        assert str(session.node_error(old_or_generic, "x", by_status)) == "by status"

@@ -1,14 +1,15 @@
 """Settings that make multi-megabyte gRPC messages cheap: channel options for both sides,
-and `keep_freed_buffers`, which the node and the grpc backend call before their first call.
+and `keep_freed_buffers`, which the node calls before it serves.
 
 Every DataChunk of a load is a few MiB, and grpc and protobuf allocate fresh buffers for
-each message on both sides. With glibc's defaults such a buffer is handed back to the
-kernel when freed, so the next one page-faults on every page. Measured on a 2-core machine
-for a 1 GiB load: the node spent ~1.9 CPU-seconds sending it, ~1.0 with freed buffers of up
-to 8 MiB kept in the heap (at most 16 MiB of it unused); the client's system time halved,
-and with at most 2 malloc arenas (so its threads do not each keep such a heap) its peak RSS
-went down, not up. This is process-wide, so it is done only by code about to move
-megabytes over gRPC, and never where the C library has no `mallopt`.
+each message. With glibc's defaults such a buffer is handed back to the kernel when freed,
+so the next one page-faults on every page. Measured on a 2-core machine for a 1 GiB load:
+the node spent ~1.9 CPU-seconds sending it, ~1.0 with freed buffers of up to 8 MiB kept in
+the heap (at most 16 MiB of it unused), and with at most 2 malloc arenas its peak RSS went
+down, not up. This is process-wide, so only the node's own process does it: a client is
+someone else's program (a notebook, a pipeline), whose allocator a library must not
+retune; the client's system time on large loads is higher for it (about double).
+Never done where the C library has no `mallopt`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,257 @@
+"""Requests to a node's HTTP API: what the `http` and `remote` backends send and read.
+
+`NodeHttp` sends one request with the session's credential (retried once when a rotated
+code is refused), turns a failed answer into the `KacheryError` its error type names (the
+status code for nodes that send none), and reads framed progress streams. The answers'
+adapters (`ResponseStream` for a streamed body, `UploadBody` for a file being sent) are
+public for the backends built on it.
+
+    >>> http = NodeHttp("http://127.0.0.1:14507", session, (10.0, 60.0))   # doctest: +SKIP
+    >>> http.post_json("/mutable/get", {"key": "k"})                        # doctest: +SKIP
+    {'success': True, 'found': False, 'value': None}
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Optional, Tuple
+
+from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError, TransportError
+from kachery_core.hashing import Progress
+from kachery_core.probe import Tls
+from kachery_core.storage import StoredObject
+from kachery_core.wire import AUTH_HEADER, ERROR_TYPE_HEADER, error_from_type, one_line, read_frames
+
+from .node_session import NodeSession
+
+if TYPE_CHECKING:
+    import requests
+
+STREAM_BLOCK = 4 << 20
+"""Bytes per block of a stream sent to `/store`."""
+
+
+class NodeHttp:
+    """One node's HTTP API, reached at `base_url` with the rules of `session`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        session: NodeSession,
+        timeout: Tuple[float, float],
+        tls: Optional[Tls] = None,
+    ) -> None:
+        self.base_url = base_url
+        self.session = session
+        self.timeout = timeout
+        self._tls = tls
+        self._requests: Optional[requests.Session] = None
+
+    @property
+    def requests_session(self) -> requests.Session:
+        if self._requests is None:
+            import requests
+
+            self._requests = requests.Session()
+        return self._requests
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        body: Optional[Callable[[], Any]] = None,
+        headers: Optional[Dict[str, str]] = None,
+        stream: bool = False,
+        auth: bool = True,
+        what: str = "",
+        replayable: bool = True,
+    ) -> requests.Response:
+        """One request; an answer other than 200 raises the error it stands for.
+
+        `body()` makes the request body, again for a retry; `replayable=False` says it
+        cannot (a stream read once), so a refused code is not retried.
+        """
+        if not auth:
+            return self._send(method, path, json_body, body, headers, stream, what, None)
+
+        def send(credential: str) -> requests.Response:
+            return self._send(method, path, json_body, body, headers, stream, what, credential)
+
+        return self.session.with_credential(send, replayable)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        body: Optional[Callable[[], Any]],
+        headers: Optional[Dict[str, str]],
+        stream: bool,
+        what: str,
+        credential: Optional[str],
+    ) -> requests.Response:
+        import requests
+
+        all_headers = dict(headers or {})
+        if credential is not None:
+            all_headers[AUTH_HEADER] = credential
+        try:
+            response = self.requests_session.request(
+                method,
+                self.base_url + path,
+                json=json_body,
+                data=body() if body else None,
+                headers=all_headers,
+                stream=stream,
+                timeout=self.timeout,
+                # per request: a session-wide value loses to REQUESTS_CA_BUNDLE
+                verify=(self._tls.ca_file or True) if self._tls else True,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise TransportError(
+                f"TLS with the node at {self.base_url} failed: {_root_cause(exc)}",
+                "is its certificate trusted? set KACHERY_TLS_CA_FILE to its CA certificate",
+            ) from None
+        except requests.ConnectionError:
+            raise TransportError(
+                f"lost the node at {self.base_url} during {what or path}",
+                "is it still running? nothing partial was kept; try again",
+            ) from None
+        except requests.Timeout:
+            raise TransportError(
+                f"the node at {self.base_url} did not answer {what or path} within "
+                f"{self.timeout[1]:g} s",
+                "is it overloaded or stalled? KACHERY_READ_TIMEOUT sets the limit",
+            ) from None
+        if response.status_code != 200:
+            raise self._error_for(response)
+        return response
+
+    def _error_for(self, response: requests.Response) -> KacheryError:
+        """The error a failed answer stands for: by its error type, else by its status."""
+        reason = one_line(response.text, 500) or response.reason
+        status = response.status_code
+        kind = response.headers.get(ERROR_TYPE_HEADER)
+        response.close()
+
+        def by_status() -> KacheryError:
+            if status == 403:
+                return self.session.refused(reason)
+            if status == 404:
+                return NotFoundError(reason)
+            if 400 <= status < 500:
+                return InvalidInputError(reason)
+            return TransportError(f"the node at {self.base_url} failed ({status}): {reason}")
+
+        return self.session.node_error(kind, reason, by_status)
+
+    def post_json(self, path: str, doc: Dict[str, Any], what: str = "") -> Any:
+        return self.request("POST", path, json_body=doc, what=what).json()
+
+    def signature_for(self, nonce: str) -> object:
+        """The node's signature of the probe for `nonce` (`GET /probe?nonce=`, no credential)."""
+        return self.request("GET", f"/probe?nonce={nonce}", auth=False).json().get("signature")
+
+    def follow(
+        self,
+        response: requests.Response,
+        progress: Optional[Progress],
+        what: str,
+        untyped: Callable[[str], KacheryError] = KacheryError,
+    ) -> Dict[str, Any]:
+        """Read a framed stream: report progress, return `finished`, raise on `error`.
+
+        An error message's `errorType` names the exception; `untyped(text)` is the one for
+        a message without a type (from an older node).
+        """
+        with response:
+            for message in read_frames(response.raw.read):
+                kind = message.get("type")
+                if kind == "progress" and progress is not None:
+                    progress(int(message.get("bytesLoaded", 0)))
+                elif kind == "finished":
+                    return message
+                elif kind == "error":
+                    text = str(message.get("error"))
+                    error_type = message.get("errorType")
+                    if not isinstance(error_type, str):
+                        raise untyped(one_line(text))
+                    raise error_from_type(error_type, text)
+        raise TransportError(f"the node at {self.base_url} ended {what} without an answer")
+
+    def close(self) -> None:
+        if self._requests is not None:
+            self._requests.close()
+            self._requests = None
+
+
+class ResponseStream(io.RawIOBase):
+    """A streamed HTTP body as a binary file object that reports a dropped connection."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__()
+        self._response = response
+        self._expected = int(response.headers.get("Content-Length", "-1"))
+        self._got = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            n = self._response.raw.readinto(buffer)
+        except Exception as exc:
+            raise TransportError(f"the node dropped the download: {exc}") from None
+        self._got += n or 0
+        if not n and 0 <= self._expected != self._got:
+            raise TransportError(
+                f"the node sent {self._got} of {self._expected} bytes", "try again"
+            )
+        return n or 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self._response.close()
+        super().close()
+
+
+class UploadBody:
+    """A file sent as a request body, reporting to `progress` the bytes read from it so far.
+
+    Deliberately not iterable, so that requests sends it by `read` in blocks (a file
+    object would be sent line by line) with the Content-Length given by the caller.
+    """
+
+    def __init__(self, file: BinaryIO, progress: Optional[Progress]) -> None:
+        self._file = file
+        self._progress = progress
+        self.sent = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self.sent += len(data)
+        if data and self._progress is not None:
+            self._progress(self.sent)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def stored_object(doc: Dict[str, Any], size: int = -1) -> StoredObject:
+    """A store's answer; `size` is -1 where the client did not know it (a stream)."""
+    if not doc.get("success"):
+        raise KacheryError(f"the node refused the store: {doc.get('error')}")
+    return StoredObject(str(doc["sha1"]), size, doc.get("manifestSha1"))
+
+
+def url_host(host: str) -> str:
+    """`host` as it appears in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__context__ is not None or exc.__cause__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return one_line(str(exc), 200)

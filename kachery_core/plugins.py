@@ -247,7 +247,8 @@ class BackendRegistry:
                 continue
             if not isinstance(answer, str) or answer not in self.backends:
                 _warn(
-                    f"plugin {plugin_name!r}: kachery_select_backend answered {answer!r}, "
+                    f"plugin {plugin_name!r}: kachery_select_backend answered "
+                    f"{_one_line(repr(answer), 200)}, "
                     "which is not an installed backend (see `kachery-client backends`); "
                     "answer ignored"
                 )
@@ -266,10 +267,10 @@ def _describe(exc: BaseException) -> str:
     return _one_line(f"{type(exc).__name__}: {exc}")
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str, limit: int = 1000) -> str:
     from .wire import one_line  # only on failures: keeps the warm path's imports small
 
-    return one_line(text)
+    return one_line(text, limit)
 
 
 def _only(pm: pluggy.PluginManager, plugin: object, hook_name: str) -> pluggy.HookCaller:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
 import click
 
@@ -260,8 +261,10 @@ def config(state: CliState) -> None:
 
 
 @cli.command("backends")
-def backends() -> None:
-    """List installed backends and the package that provides each."""
+@click.option("--debug", "tracebacks", is_flag=True, help="Show broken plugins' tracebacks.")
+@pass_state
+def backends(state: CliState, tracebacks: bool) -> None:
+    """List installed backends and the package that provides each, and broken plugins."""
     from kachery_core.plugins import get_registry
 
     registry = get_registry()
@@ -270,7 +273,11 @@ def backends() -> None:
         for spec in (registry.backends[n] for n in registry.names())
     ]
     rows.extend((name, f"BROKEN: {reason}") for name, reason in sorted(registry.broken.items()))
+    rows.extend((name, f"REFUSED: {reason}") for name, reason in registry.refused)
     _print_table(rows)
+    if tracebacks or state.debug:
+        for name, text in sorted(registry.tracebacks.items()):
+            click.echo(f"\n{name} is broken because:\n{text.rstrip()}", err=True)
 
 
 def _print_table(rows: list[tuple[str, str]]) -> None:
@@ -291,7 +298,8 @@ def main(argv: Optional[List[str]] = None, prog_name: str = PROG) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+        with _plugin_warnings_as_lines(debug):
+            code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.UsageError as exc:
         hint = (
             f" (see '{prog_name} --help')"
@@ -306,6 +314,7 @@ def main(argv: Optional[List[str]] = None, prog_name: str = PROG) -> None:
     except KacheryError as exc:
         if debug:
             _print_traceback()
+            _print_plugin_traceback(exc)
         _fail(str(exc), exc.exit_code)
     except BrokenPipeError:
         # The reader went away (`kachery-client cat-file ... | head`): not an error.
@@ -333,6 +342,39 @@ def _print_traceback() -> None:
     import traceback
 
     traceback.print_exc()
+
+
+def _print_plugin_traceback(exc: KacheryError) -> None:
+    """A broken backend's own failure: the plugin's traceback, recorded when it broke."""
+    from kachery_core.plugins import BrokenBackendError
+
+    if isinstance(exc, BrokenBackendError) and exc.plugin_traceback:
+        click.echo(f"the plugin's own error:\n{exc.plugin_traceback.rstrip()}", err=True)
+
+
+@contextmanager
+def _plugin_warnings_as_lines(debug: bool) -> Iterator[None]:
+    """Show a `KacheryPluginWarning` as one `Warning: ...` line on stderr (the plugin's
+    traceback after it under --debug); other warnings are shown as Python shows them."""
+    import warnings
+
+    show_others = warnings.showwarning
+
+    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        from kachery_core.plugins import KacheryPluginWarning
+
+        if not isinstance(message, KacheryPluginWarning):
+            show_others(message, category, *args, **kwargs)
+            return
+        click.echo(f"Warning: {message}", err=True)
+        if debug and message.plugin_traceback:
+            click.echo(message.plugin_traceback.rstrip(), err=True)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = show_others
 
 
 def _fail(message: str, code: int) -> None:

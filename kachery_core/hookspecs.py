@@ -1,8 +1,13 @@
 """The hooks a kachery plugin can implement. Built-in backends use them too.
 
-A plugin is a module (or object) with functions named like the specs below, marked
-with `kachery_core.hookspecs.hookimpl`, and registered through the `kachery.plugins`
+A plugin is a module with functions named like the specs below, marked with
+`kachery_core.hookspecs.hookimpl`, and registered through the `kachery.plugins`
 entry-point group. See plugins.md for a worked example of each hook.
+
+Each plugin's hook implementations are called through pluggy, so `tryfirst`, `trylast`,
+`wrapper=True` and `hookwrapper=True` behave as pluggy documents; kachery asks each plugin
+on its own (see `kachery_core.plugins`), so a wrapper wraps its own plugin's
+implementations.
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ from typing import TYPE_CHECKING, List, Optional
 
 import pluggy
 
+from .backend_spec import BackendSpec
+
 if TYPE_CHECKING:
     from .config import Config
-    from .plugins import BackendSpec
+
+__all__ = ["PROJECT_NAME", "BackendSpec", "hookimpl", "hookspec"]
 
 PROJECT_NAME = "kachery"
 
@@ -23,11 +31,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def kachery_register_backends() -> List[BackendSpec]:
-    """Called once per process, when kachery first needs to know which backends exist.
+    """Called once per plugin, when kachery (re)builds its registry of backends.
 
     Return a list of `BackendSpec`: each names a backend and the `module:Class` of its
     `DaemonTransport`. The class is imported only when that backend is used, so keep
-    this hook cheap and free of heavy imports.
+    this hook cheap and free of heavy imports. What it returns is cached on disk until
+    an installed package (or the plugin module itself) changes.
 
         @hookimpl
         def kachery_register_backends():
@@ -43,8 +52,9 @@ def kachery_select_backend(config: Config) -> Optional[str]:
 
     Return a backend name to use it, or None to leave the choice to the next plugin and
     finally to kachery's automatic rules (offline directory, remote host, local node,
-    embedded storage). The first non-None answer wins. Do no slow work here: it runs on
-    every command.
+    embedded storage). The first non-None answer naming an installed backend wins; an
+    answer naming no installed backend is ignored with a warning. Do no slow work here:
+    it runs on every command.
 
         @hookimpl
         def kachery_select_backend(config):

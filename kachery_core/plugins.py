@@ -1,20 +1,30 @@
 """The backend registry: which backends exist, who provides them, and loading them lazily.
 
-Plugins are found through the `kachery.plugins` entry-point group; the built-in backends
-(`kachery_transports.builtin`) are registered the same way a third-party plugin is, through
-the `kachery_register_backends` hook. A backend's module is imported only when it is used,
-and a missing dependency is reported with the command that installs it.
+Plugins are found through the `kachery.plugins` entry-point group; kachery's own backends
+are registered the same way, from the modules named in `BUILTIN_PLUGINS` (imported by
+name, so this layer never imports the transport layer by an import statement). A
+backend's module is imported only when it is used, and a missing dependency is reported
+with the command that installs it.
 
-A plugin that fails to import, raises inside a hook, or claims a name another plugin
-already has, is recorded in `broken` and never stops the other backends from working.
+Hooks are called through pluggy, one plugin at a time (`PluginManager.subset_hook_caller`
+leaves the other plugins out of the call). That way each `BackendSpec` is attributed to
+the distribution that announced it, and a plugin that raises, returns junk or answers
+with an unknown backend is named and skipped while the others still count; pluggy's
+`tryfirst`, `trylast`, `wrapper` and `hookwrapper` apply to each plugin's own
+implementations. A plugin that fails to import, raises inside a hook, or claims a name
+another third-party plugin also claims, is recorded in `broken` (with its traceback, for
+`--debug`); one that claims a built-in backend's name is recorded in `refused` and the
+built-in is kept. Neither ever stops the other backends from working.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Type
 
+from .backend_spec import BackendSpec
 from .errors import BackendError
 
 if TYPE_CHECKING:
@@ -22,24 +32,40 @@ if TYPE_CHECKING:
 
     from .transport import DaemonTransport
 
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "BackendRegistry",
+    "BackendSpec",  # re-exported: third-party plugins import it from here
+    "BrokenBackendError",
+    "KacheryPluginWarning",
+    "PluginInfo",
+    "get_registry",
+    "reset_registry",
+]
+
 ENTRY_POINT_GROUP = "kachery.plugins"
 BUILTIN_PACKAGE = "kachery-client"
+BUILTIN_PLUGINS: Tuple[str, ...] = ("kachery_transports.builtin",)
+"""Modules implementing kachery's own hooks; each is registered under its last name part."""
 
 
-@dataclass(frozen=True)
-class BackendSpec:
-    """A backend as a plugin announces it.
+class KacheryPluginWarning(UserWarning):
+    """A plugin misbehaved at run time and was skipped; kachery went on without it.
 
-    `target` is `"module:ClassName"` of a `DaemonTransport` subclass; `requires` lists the
-    pip distributions it needs beyond kachery, named in the error when one is missing.
+    `plugin_traceback` holds the plugin's own traceback (shown by the CLI under --debug).
     """
 
-    name: str
-    target: str
-    summary: str
-    requires: Tuple[str, ...] = ()
-    package: str = field(default="", compare=False)
-    version: str = field(default="", compare=False)
+    def __init__(self, message: str, plugin_traceback: str = "") -> None:
+        super().__init__(message)
+        self.plugin_traceback = plugin_traceback
+
+
+class BrokenBackendError(BackendError):
+    """The backend asked for is broken; `plugin_traceback` is why, when a plugin raised."""
+
+    def __init__(self, message: str, plugin_traceback: str = "") -> None:
+        super().__init__(message)
+        self.plugin_traceback = plugin_traceback
 
 
 @dataclass(frozen=True)
@@ -47,6 +73,8 @@ class PluginInfo:
     name: str
     package: str
     version: str
+    builtin: bool = False
+    """One of kachery's own (`BUILTIN_PLUGINS`): its backend names cannot be taken over."""
 
 
 class BackendRegistry:
@@ -55,11 +83,19 @@ class BackendRegistry:
     def __init__(self, from_cache: bool = False) -> None:
         self.backends: Dict[str, BackendSpec] = {}
         self.broken: Dict[str, str] = {}
+        """Plugin or backend name -> why it cannot be used."""
+        self.tracebacks: Dict[str, str] = {}
+        """Plugin name -> the formatted traceback of its failure (same keys as `broken`)."""
+        self.refused: List[Tuple[str, str]] = []
+        """(backend name, reason): backends a plugin announced that were not registered."""
         self.plugins: List[PluginInfo] = []
         self.module_files: List[str] = []
         self.has_selectors = False
         """True when some plugin implements `kachery_select_backend`."""
         self.from_cache = from_cache
+        self._owners: Dict[str, PluginInfo] = {}
+        self._claimants: Dict[str, List[str]] = {}
+        """Backend name -> the third-party packages that all claimed it."""
         self._classes: Dict[str, Type[DaemonTransport]] = {}
         self._plugin_manager: Optional[pluggy.PluginManager] = None
 
@@ -72,14 +108,18 @@ class BackendRegistry:
     def names(self) -> List[str]:
         return sorted(self.backends)
 
-    def get(self, name: str) -> BackendSpec:
+    def get(self, name: str, source: Optional[str] = None) -> BackendSpec:
+        """The backend called `name`; `source` (where the name was set) goes in the error."""
         if name in self.backends:
             return self.backends[name]
         if name in self.broken:
-            raise BackendError(f"backend {name!r} is broken: {self.broken[name]}")
+            raise BrokenBackendError(
+                f"backend {name!r} is broken: {self.broken[name]}", self.tracebacks.get(name, "")
+            )
+        where = f" (set by {source})" if source else ""
         known = ", ".join(self.names()) or "none"
         raise BackendError(
-            f"unknown backend {name!r}",
+            f"unknown backend {name!r}{where}",
             f"installed backends: {known} (see `kachery-client backends`)",
         )
 
@@ -112,65 +152,169 @@ class BackendRegistry:
         pm = self.plugin_manager
         try:
             pm.register(plugin, name=info.name)
-        except Exception as exc:  # a plugin that does not even register
-            self.broken[info.name] = f"{info.package}: {type(exc).__name__}: {exc}"
+            _check_hook_names(pm, plugin)
+            results = _only(pm, plugin, "kachery_register_backends")()
+        except Exception as exc:  # it does not register, or its hook raised
+            self.mark_broken(info.name, f"{info.package}: {_describe(exc)}", exc)
+            if pm.is_registered(plugin):
+                pm.unregister(plugin)
             return
         self.plugins.append(info)
-        if any(i.plugin is plugin for i in pm.hook.kachery_select_backend.get_hookimpls()):
+        if _implements(pm, plugin, "kachery_select_backend"):
             self.has_selectors = True
-        for impl in pm.hook.kachery_register_backends.get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-            try:
-                specs: List[BackendSpec] = list(impl.function() or [])  # type: ignore[call-overload]
-            except Exception as exc:
-                self.broken[info.name] = f"{info.package}: {type(exc).__name__}: {exc}"
-                pm.unregister(plugin)
-                return
-            for spec in specs:
-                self._add_backend(spec, info)
+        for spec in _announced(results):
+            self._add_backend(spec, info)
 
-    def _add_backend(self, spec: BackendSpec, info: PluginInfo) -> None:
-        if not isinstance(spec, BackendSpec):
-            self.broken[info.name] = f"{info.package}: returned {spec!r}, not a BackendSpec"
-            return
-        existing = self.backends.get(spec.name)
-        if existing is not None:
-            del self.backends[spec.name]
-            self.broken[spec.name] = (
-                f"claimed by both {existing.package} and {info.package}; uninstall one of them"
+    def mark_broken(self, name: str, reason: str, exc: Optional[BaseException] = None) -> None:
+        """Record why plugin (or backend) `name` cannot be used, with `exc`'s traceback."""
+        self.broken[name] = reason
+        if exc is not None:
+            import traceback
+
+            self.tracebacks[name] = "".join(
+                traceback.format_exception(type(exc), exc, exc.__traceback__)
             )
+
+    def _add_backend(self, spec: object, info: PluginInfo) -> None:
+        if not isinstance(spec, BackendSpec):
+            self.mark_broken(info.name, f"{info.package}: returned {spec!r}, not a BackendSpec")
+            return
+        owner = self._owners.get(spec.name)
+        if owner is not None and owner.builtin != info.builtin:
+            builtin, other = (owner, info) if owner.builtin else (info, owner)
+            self.refused.append(
+                (
+                    spec.name,
+                    f"{other.package} {other.version} also announces {spec.name!r}, "
+                    f"a backend built into kachery ({builtin.package}); the built-in one is used",
+                )
+            )
+            if info.builtin:
+                self._register_backend(spec, info)
+            return
+        if spec.name in self._claimants:
+            self._claimants[spec.name].append(info.package)
+            self._refuse_claimed(spec.name)
+            return
+        if owner is not None:
+            del self.backends[spec.name]
+            self._claimants[spec.name] = [owner.package, info.package]
+            self._refuse_claimed(spec.name)
             return
         if spec.name in self.broken:
             return
+        self._register_backend(spec, info)
+
+    def _register_backend(self, spec: BackendSpec, info: PluginInfo) -> None:
+        self._owners[spec.name] = info
         self.backends[spec.name] = BackendSpec(
             spec.name, spec.target, spec.summary, tuple(spec.requires), info.package, info.version
         )
 
+    def _refuse_claimed(self, name: str) -> None:
+        """Two third-party plugins claim one name: neither gets it (kachery cannot tell
+        which one the user meant, and a silent winner would depend on install order)."""
+        packages = self._claimants[name]
+        self.broken[name] = (
+            f"claimed by both {', '.join(packages[:-1])} and {packages[-1]}; uninstall one of them"
+        )
+
     def select_from_plugins(self, config: object) -> Tuple[Optional[str], Optional[str]]:
-        """Ask plugins' `kachery_select_backend` hooks; (name, plugin) of the first answer."""
+        """The first installed backend a `kachery_select_backend` hook names: (name, plugin).
+
+        Plugins are asked one at a time, in the order pluggy calls implementations
+        (`tryfirst` ones first, then the most recently registered, `trylast` last; a plugin
+        implementing the hook only as a wrapper comes after those). A plugin that raises,
+        or names a backend that is not installed, gets a `KacheryPluginWarning` naming it,
+        and the next plugin is asked.
+        """
         if not self.has_selectors:
             return None, None
         if self.from_cache:  # the hooks themselves are needed: load the plugins for real
             fresh = _build_registry()
             self._plugin_manager = fresh.plugin_manager
-        caller = self.plugin_manager.hook.kachery_select_backend
-        for impl in reversed(caller.get_hookimpls()):
+        pm = self.plugin_manager
+        for plugin_name in _call_order(pm, "kachery_select_backend"):
+            plugin = pm.get_plugin(plugin_name)
             try:
-                answer = impl.function(config=config)
+                answer = _only(pm, plugin, "kachery_select_backend")(config=config)
             except Exception as exc:
-                reason = f"kachery_select_backend raised {exc!r}"
-                self.broken[impl.plugin_name] = reason
-                import sys
-
-                print(
-                    f"Warning: plugin {impl.plugin_name!r} ignored: {reason}",
-                    file=sys.stderr,
+                reason = f"kachery_select_backend raised {_one_line(repr(exc))}"
+                self.mark_broken(plugin_name, reason, exc)
+                _warn(f"plugin {plugin_name!r} ignored: {reason}", self.tracebacks[plugin_name])
+                continue
+            if answer is None:
+                continue
+            if not isinstance(answer, str) or answer not in self.backends:
+                _warn(
+                    f"plugin {plugin_name!r}: kachery_select_backend answered "
+                    f"{_one_line(repr(answer), 200)}, "
+                    "which is not an installed backend (see `kachery-client backends`); "
+                    "answer ignored"
                 )
                 continue
-            if answer is not None:
-                return str(answer), impl.plugin_name
+            return answer, plugin_name
         return None, None
+
+
+def _warn(message: str, plugin_traceback: str = "") -> None:
+    """Report a plugin failure once per process (the default warning filter)."""
+    warnings.warn(KacheryPluginWarning(message, plugin_traceback), stacklevel=3)
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message` on one line (pluggy's validation messages span several)."""
+    return _one_line(f"{type(exc).__name__}: {exc}")
+
+
+def _one_line(text: str, limit: int = 1000) -> str:
+    from .wire import one_line  # only on failures: keeps the warm path's imports small
+
+    return one_line(text, limit)
+
+
+def _only(pm: pluggy.PluginManager, plugin: object, hook_name: str) -> pluggy.HookCaller:
+    """A caller of hook `hook_name` that runs `plugin`'s implementations alone, via pluggy."""
+    others = [p for p in pm.get_plugins() if p is not plugin]
+    return pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+
+def _implements(pm: pluggy.PluginManager, plugin: object, hook_name: str) -> bool:
+    return any(i.plugin is plugin for i in getattr(pm.hook, hook_name).get_hookimpls())
+
+
+def _call_order(pm: pluggy.PluginManager, hook_name: str) -> List[str]:
+    """Names of the plugins implementing `hook_name`, in the order pluggy would call them."""
+    impls = list(reversed(getattr(pm.hook, hook_name).get_hookimpls()))
+    plain = [i for i in impls if not (i.hookwrapper or i.wrapper)]
+    wrappers = [i for i in impls if i.hookwrapper or i.wrapper]
+    order: List[str] = []
+    for impl in plain + wrappers:
+        if impl.plugin_name not in order:
+            order.append(impl.plugin_name)
+    return order
+
+
+def _check_hook_names(pm: pluggy.PluginManager, plugin: object) -> None:
+    """Refuse an implementation of a hook kachery does not have (a typo would be silent)."""
+    for caller in pm.get_hookcallers(plugin) or []:
+        if not caller.has_spec() and not all(
+            i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin
+        ):
+            raise ValueError(f"{caller.name} is not a kachery hook (see plugins.md)")
+
+
+def _announced(results: object) -> List[object]:
+    """The items of a `kachery_register_backends` result: one list per implementation."""
+    if not isinstance(results, (list, tuple)):
+        return [results]
+    items: List[object] = []
+    for each in results:
+        if isinstance(each, (list, tuple)):
+            items.extend(each)
+        else:
+            items.append(each)
+    return items
 
 
 def _new_plugin_manager() -> pluggy.PluginManager:
@@ -225,21 +369,26 @@ def get_registry() -> BackendRegistry:
 
 def _build_registry() -> BackendRegistry:
     from kachery_core import __version__
-    from kachery_transports import builtin
 
     registry = BackendRegistry()
-    registry.module_files.append(builtin.__file__ or "")
-    registry.add_plugin(builtin, PluginInfo("builtin", BUILTIN_PACKAGE, __version__))
+    for module_name in BUILTIN_PLUGINS:
+        info = PluginInfo(module_name.rpartition(".")[2], BUILTIN_PACKAGE, __version__, True)
+        _add_plugin_module(registry, module_name, info)
     for plugin_name, target, package, version in _scan_entry_points():
-        info = PluginInfo(plugin_name, package, version)
-        try:
-            module = importlib.import_module(target.partition(":")[0])
-        except Exception as exc:
-            registry.broken[plugin_name] = f"{package}: import failed: {type(exc).__name__}: {exc}"
-            continue
-        registry.module_files.append(getattr(module, "__file__", None) or "")
-        registry.add_plugin(module, info)
+        _add_plugin_module(
+            registry, target.partition(":")[0], PluginInfo(plugin_name, package, version)
+        )
     return registry
+
+
+def _add_plugin_module(registry: BackendRegistry, module_name: str, info: PluginInfo) -> None:
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        registry.mark_broken(info.name, f"{info.package}: import failed: {_describe(exc)}", exc)
+        return
+    registry.module_files.append(getattr(module, "__file__", None) or "")
+    registry.add_plugin(module, info)
 
 
 def reset_registry() -> None:

@@ -1,7 +1,8 @@
 """An on-disk memo of the backend registry, so that ordinary commands skip plugin loading.
 
 The cache holds what the plugins' `kachery_register_backends` hooks announced, which
-plugins are broken and why, and whether any plugin has a selection hook. It is keyed on
+plugins are broken and why (with their tracebacks, for `--debug`), which announced
+backends were refused, and whether any plugin has a selection hook. It is keyed on
 everything that could change those answers: the interpreter, kachery's version, the
 `sys.path` directories (but the script's own, `sys.path[0]`) with the modification times
 of the package metadata in them (installing, upgrading or removing any package changes
@@ -20,10 +21,12 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from .atomic_file import write_atomically
+from .backend_spec import BackendSpec
 from .paths import user_cache_dir
-from .plugins import BackendRegistry, BackendSpec, PluginInfo
+from .plugins import BackendRegistry, PluginInfo
 
-FORMAT = 1
+FORMAT = 2
+"""Bumped whenever the document's fields change: an older cache is then rebuilt."""
 
 
 def cache_path() -> Path:
@@ -49,6 +52,8 @@ def load() -> Optional[BackendRegistry]:
                 spec["version"],
             )
         registry.broken = dict(doc["broken"])
+        registry.tracebacks = dict(doc["tracebacks"])
+        registry.refused = [(name, reason) for name, reason in doc["refused"]]
         registry.plugins = [PluginInfo(*p) for p in doc["plugins"]]
         registry.module_files = list(doc["module_files"])
         registry.has_selectors = bool(doc["has_selectors"])
@@ -74,7 +79,9 @@ def save(registry: BackendRegistry) -> None:
             for s in registry.backends.values()
         ],
         "broken": registry.broken,
-        "plugins": [[p.name, p.package, p.version] for p in registry.plugins],
+        "tracebacks": registry.tracebacks,
+        "refused": [list(each) for each in registry.refused],
+        "plugins": [[p.name, p.package, p.version, p.builtin] for p in registry.plugins],
         "module_files": registry.module_files,
         "module_mtimes": _mtimes(registry.module_files),
         "has_selectors": registry.has_selectors,

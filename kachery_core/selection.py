@@ -1,8 +1,9 @@
 """Which backend a command uses, and why.
 
 1. An explicit choice: `--transport` flag, then `KACHERY_TRANSPORT`, then `transport` in
-   the config file.
-2. A plugin's `kachery_select_backend` hook.
+   the config file. An unknown name is an error naming where it was set.
+2. A plugin's `kachery_select_backend` hook (an answer naming no installed backend is
+   ignored with a warning naming the plugin).
 3. `offline` when `KACHERY_OFFLINE_STORAGE_DIR` is set.
 4. `remote` when the daemon host is another machine.
 5. `http` when a node answers the probe on the configured host and port.
@@ -38,7 +39,9 @@ def is_local_host(host: str) -> bool:
 
 def select_backend(config: Config, registry: BackendRegistry) -> Selection:
     if config.transport:
-        return Selection(config.transport, f"chosen by {config.source('transport')}")
+        source = config.source("transport")
+        registry.get(config.transport, source=source)  # unknown or broken: say so, and where
+        return Selection(config.transport, f"chosen by {source}")
     name, plugin = registry.select_from_plugins(config)
     if name:
         return Selection(name, f"chosen by plugin {plugin!r} (kachery_select_backend hook)")

@@ -1,11 +1,14 @@
-"""Registers kachery's built-in backends, exactly as a third-party plugin would."""
+"""Registers kachery's built-in backends, exactly as a third-party plugin would.
+
+kachery_core.plugins imports this module by name (`BUILTIN_PLUGINS`); its backend names
+are reserved: a third-party plugin announcing one of them is refused.
+"""
 
 from __future__ import annotations
 
 from typing import List
 
-from kachery_core.hookspecs import hookimpl
-from kachery_core.plugins import BackendSpec
+from kachery_core.hookspecs import BackendSpec, hookimpl
 
 
 @hookimpl

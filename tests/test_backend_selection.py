@@ -13,7 +13,7 @@ import pytest
 
 from kachery_core.config import resolve_config
 from kachery_core.errors import BackendError
-from kachery_core.plugins import BackendSpec, PluginInfo, get_registry
+from kachery_core.plugins import BackendRegistry, BackendSpec, PluginInfo, get_registry
 from kachery_core.selection import is_local_host, select_backend
 
 
@@ -160,3 +160,102 @@ def test_probe_rejects_non_kachery_answers(kenv) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("where", ["environment", "config file", "command line"])
+def test_an_unknown_backend_names_where_it_was_set(where: str, cli, kenv) -> None:
+    env = dict(kenv)
+    args = ["info"]
+    if where == "environment":
+        env["KACHERY_TRANSPORT"] = "foo"
+        expected = "(set by environment KACHERY_TRANSPORT)"
+    elif where == "config file":
+        config = Path(kenv["KACHERY_CONFIG"])
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text('transport = "foo"\n')
+        expected = f"(set by config file {config})"
+    else:
+        args = ["--transport", "foo", "info"]
+        expected = "(set by command line)"
+    shown = cli(*args, env=env)
+    assert shown.returncode == 1
+    assert shown.stderr.startswith(f"Error: unknown backend 'foo' {expected}; installed backends: ")
+    assert "local" in shown.stderr and shown.stderr.count("\n") == 1
+
+
+def test_backend_spec_lives_beside_the_hook_specs() -> None:
+    import subprocess
+    import sys
+
+    from kachery_core import hookspecs, plugins
+
+    assert plugins.BackendSpec is hookspecs.BackendSpec  # the old import keeps working
+    probe = "import sys, kachery_core.hookspecs; print('kachery_core.plugins' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def _registry_with(*plugins: object) -> BackendRegistry:
+    registry = BackendRegistry()
+    for index, plugin in enumerate(plugins):
+        registry.add_plugin(plugin, PluginInfo(f"p{index}", f"pkg-{index}", "1"))
+    return registry
+
+
+def test_selection_problems_are_kachery_plugin_warnings(kenv) -> None:
+    from kachery_core.hookspecs import hookimpl
+    from kachery_core.plugins import KacheryPluginWarning
+
+    class Raises:
+        @staticmethod
+        @hookimpl(tryfirst=True)
+        def kachery_select_backend(config):
+            raise RuntimeError("no idea")
+
+    class Unknown:
+        @staticmethod
+        @hookimpl
+        def kachery_select_backend(config):
+            return "nosuch"
+
+    registry = _registry_with(Raises, Unknown)
+    registry.backends.update(get_registry().backends)
+    config = resolve_config({}, explicit_source="test")
+    with pytest.warns(KacheryPluginWarning) as caught:
+        assert select_backend(config, registry).name == "local"
+    messages = [str(w.message) for w in caught]
+    assert messages == [
+        "plugin 'p0' ignored: kachery_select_backend raised RuntimeError('no idea')",
+        "plugin 'p1': kachery_select_backend answered 'nosuch', which is not an installed "
+        "backend (see `kachery-client backends`); answer ignored",
+    ]
+    assert "RuntimeError: no idea" in caught[0].message.plugin_traceback  # type: ignore[union-attr]
+    assert "p0" in registry.broken and "Traceback" in registry.tracebacks["p0"]
+
+
+def test_builtin_wins_whatever_the_registration_order() -> None:
+    from kachery_core.hookspecs import hookimpl
+    from kachery_core.plugins import BackendRegistry
+
+    class Builtin:
+        @staticmethod
+        @hookimpl
+        def kachery_register_backends():
+            return [BackendSpec("local", "builtin.t:T", "the real one")]
+
+    class Other:
+        @staticmethod
+        @hookimpl
+        def kachery_register_backends():
+            return [BackendSpec("local", "other.t:T", "an impostor")]
+
+    for order in ((Builtin, Other), (Other, Builtin)):
+        registry = BackendRegistry()
+        for plugin in order:
+            builtin = plugin is Builtin
+            name = "builtin" if builtin else "other"
+            registry.add_plugin(plugin, PluginInfo(name, name + "-pkg", "1", builtin))
+        assert registry.get("local").target == "builtin.t:T"
+        assert [name for name, _ in registry.refused] == ["local"]
+        assert "other-pkg 1 also announces 'local'" in registry.refused[0][1]
+        assert registry.broken == {}

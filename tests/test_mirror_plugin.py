@@ -318,6 +318,18 @@ def test_bad_selection_setting_is_a_warning(mcli: Run, kenv, served: Served) -> 
     assert info_rows(shown)["backend"] == "local"
     assert shown.stderr.startswith("Warning: plugin 'mirror' ignored")
     assert "select_on_hosts" in shown.stderr
+    assert shown.stderr.count("\n") == 1  # one line, once
+
+    debugged = mcli("--debug", "info")
+    assert info_rows(debugged)["backend"] == "local"
+    warning, rest = debugged.stderr.split("\n", 1)
+    assert f"{warning}\n" == shown.stderr
+    assert rest.startswith("Traceback") and "kachery_mirror/settings.py" in rest
+
+
+def test_plugin_imports_backend_spec_from_the_hook_specs() -> None:
+    source = (EXAMPLE / "kachery_mirror" / "plugin.py").read_text()
+    assert "from kachery_core.hookspecs import BackendSpec, hookimpl" in source
 
 
 # -- large files --------------------------------------------------------------------

@@ -81,3 +81,57 @@ def test_warm_commands_do_not_load_plugins(kenv, tmp_path: Path) -> None:
     assert loaded("store-file", str(src)) == "True True"  # cold: hooks run through pluggy
     assert loaded("store-file", str(src)) == "False False"  # warm: served from the cache
     assert loaded("--help") == "False False"
+
+
+def test_warm_cache_keeps_refusals_and_tracebacks(kenv, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    for dist, module, source in (
+        ("brokenplug", "brokenplug_mod", "import kachery_no_such_dependency\n"),
+        ("usurper", "usurper_mod", PLUGIN.replace('"fake"', '"local"')),
+    ):
+        info = site / f"{dist}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[kachery.plugins]\n{dist} = {module}\n")
+        (site / f"{module}.py").write_text(source)
+    probe = (
+        "import sys\n"
+        "from kachery_cli.main import main\n"
+        "try:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\n"
+        "print('pluggy loaded:', 'pluggy' in sys.modules, file=sys.stderr)\n"
+    )
+
+    def run() -> subprocess.CompletedProcess:
+        env = dict(kenv, PYTHONPATH=str(site))
+        args = [sys.executable, "-c", probe, "backends", "--debug"]
+        return subprocess.run(args, capture_output=True, text=True, env=env)
+
+    cold, warm = run(), run()
+    assert cold.stderr.endswith("pluggy loaded: True\n")
+    assert warm.stderr.endswith("pluggy loaded: False\n")
+    assert warm.stdout == cold.stdout
+    assert warm.stderr.replace("False", "True") == cold.stderr
+    assert "REFUSED: usurper 1.0 also announces 'local'" in warm.stdout
+    assert "BROKEN: brokenplug: import failed: ModuleNotFoundError" in warm.stdout
+    assert "brokenplug is broken because:\nTraceback" in warm.stderr
+    assert "import kachery_no_such_dependency" in warm.stderr
+
+
+def test_a_cache_of_another_format_is_rebuilt(kenv, tmp_path: Path) -> None:
+    import json
+
+    from kachery_core import registry_cache
+
+    site = tmp_path / "site"
+    site.mkdir()
+    _run(kenv, site, "backends")
+    path = next((Path(kenv["XDG_CACHE_HOME"]) / "kachery").glob("registry-*.json"))
+    doc = json.loads(path.read_text())
+    assert doc["format"] == registry_cache.FORMAT
+    doc["format"] = registry_cache.FORMAT - 1
+    doc["backends"] = []  # what an out-of-date reader would make of it
+    path.write_text(json.dumps(doc))
+    assert "local" in _run(kenv, site, "backends")
+    assert json.loads(path.read_text())["format"] == registry_cache.FORMAT

@@ -10,8 +10,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, List, Optional
 
-from kachery_core.hookspecs import hookimpl
-from kachery_core.plugins import BackendSpec
+from kachery_core.hookspecs import BackendSpec, hookimpl
 
 from .settings import PLUGIN_NAME, MirrorSettings
 

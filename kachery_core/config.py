@@ -489,7 +489,7 @@ class _ConfigFile:
                 )
             if name in values:
                 raise ConfigError(
-                    f"both {name!r} and {key!r} are set in {where}",
+                    f"both {name!r} and {SETTINGS[name].alt_key!r} are set in {where}",
                     f"they are two spellings of one setting; keep {name!r}",
                 )
             try:  # every value is checked, even ones the environment overrides
@@ -564,7 +564,8 @@ def _explicit_settings(explicit: Mapping[str, Any]) -> Dict[str, Any]:
             continue
         if name in settings:
             raise ConfigError(
-                f"both {name!r} and {key!r} given", "they are two spellings of one setting"
+                f"both {name!r} and {SETTINGS[name].alt_key!r} given",
+                "they are two spellings of one setting",
             )
         settings[name] = value
     return settings

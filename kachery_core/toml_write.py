@@ -47,7 +47,8 @@ def set_top_level_string(text: str, key: str, value: str, drop: Iterable[str] = 
     out = []
     placed = False
     top_level = True
-    for each in text.splitlines(keepends=True):
+    # TOML ends lines at "\n" only (str.splitlines would also split at "\x85" and others)
+    for each in re.findall(r"[^\n]*\n|[^\n]+$", text):
         if each.lstrip().startswith("["):
             top_level = False
         if top_level and sets_key.match(each):

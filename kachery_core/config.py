@@ -17,6 +17,11 @@ is at `$KACHERY_SYSTEM_CONFIG`, else `/etc/kachery/config.toml`. Both look alike
 
     [plugins.mirror]                   # settings a plugin reads with plugin_settings()
     url = "http://files.lab.example.org/kachery"
+
+A setting may have an older second spelling, accepted everywhere: `backend` is also
+`transport` (config key, `Client(transport=...)`) and `KACHERY_TRANSPORT`. The
+environment's own name wins when both variables are set; both keys in one table of a
+file is an error, as neither could be said to win.
 """
 
 from __future__ import annotations

@@ -1,33 +1,49 @@
 """Short commands: `kachery-cat`, `kachery-load`, `kachery-store`, `kachery-link`.
 
-Each is `kachery-client <command>`; global options (`--transport`, `--debug`) may be
-given anywhere on the line.
+Each is `kachery-client <command>` as a command of its own: its parameters are the
+command's plus every global option of `kachery-client` (taken from the group itself, so
+a new global option works here too), all parsed by click, so they may come anywhere on
+the line.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import List
+from typing import Any
 
-from .main import main
+import click
+
+from .main import cli, main
+
+
+def alias_command(name: str) -> click.Command:
+    """`kachery-client NAME` with the global options merged into the command's own."""
+    command = cli.commands[name]
+    if command.callback is None or cli.callback is None:
+        raise RuntimeError(f"kachery-client {name} has no callback")
+    group_callback, command_callback = cli.callback, command.callback
+    global_params = list(cli.params)
+    clash = {p.name for p in global_params} & {p.name for p in command.params}
+    if clash:
+        raise RuntimeError(f"kachery-client {name} redefines global options {sorted(clash)}")
+    global_names = [p.name for p in global_params if p.expose_value and p.name]
+
+    def run(**values: Any) -> Any:
+        ctx = click.get_current_context()
+        ctx.invoke(group_callback, **{n: values.pop(n) for n in global_names})
+        return ctx.invoke(command_callback, **values)
+
+    return click.Command(
+        name,
+        params=[*command.params, *global_params],
+        callback=run,
+        help=command.help,
+        short_help=command.short_help,
+        context_settings=dict(cli.context_settings),
+    )
 
 
 def _run(command: str, prog: str) -> None:
-    args = sys.argv[1:]
-    global_args: List[str] = []
-    rest: List[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--debug" or arg.startswith("--transport="):
-            global_args.append(arg)
-        elif arg == "--transport" and i + 1 < len(args):
-            global_args += [arg, args[i + 1]]
-            i += 1
-        else:
-            rest.append(arg)
-        i += 1
-    main([*global_args, command, *rest], prog_name=prog)
+    main(prog_name=prog, command=alias_command(command))
 
 
 def cat_file() -> None:

@@ -27,8 +27,10 @@ PROG = "kachery-client"
 
 
 class CliState:
-    def __init__(self, transport: Optional[str], profile: Optional[str], debug: bool) -> None:
-        self.transport = transport
+    """The global options, and the client they configure (made on first use)."""
+
+    def __init__(self, backend: Optional[str], profile: Optional[str], debug: bool) -> None:
+        self.backend = backend
         self.profile = profile
         self.debug = debug
         self.channel: Optional[str] = None
@@ -41,7 +43,7 @@ class CliState:
             from kachery_client.client import Client
 
             self._client = Client(
-                self.transport, profile=self.profile, channel=self.channel, _source="command line"
+                self.backend, profile=self.profile, channel=self.channel, _source="command line"
             )
         return self._client
 
@@ -57,9 +59,12 @@ def _print_version(ctx: click.Context, _param: object, value: bool) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
+    "--backend",
     "--transport",
+    "backend",
     metavar="NAME",
-    help="Backend to use (overrides KACHERY_TRANSPORT and the config file).",
+    help="Backend to use (overrides KACHERY_BACKEND and the config file; "
+    "--transport is another spelling).",
 )
 @click.option(
     "--profile",
@@ -76,9 +81,9 @@ def _print_version(ctx: click.Context, _param: object, value: bool) -> None:
     help="Print the version and exit.",
 )
 @click.pass_context
-def cli(ctx: click.Context, transport: Optional[str], profile: Optional[str], debug: bool) -> None:
+def cli(ctx: click.Context, backend: Optional[str], profile: Optional[str], debug: bool) -> None:
     """Store files by content and load them back by sha1:// URI."""
-    ctx.obj = CliState(transport, profile, debug)
+    ctx.obj = CliState(backend, profile, debug)
 
 
 @cli.command("store-file")
@@ -293,13 +298,18 @@ def _size_or_none(path: str) -> Optional[int]:
         return None
 
 
-def main(argv: Optional[List[str]] = None, prog_name: str = PROG) -> None:
-    """Entry point: run the CLI and turn every failure into one line and an exit code."""
+def main(
+    argv: Optional[List[str]] = None, prog_name: str = PROG, command: click.Command = cli
+) -> None:
+    """Entry point: run the CLI and turn every failure into one line and an exit code.
+
+    `command` is `cli`, or a short command made by `kachery_cli.aliases`.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         with _plugin_warnings_as_lines(debug):
-            code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+            code = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.UsageError as exc:
         hint = (
             f" (see '{prog_name} --help')"

@@ -12,8 +12,8 @@ explicit settings.
 
 from __future__ import annotations
 
-import os
-from typing import Any, Optional, Tuple
+import os as _os
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from kachery_core import __version__
 from kachery_core.errors import (
@@ -29,6 +29,9 @@ from kachery_core.errors import (
 from kachery_core.uri import ContentUri, parse_uri
 
 from .client import Client
+
+if _TYPE_CHECKING:  # annotations only; kept out of the module's namespace
+    from typing import Any, Optional, Tuple
 
 __all__ = [
     "Client",
@@ -61,13 +64,22 @@ __all__ = [
     "default_client",
 ]
 
+
+def __dir__() -> list[str]:
+    """The API (`__all__`) and dunders: what `dir(kachery_client)` and completion offer."""
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
+
+
+# Not the API: `from __future__ import annotations` binds this name in the module.
+del annotations
+
 _default: Optional[Tuple[Tuple[Tuple[str, str], ...], Client]] = None
 
 
 def default_client() -> Client:
     """The client behind the module-level functions."""
     global _default
-    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("KACHERY_")))
+    key = tuple(sorted((k, v) for k, v in _os.environ.items() if k.startswith("KACHERY_")))
     if _default is None or _default[0] != key:
         if _default is not None:
             _default[1].close()

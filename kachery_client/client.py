@@ -40,13 +40,15 @@ class Client:
 
     def __init__(
         self,
-        transport: Optional[str] = None,
+        backend: Optional[str] = None,
         *,
         _source: str = "Client() argument",
         **settings: Any,
     ) -> None:
-        if transport is not None:
-            settings["transport"] = transport
+        """`backend` names the backend (`transport=` is accepted as another spelling);
+        other keywords are settings (`storage_dir=`, `daemon_port=`, ...), as in `Config`."""
+        if backend is not None:
+            settings["backend"] = backend
         self.config: Config = resolve_config(settings, explicit_source=_source)
         self._transport: Optional[DaemonTransport] = None
         self._selection: Optional[Selection] = None

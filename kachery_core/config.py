@@ -17,6 +17,11 @@ is at `$KACHERY_SYSTEM_CONFIG`, else `/etc/kachery/config.toml`. Both look alike
 
     [plugins.mirror]                   # settings a plugin reads with plugin_settings()
     url = "http://files.lab.example.org/kachery"
+
+A setting may have an older second spelling, accepted everywhere: `backend` is also
+`transport` (config key, `Client(transport=...)`) and `KACHERY_TRANSPORT`. The
+environment's own name wins when both variables are set; both keys in one table of a
+file is an error, as neither could be said to win.
 """
 
 from __future__ import annotations
@@ -25,7 +30,19 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from .atomic_file import write_atomically
 from .errors import ConfigError
@@ -123,165 +140,59 @@ def _parse_node_id(value: Any) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One setting: its config-file key, environment variable, default and parser."""
-
-    key: str
-    env: str
-    default: Any
-    parse: Callable[[Any], Any]
-    help: str
-    secret: bool = False
-    """Shown masked by `kachery-client config`."""
+T = TypeVar("T")
 
 
-SETTINGS: Dict[str, Setting] = {
-    s.key: s
-    for s in [
-        Setting(
-            "profile",
-            "KACHERY_PROFILE",
-            None,
-            _parse_profile,
-            "Named profile ([profiles.NAME] in a config file) whose settings apply.",
-        ),
-        Setting(
-            "transport",
-            "KACHERY_TRANSPORT",
-            None,
-            _parse_name,
-            "Backend to use (see `kachery-client backends`); unset: chosen automatically.",
-        ),
-        Setting(
-            "storage_dir",
-            "KACHERY_STORAGE_DIR",
-            "~/kachery-storage",
-            _parse_path,
-            "Storage directory: the embedded backend's store, or where a node's is mounted.",
-        ),
-        Setting(
-            "daemon_host",
-            "KACHERY_DAEMON_HOST",
-            "localhost",
-            _parse_host,
-            "Host of the node. A host other than this machine selects the remote backend.",
-        ),
-        Setting(
-            "daemon_port",
-            "KACHERY_DAEMON_PORT",
-            20431,
-            _parse_port,
-            "HTTP port of the node.",
-        ),
-        Setting(
-            "temp_dir",
-            "KACHERY_TEMP_DIR",
-            None,
-            _parse_path,
-            "Staging directory for files being written; unset: <storage_dir>/tmp.",
-        ),
-        Setting(
-            "keep_temp_files",
-            "KACHERY_KEEP_TEMP_FILES",
-            False,
-            _parse_bool,
-            "1: keep staging files of failed or interrupted operations, for debugging.",
-        ),
-        Setting(
-            "offline_storage_dir",
-            "KACHERY_OFFLINE_STORAGE_DIR",
-            None,
-            _parse_path,
-            "Set: offline mode, files are only read from this directory.",
-        ),
-        Setting(
-            "expected_node_id",
-            "KACHERY_EXPECTED_NODE_ID",
-            None,
-            _parse_node_id,
-            "Node ID the client insists on (set by generate-node-id).",
-        ),
-        Setting(
-            "daemon_tls",
-            "KACHERY_DAEMON_TLS",
-            False,
-            _parse_bool,
-            "1: talk to the node over HTTPS (a node started with --tls-cert, or behind a TLS proxy).",
-        ),
-        Setting(
-            "tls_ca_file",
-            "KACHERY_TLS_CA_FILE",
-            None,
-            _parse_path,
-            "CA certificate(s) to trust for the node's HTTPS; unset: the system's CAs.",
-        ),
-        Setting(
-            "grpc_port",
-            "KACHERY_GRPC_PORT",
-            20432,
-            _parse_port,
-            "gRPC port of the node (the grpc backend).",
-        ),
-        Setting(
-            "auth_token",
-            "KACHERY_AUTH_TOKEN",
-            None,
-            _parse_token,
-            "Access token from `kachery-daemon token create`, for a node whose client-auth file you cannot read.",
-            secret=True,
-        ),
-        Setting(
-            "auth_token_file",
-            "KACHERY_AUTH_TOKEN_FILE",
-            None,
-            _parse_path,
-            "File holding the access token (used when auth_token is unset).",
-        ),
-        Setting(
-            "auth_code_file",
-            "KACHERY_AUTH_CODE_FILE",
-            None,
-            _parse_path,
-            "The node's rotating client-auth file; unset: <storage_dir>/client-auth.",
-        ),
-        Setting(
-            "connect_timeout",
-            "KACHERY_CONNECT_TIMEOUT",
-            5.0,
-            _parse_seconds,
-            "Seconds to wait for a connection to the node.",
-        ),
-        Setting(
-            "read_timeout",
-            "KACHERY_READ_TIMEOUT",
-            300.0,
-            _parse_seconds,
-            "Seconds to wait for the node's next bytes before giving up on it.",
-        ),
-        Setting(
-            "channel",
-            "KACHERY_CHANNEL",
-            None,
-            _parse_channel,
-            "Channel the node fetches missing files from (one of the node's [channels.NAME]).",
-        ),
-        Setting(
-            "channel_timeout",
-            "KACHERY_CHANNEL_TIMEOUT",
-            60.0,
-            _parse_seconds,
-            "Seconds the node waits for another node of the channel to provide a missing file.",
-        ),
-        Setting(
-            "fsync",
-            "KACHERY_FSYNC",
-            False,
-            _parse_bool,
-            "1: flush every object to disk before it appears (survives power loss; slower).",
-        ),
-    ]
-}
+class Setting(Generic[T]):
+    """One setting: config-file key, environment variable, default, parser and help.
+
+    Declared in `Config`'s body, where it is also the typed attribute that reads the
+    resolved value (`config.storage_dir` is a `Path`), so mypy checks every reader.
+    """
+
+    def __init__(
+        self,
+        env: str,
+        default: Any,
+        parse: Callable[[Any], T],
+        help: str,
+        *,
+        secret: bool = False,
+        alt_key: Optional[str] = None,
+        alt_env: Optional[str] = None,
+        key: str = "",
+    ) -> None:
+        self.key = key
+        self.env = env
+        self.default = default
+        """The raw default (parsed like any other value); None: unset."""
+        self.parse = parse
+        self.help = help
+        self.secret = secret
+        """Shown masked by `kachery-client config`."""
+        self.alt_key = alt_key
+        """Another accepted spelling of the key in config files (and `Client(...)` keywords)."""
+        self.alt_env = alt_env
+        """Another accepted environment variable; `env` wins when both are set."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if not self.key:
+            self.key = name
+
+    @overload
+    def __get__(self, config: None, owner: type) -> Setting[T]: ...
+
+    @overload
+    def __get__(self, config: Config, owner: type) -> T: ...
+
+    def __get__(self, config: Optional[Config], owner: type) -> Union[T, Setting[T]]:
+        if config is None:
+            return self
+        value: T = config.get(self.key)
+        return value
+
+    def __set__(self, config: Config, value: Any) -> None:
+        raise AttributeError(f"{self.key} is read-only; use Config.replace({self.key}=...)")
 
 
 @dataclass(frozen=True)
@@ -291,7 +202,133 @@ class Resolved:
 
 
 class Config:
-    """Resolved settings. Read them as attributes; `source(key)` says where each came from."""
+    """Resolved settings, one typed attribute each; `source(key)` says where each came from."""
+
+    profile = Setting[Optional[str]](
+        "KACHERY_PROFILE",
+        None,
+        _parse_profile,
+        "Named profile ([profiles.NAME] in a config file) whose settings apply.",
+    )
+    backend = Setting[Optional[str]](
+        "KACHERY_BACKEND",
+        None,
+        _parse_name,
+        "Backend to use (see `kachery-client backends`); unset: chosen automatically.",
+        alt_key="transport",
+        alt_env="KACHERY_TRANSPORT",
+    )
+    storage_dir = Setting[Path](
+        "KACHERY_STORAGE_DIR",
+        "~/kachery-storage",
+        _parse_path,
+        "Storage directory: the embedded backend's store, or where a node's is mounted.",
+    )
+    daemon_host = Setting[str](
+        "KACHERY_DAEMON_HOST",
+        "localhost",
+        _parse_host,
+        "Host of the node. A host other than this machine selects the remote backend.",
+    )
+    daemon_port = Setting[int](
+        "KACHERY_DAEMON_PORT",
+        20431,
+        _parse_port,
+        "HTTP port of the node.",
+    )
+    temp_dir = Setting[Optional[Path]](
+        "KACHERY_TEMP_DIR",
+        None,
+        _parse_path,
+        "Staging directory for files being written; unset: <storage_dir>/tmp.",
+    )
+    keep_temp_files = Setting[bool](
+        "KACHERY_KEEP_TEMP_FILES",
+        False,
+        _parse_bool,
+        "1: keep staging files of failed or interrupted operations, for debugging.",
+    )
+    offline_storage_dir = Setting[Optional[Path]](
+        "KACHERY_OFFLINE_STORAGE_DIR",
+        None,
+        _parse_path,
+        "Set: offline mode, files are only read from this directory.",
+    )
+    expected_node_id = Setting[Optional[str]](
+        "KACHERY_EXPECTED_NODE_ID",
+        None,
+        _parse_node_id,
+        "Node ID the client insists on (set by generate-node-id).",
+    )
+    daemon_tls = Setting[bool](
+        "KACHERY_DAEMON_TLS",
+        False,
+        _parse_bool,
+        "1: talk to the node over HTTPS (a node started with --tls-cert, or behind a TLS proxy).",
+    )
+    tls_ca_file = Setting[Optional[Path]](
+        "KACHERY_TLS_CA_FILE",
+        None,
+        _parse_path,
+        "CA certificate(s) to trust for the node's HTTPS; unset: the system's CAs.",
+    )
+    grpc_port = Setting[int](
+        "KACHERY_GRPC_PORT",
+        20432,
+        _parse_port,
+        "gRPC port of the node (the grpc backend).",
+    )
+    _auth_token = Setting[Optional[str]](
+        "KACHERY_AUTH_TOKEN",
+        None,
+        _parse_token,
+        "Access token from `kachery-daemon token create`, for a node whose client-auth file you cannot read.",
+        secret=True,
+        key="auth_token",
+    )
+    """The `auth_token` setting itself; read `auth_token`, which falls back to the file."""
+    auth_token_file = Setting[Optional[Path]](
+        "KACHERY_AUTH_TOKEN_FILE",
+        None,
+        _parse_path,
+        "File holding the access token (used when auth_token is unset).",
+    )
+    auth_code_file = Setting[Optional[Path]](
+        "KACHERY_AUTH_CODE_FILE",
+        None,
+        _parse_path,
+        "The node's rotating client-auth file; unset: <storage_dir>/client-auth.",
+    )
+    connect_timeout = Setting[float](
+        "KACHERY_CONNECT_TIMEOUT",
+        5.0,
+        _parse_seconds,
+        "Seconds to wait for a connection to the node.",
+    )
+    read_timeout = Setting[float](
+        "KACHERY_READ_TIMEOUT",
+        300.0,
+        _parse_seconds,
+        "Seconds to wait for the node's next bytes before giving up on it.",
+    )
+    channel = Setting[Optional[str]](
+        "KACHERY_CHANNEL",
+        None,
+        _parse_channel,
+        "Channel the node fetches missing files from (one of the node's [channels.NAME]).",
+    )
+    channel_timeout = Setting[float](
+        "KACHERY_CHANNEL_TIMEOUT",
+        60.0,
+        _parse_seconds,
+        "Seconds the node waits for another node of the channel to provide a missing file.",
+    )
+    fsync = Setting[bool](
+        "KACHERY_FSYNC",
+        False,
+        _parse_bool,
+        "1: flush every object to disk before it appears (survives power loss; slower).",
+    )
 
     def __init__(
         self,
@@ -308,58 +345,18 @@ class Config:
         self.environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
         """The environment these settings were resolved from; plugins read their variables here."""
 
-    def plugin_settings(self, name: str) -> Dict[str, Any]:
-        """The `[plugins.NAME]` table, merged: system file < user file < the chosen profile.
-
-        Plugins validate their own keys; kachery passes the values as TOML gave them.
-        """
-        return dict(self._plugins.get(name, {}))
-
-    def get(self, key: str) -> Any:
-        return self._values[key].value
-
-    def source(self, key: str) -> str:
-        return self._values[key].source
-
-    def items(self) -> list[tuple[str, Resolved]]:
-        return list(self._values.items())
-
-    def replace(self, **overrides: Any) -> Config:
-        """A copy with some values set explicitly (used by backends for derived defaults)."""
-        values = dict(self._values)
-        for key, value in overrides.items():
-            values[key] = Resolved(value, "derived")
-        return Config(
-            values, self.config_file, self.system_config_file, self._plugins, self.environ
-        )
-
-    profile = property(lambda self: self.get("profile"))
-    transport = property(lambda self: self.get("transport"))
-    storage_dir = property(lambda self: self.get("storage_dir"))
-    daemon_host = property(lambda self: self.get("daemon_host"))
-    daemon_port = property(lambda self: self.get("daemon_port"))
-    temp_dir = property(lambda self: self.get("temp_dir"))
-    keep_temp_files = property(lambda self: self.get("keep_temp_files"))
-    offline_storage_dir = property(lambda self: self.get("offline_storage_dir"))
-    expected_node_id = property(lambda self: self.get("expected_node_id"))
-    fsync = property(lambda self: self.get("fsync"))
-    grpc_port = property(lambda self: self.get("grpc_port"))
-    daemon_tls = property(lambda self: self.get("daemon_tls"))
-    tls_ca_file = property(lambda self: self.get("tls_ca_file"))
-    auth_token_file = property(lambda self: self.get("auth_token_file"))
-    auth_code_file = property(lambda self: self.get("auth_code_file"))
-    connect_timeout = property(lambda self: self.get("connect_timeout"))
-    read_timeout = property(lambda self: self.get("read_timeout"))
-    channel = property(lambda self: self.get("channel"))
-    channel_timeout = property(lambda self: self.get("channel_timeout"))
+    @property
+    def transport(self) -> Optional[str]:
+        """The old name of `backend`, read by callers not yet moved over."""
+        return self.backend
 
     @property
     def auth_token(self) -> Optional[str]:
         """The access token: `auth_token`, else the contents of `auth_token_file`, else None."""
-        token = self.get("auth_token")
-        if token is not None or self.auth_token_file is None:
+        token = self._auth_token
+        path = self.auth_token_file
+        if token is not None or path is None:
             return token
-        path = Path(self.auth_token_file)
         try:
             text = path.read_text().strip()
         except OSError as exc:
@@ -371,6 +368,50 @@ class Config:
             return _parse_token(text)
         except ValueError as exc:
             raise ConfigError(f"auth_token_file {path} does not hold a token", str(exc)) from None
+
+    def plugin_settings(self, name: str) -> Dict[str, Any]:
+        """The `[plugins.NAME]` table, merged: system file < user file < the chosen profile.
+
+        Plugins validate their own keys; kachery passes the values as TOML gave them.
+        """
+        return dict(self._plugins.get(name, {}))
+
+    def get(self, key: str) -> Any:
+        """A setting's value by key (an alternate spelling such as `transport` works too)."""
+        return self._values[canonical_key(key)].value
+
+    def source(self, key: str) -> str:
+        """Where the value came from: "default", "command line", "environment VAR", a file."""
+        return self._values[canonical_key(key)].source
+
+    def is_set(self, key: str) -> bool:
+        """True when the value was set somewhere, rather than being the built-in default."""
+        return self.source(key) != "default"
+
+    def items(self) -> List[Tuple[str, Resolved]]:
+        return list(self._values.items())
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with some values set explicitly (used by backends for derived defaults)."""
+        values = dict(self._values)
+        for key, value in overrides.items():
+            values[canonical_key(key)] = Resolved(value, "derived")
+        return Config(
+            values, self.config_file, self.system_config_file, self._plugins, self.environ
+        )
+
+
+SETTINGS: Dict[str, Setting[Any]] = {
+    s.key: s for s in vars(Config).values() if isinstance(s, Setting)
+}
+"""Every setting by key, in the order `kachery-client config` shows them."""
+
+_ALT_KEYS: Dict[str, str] = {s.alt_key: s.key for s in SETTINGS.values() if s.alt_key}
+
+
+def canonical_key(key: str) -> str:
+    """The setting's key for a key or its alternate spelling (`transport` -> `backend`)."""
+    return _ALT_KEYS.get(key, key)
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
@@ -430,17 +471,23 @@ class _ConfigFile:
                 continue
             if key == "profiles" and allow_profile:
                 continue
-            if key not in SETTINGS or (key == "profile" and not allow_profile):
+            name = canonical_key(key)
+            if name not in SETTINGS or (name == "profile" and not allow_profile):
                 known = [k for k in SETTINGS if allow_profile or k != "profile"]
                 raise ConfigError(
                     f"unknown setting {key!r} in {where}",
                     "known settings: " + ", ".join(known + ["[profiles.NAME]", "[plugins.NAME]"]),
                 )
+            if name in values:
+                raise ConfigError(
+                    f"both {name!r} and {SETTINGS[name].alt_key!r} are set in {where}",
+                    f"they are two spellings of one setting; keep {name!r}",
+                )
             try:  # every value is checked, even ones the environment overrides
-                SETTINGS[key].parse(raw)
+                SETTINGS[name].parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"invalid value {raw!r} for {key} in {where}", str(exc)) from None
-            values[key] = raw
+            values[name] = raw
         return _Layer(values, source, plugins)
 
 
@@ -457,10 +504,7 @@ def resolve_config(
     file's keys win).
     """
     env = os.environ if env is None else env
-    explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
-    for key in explicit:
-        if key not in SETTINGS:
-            raise ConfigError(f"unknown setting {key!r}", "known settings: " + ", ".join(SETTINGS))
+    explicit = _explicit_settings(explicit or {})
     system = _ConfigFile(system_config_path(env), "system config file")
     user = _ConfigFile(default_config_path(env), "config file")
     layers = [system.top, user.top]
@@ -478,9 +522,9 @@ def resolve_config(
     for key, setting in SETTINGS.items():
         if key in explicit:
             raw, source, where = explicit[key], explicit_source, f"{explicit_source} ({key})"
-        elif env.get(setting.env):
-            raw, source = env[setting.env], f"environment {setting.env}"
-            where = setting.env
+        elif _env_name(setting, env):
+            where = _env_name(setting, env)
+            raw, source = env[where], f"environment {where}"
         else:
             layer = next((lay for lay in reversed(layers) if key in lay.values), None)
             if layer is None:
@@ -498,6 +542,32 @@ def resolve_config(
         for name, table in layer.plugins.items():
             plugins.setdefault(name, {}).update(table)
     return Config(values, user.path, system.path, plugins, env)
+
+
+def _explicit_settings(explicit: Mapping[str, Any]) -> Dict[str, Any]:
+    """The explicitly given settings by key (None: not given), alternate spellings merged."""
+    settings: Dict[str, Any] = {}
+    for key, value in explicit.items():
+        name = canonical_key(key)
+        if name not in SETTINGS:
+            raise ConfigError(f"unknown setting {key!r}", "known settings: " + ", ".join(SETTINGS))
+        if value is None:
+            continue
+        if name in settings:
+            raise ConfigError(
+                f"both {name!r} and {SETTINGS[name].alt_key!r} given",
+                "they are two spellings of one setting",
+            )
+        settings[name] = value
+    return settings
+
+
+def _env_name(setting: Setting[Any], env: Mapping[str, str]) -> str:
+    """The environment variable that sets `setting` ("" if none): its own, else the alternate."""
+    for name in (setting.env, setting.alt_env):
+        if name and env.get(name):
+            return name
+    return ""
 
 
 def _chosen_profile(
@@ -522,15 +592,31 @@ def profile_source(
 
 
 def set_config_file_value(path: Path, key: str, value: str) -> None:
-    """Set a top-level string key in a TOML config file, keeping everything else as it is."""
-    setting = SETTINGS[key]
+    """Set a top-level string setting in a TOML config file, keeping everything else as it is.
+
+    The new text is parsed back and must hold exactly the old settings plus this one,
+    so a file this cannot edit cleanly is left alone (with an error) rather than damaged.
+    """
+    from .toml_write import basic_string, set_top_level_string
+
+    setting = SETTINGS[canonical_key(key)]
     setting.parse(value)
-    text = path.read_text() if path.exists() else ""
-    # Only the top level (before the first [table]) holds plain settings.
-    table = re.search(r"^\s*\[", text, re.MULTILINE)
-    head, tail = (text[: table.start()], text[table.start() :]) if table else (text, "")
-    line = f'{key} = "{value}"'
-    pattern = re.compile(rf"^{re.escape(key)}\s*=.*$", re.MULTILINE)
-    head = pattern.sub(line, head, count=1) if pattern.search(head) else line + "\n" + head
+    before = read_config_file(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    spellings = [setting.alt_key] if setting.alt_key else []
+    new_text = set_top_level_string(text, setting.key, value, drop=spellings)
+    expected = {k: v for k, v in before.items() if k not in spellings}
+    expected[setting.key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, (head + tail).encode(), mode=None, check=read_config_file)
+
+    def unchanged_but_for_the_new_value(staging: Path) -> None:
+        # never replace a working file with a broken one
+        if read_config_file(staging) != expected:
+            raise ConfigError(
+                f"cannot update {path} without changing other settings",
+                f"add this line at its top by hand: {setting.key} = {basic_string(value)}",
+            )
+
+    write_atomically(
+        path, new_text.encode("utf-8"), mode=None, check=unchanged_but_for_the_new_value
+    )

@@ -158,6 +158,12 @@ def test_version_info_config_backends(cli, kenv) -> None:
         in config
     )
     assert "daemon_host          localhost  [default" in config
+    assert "backend              (unset)  [default; env KACHERY_BACKEND]" in config
+    chosen = cli("--backend", "local", "config").stdout
+    assert "backend              local  [command line; env KACHERY_BACKEND]" in chosen
+    by_old_name = cli("config", env=dict(kenv, KACHERY_TRANSPORT="offline")).stdout
+    assert "backend              offline  [environment KACHERY_TRANSPORT" in by_old_name
+    assert "transport" not in cli("config").stdout.replace("KACHERY_TRANSPORT", "")
 
 
 def test_aliases(cli, tmp_path: Path) -> None:

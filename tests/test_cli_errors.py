@@ -93,6 +93,23 @@ CASES = [
         lambda t: "'no such'",
         {"KACHERY_TRANSPORT": "no such"},
     ),
+    Case(
+        "unknown backend flag", lambda t: ["--backend", "nosuch3", "info"], 1, lambda t: "'nosuch3'"
+    ),
+    Case(
+        "unknown backend, new variable",
+        lambda t: ["info"],
+        1,
+        lambda t: "'nosuch4'",
+        {"KACHERY_BACKEND": "nosuch4", "KACHERY_TRANSPORT": "local"},
+    ),
+    Case(
+        "bad backend name, new variable",
+        lambda t: ["info"],
+        1,
+        lambda t: "'no such' for KACHERY_BACKEND",
+        {"KACHERY_BACKEND": "no such"},
+    ),
     Case("unknown command", lambda t: ["frobnicate"], 2, lambda t: "frobnicate"),
     Case("missing argument", lambda t: ["store-file"], 2, lambda t: "PATH"),
     Case(
@@ -163,6 +180,10 @@ def test_invalid_config_file(cli, kenv) -> None:
     config.write_text("daemon_port = 0\n")
     result = cli("info")
     assert result.returncode == 1 and "daemon_port in " + str(config) in result.stderr
+    config.write_text('backend = "local"\ntransport = "offline"\n')
+    result = cli("info")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "both 'backend' and 'transport'" in result.stderr and str(config) in result.stderr
 
 
 def test_unreadable_file_for_non_root(cli, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -152,3 +152,88 @@ def test_plugin_settings_merge_by_layer(kenv) -> None:
     lab = resolve_config({"profile": "lab"})
     assert lab.plugin_settings("mirror") == {"url": "http://user", "cache": "/lab"}
     assert lab.plugin_settings("absent") == {}
+
+
+# -- one word, "backend"; "transport" is another spelling --------------------------------
+
+
+@pytest.mark.parametrize(
+    "env, winner, source",
+    [
+        ({"KACHERY_BACKEND": "offline"}, "offline", "environment KACHERY_BACKEND"),
+        ({"KACHERY_TRANSPORT": "remote"}, "remote", "environment KACHERY_TRANSPORT"),
+        (
+            {"KACHERY_BACKEND": "offline", "KACHERY_TRANSPORT": "remote"},
+            "offline",
+            "environment KACHERY_BACKEND",
+        ),
+    ],
+)
+def test_backend_from_either_variable(kenv, env: Dict[str, str], winner: str, source) -> None:
+    config = resolve_config(env=dict(kenv, **env))
+    assert config.backend == winner and config.transport == winner
+    assert config.source("backend") == config.source("transport") == source
+    assert config.is_set("backend") and config.is_set("transport")
+
+
+@pytest.mark.parametrize("key", ["backend", "transport"])
+def test_backend_from_either_config_key(kenv, key: str) -> None:
+    _write_configs(kenv, "", f'{key} = "offline"\n[profiles.lab]\n{key} = "remote"\n')
+    config = resolve_config()
+    assert config.backend == "offline" and config.get("transport") == "offline"
+    assert config.source("transport") == f"config file {kenv['KACHERY_CONFIG']}"
+    assert resolve_config({"profile": "lab"}).backend == "remote"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'backend = "local"\ntransport = "local"\n',
+        '[profiles.lab]\ntransport = "a"\nbackend = "b"\n',
+    ],
+)
+def test_both_spellings_in_one_table_is_an_error_naming_the_file(kenv, text: str) -> None:
+    _write_configs(kenv, "", text)
+    with pytest.raises(ConfigError) as caught:
+        resolve_config()
+    assert "both 'backend' and 'transport'" in str(caught.value)
+    assert kenv["KACHERY_CONFIG"] in str(caught.value)
+
+
+def test_explicit_backend_either_spelling(kenv) -> None:
+    assert resolve_config({"transport": "offline"}).backend == "offline"
+    assert resolve_config({"backend": "offline"}).transport == "offline"
+    assert resolve_config({"backend": None, "transport": "remote"}).backend == "remote"
+    with pytest.raises(ConfigError, match="both 'backend' and 'transport'"):
+        resolve_config({"backend": "offline", "transport": "remote"})
+    replaced = resolve_config().replace(transport="local")
+    assert replaced.backend == "local" and replaced.source("backend") == "derived"
+
+
+def test_is_set_means_not_the_default(kenv) -> None:
+    config = resolve_config({"connect_timeout": 2})
+    assert config.is_set("connect_timeout") and config.connect_timeout == 2.0
+    assert config.is_set("storage_dir")  # KACHERY_STORAGE_DIR in kenv
+    assert not config.is_set("read_timeout") and not config.is_set("backend")
+    assert config.source("read_timeout") == "default"
+
+
+def test_every_setting_is_a_typed_read_only_attribute(kenv) -> None:
+    """Each attribute declares the type its parser returns, Optional when unset by default."""
+    import typing
+
+    from kachery_core.config import SETTINGS, Config
+
+    config = resolve_config()
+    for key, setting in SETTINGS.items():
+        declared = typing.get_args(setting.__orig_class__)[0]  # Setting[<declared>]
+        returned = typing.get_type_hints(setting.parse)["return"]
+        expected = returned if setting.default is not None else Optional[returned]
+        assert declared == expected, key
+        value = config.get(key)
+        assert value is None or isinstance(value, returned), key
+        if key != "auth_token":  # the attribute is the token, read from auth_token_file too
+            assert getattr(config, key) == value
+            with pytest.raises(AttributeError):
+                setattr(config, key, value)
+    assert "transport" not in SETTINGS and isinstance(Config.backend.env, str)

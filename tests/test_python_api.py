@@ -119,3 +119,41 @@ def test_default_client_follows_environment(kenv, tmp_path: Path, monkeypatch) -
     assert second is not first
     uri = kc.store_text("moved")
     assert StorageLayout(tmp_path / "moved").object_path(kc.parse_uri(uri).sha1).exists()
+
+
+def test_the_module_namespace_is_its_api() -> None:
+    """Every public attribute is in __all__ (submodules aside), and dir() shows only those."""
+    import types
+
+    exported = set(kc.__all__)
+    public = {
+        name
+        for name, value in vars(kc).items()
+        if not name.startswith("_")
+        and not (
+            isinstance(value, types.ModuleType) and value.__name__.startswith("kachery_client.")
+        )
+    }
+    assert public <= exported, public - exported
+    assert all(hasattr(kc, name) for name in exported)
+    shown = set(dir(kc))
+    assert exported <= shown
+    assert {name for name in shown - exported if not name.startswith("__")} == set()
+    for helper in ("Any", "Optional", "Tuple", "os", "annotations"):
+        assert not hasattr(kc, helper), helper
+
+
+def test_client_names_its_backend_in_either_spelling(kenv) -> None:
+    for client in (
+        kc.Client("offline"),
+        kc.Client(backend="offline"),
+        kc.Client(transport="offline"),
+    ):
+        assert client.config.backend == "offline"
+        assert client.config.source("backend") == "Client() argument"
+    with pytest.raises(kc.ConfigError, match="both 'backend' and 'transport'"):
+        kc.Client("offline", transport="local")
+    with kc.Client(backend="local") as client:
+        uri = client.store_text("chosen by name")
+        assert client.selection.reason == "chosen by Client() argument"
+        assert client.load_text(uri) == "chosen by name"

@@ -179,6 +179,20 @@ def test_transport_precedence_flag_env_config(cli, kenv, tmp_path: Path) -> None
     assert "backend           offline" in info and "command line" in info
 
 
+def test_backend_precedence_flag_env_config(cli, kenv, tmp_path: Path) -> None:
+    """The same precedence under the new spelling; KACHERY_BACKEND beats KACHERY_TRANSPORT."""
+    config = Path(kenv["KACHERY_CONFIG"])
+    config.parent.mkdir(parents=True)
+    offline = tmp_path / "off"
+    config.write_text(f'backend = "offline"\noffline_storage_dir = "{offline}"\n')
+    assert "chosen by config file" in cli("info").stdout
+    env = dict(kenv, KACHERY_BACKEND="local", KACHERY_TRANSPORT="offline")
+    info = cli("info", env=env).stdout
+    assert "backend           local" in info and "environment KACHERY_BACKEND" in info
+    info = cli("--backend", "offline", "info", env=env).stdout
+    assert "backend           offline" in info and "command line" in info
+
+
 def test_env_beats_config_file(cli, kenv, tmp_path: Path) -> None:
     config = Path(kenv["KACHERY_CONFIG"])
     config.parent.mkdir(parents=True)

@@ -1,0 +1,88 @@
+"""The short commands (`kachery-store` and friends) take every global option, anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+
+from kachery_cli.aliases import alias_command
+from kachery_cli.main import cli as client_group
+
+ALIASES = {
+    "kachery-cat": "cat-file",
+    "kachery-load": "load-file",
+    "kachery-store": "store-file",
+    "kachery-link": "link-file",
+}
+
+
+@pytest.mark.parametrize("command", sorted(ALIASES.values()))
+def test_every_global_option_is_an_option_of_every_alias(command: str) -> None:
+    alias = alias_command(command)
+    for param in client_group.params:
+        assert isinstance(param, click.Option)
+        assert param in alias.params, (command, param.name)
+    assert set(client_group.commands[command].params) <= set(alias.params)
+
+
+def _write_profile(kenv, tmp_path: Path) -> Path:
+    """A profile `lab` with a storage dir of its own, so its use shows in the stored path."""
+    lab_storage = tmp_path / "lab-storage"
+    config = Path(kenv["KACHERY_CONFIG"])
+    config.parent.mkdir(parents=True)
+    plain = tmp_path / "plain-storage"  # used without the profile (never the home dir)
+    config.write_text(f'storage_dir = "{plain}"\n[profiles.lab]\nstorage_dir = "{lab_storage}"\n')
+    return lab_storage
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        (["--profile", "lab"], []),
+        ([], ["--profile", "lab"]),
+        (["--profile=lab", "--debug"], []),
+        (["--backend", "local"], ["--profile", "lab"]),
+        (["--transport=local"], ["--profile=lab", "--debug"]),
+    ],
+)
+def test_global_options_before_or_after_the_arguments(
+    cli, kenv, tmp_path: Path, before, after
+) -> None:
+    lab_storage = _write_profile(kenv, tmp_path)
+    env = {k: v for k, v in kenv.items() if k != "KACHERY_STORAGE_DIR"}
+    src = tmp_path / "f.txt"
+    src.write_text("profile test")
+    stored = cli(*before, str(src), *after, program="kachery-store", env=env)
+    assert stored.returncode == 0, stored
+    uri = stored.stdout.strip()
+    loaded = cli(*after, uri, *before, program="kachery-load", env=env)
+    assert loaded.returncode == 0, loaded
+    assert lab_storage in Path(loaded.stdout.strip()).parents
+    assert cli(uri, *before, *after, program="kachery-cat", env=env).stdout == "profile test"
+    linked = cli(*before, "--label", "f.txt", str(src), *after, program="kachery-link", env=env)
+    assert linked.stdout.strip() == uri
+
+
+def test_alias_options_and_errors(cli, tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("x")
+    uri = cli(str(src), "--label", "b.txt", program="kachery-store").stdout.strip()
+    assert uri.endswith("/b.txt")
+    wrong = cli("--backend", "nope", uri, program="kachery-cat")
+    assert wrong.returncode == 1 and "unknown backend 'nope'" in wrong.stderr
+    usage = cli("--bogus", uri, program="kachery-cat")
+    assert usage.returncode == 2
+    assert "No such option '--bogus'" in usage.stderr and "kachery-cat --help" in usage.stderr
+    helped = cli("--help", program="kachery-store").stdout
+    assert "--backend, --transport NAME" in helped and "--profile NAME" in helped
+    assert "--label" in helped
+
+
+def test_after_double_dash_everything_is_an_argument(cli, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "--debug").write_text("a file named like an option")
+    monkeypatch.chdir(tmp_path)  # the subprocess starts here
+    named = cli("--", "--debug", program="kachery-store")
+    assert named.returncode == 0, named
+    assert named.stdout.strip().endswith("/--debug")

@@ -1,7 +1,7 @@
 """Which backend a command uses, and why.
 
-1. An explicit choice: `--transport` flag, then `KACHERY_TRANSPORT`, then `transport` in
-   the config file. An unknown name is an error naming where it was set.
+1. An explicit choice: the `--backend` flag, then `KACHERY_BACKEND`, then `backend` in
+   the config file (`--transport`, `KACHERY_TRANSPORT` and `transport` are older spellings). An unknown name is an error naming where it was set.
 2. A plugin's `kachery_select_backend` hook (an answer naming no installed backend is
    ignored with a warning naming the plugin).
 3. `offline` when `KACHERY_OFFLINE_STORAGE_DIR` is set.
@@ -38,10 +38,10 @@ def is_local_host(host: str) -> bool:
 
 
 def select_backend(config: Config, registry: BackendRegistry) -> Selection:
-    if config.transport:
-        source = config.source("transport")
-        registry.get(config.transport, source=source)  # unknown or broken: say so, and where
-        return Selection(config.transport, f"chosen by {source}")
+    if config.backend:
+        source = config.source("backend")
+        registry.get(config.backend, source=source)  # unknown or broken: say so, and where
+        return Selection(config.backend, f"chosen by {source}")
     name, plugin = registry.select_from_plugins(config)
     if name:
         return Selection(name, f"chosen by plugin {plugin!r} (kachery_select_backend hook)")

@@ -26,7 +26,7 @@ def _storage_dir(value: Optional[str]) -> Path:
     config = resolve_config(
         {"storage_dir": value} if value else {}, explicit_source="--storage-dir"
     )
-    return Path(config.storage_dir)
+    return config.storage_dir
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,7 +113,7 @@ def start(
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     options = NodeOptions(
-        storage_dir=Path(config.storage_dir),
+        storage_dir=config.storage_dir,
         host=host,
         port=port or config.daemon_port,
         node_key=node_key,

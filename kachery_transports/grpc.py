@@ -65,16 +65,16 @@ class GrpcDaemonTransport(DaemonTransport):
         host, port = config.daemon_host, config.grpc_port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.url = f"grpc://{self.address}"
-        self.connect_timeout = float(config.connect_timeout)
-        self.read_timeout = float(config.read_timeout)
+        self.connect_timeout = config.connect_timeout
+        self.read_timeout = config.read_timeout
         self.cache = LocalStorage(
-            Path(config.storage_dir), config.temp_dir, config.keep_temp_files, config.fsync
+            config.storage_dir, config.temp_dir, config.keep_temp_files, config.fsync
         )
         self._config = config
         session = NodeSession(
             config,
             self.url,
-            lambda: Path(config.auth_code_file or Path(config.storage_dir) / "client-auth"),
+            lambda: config.auth_code_file or config.storage_dir / "client-auth",
             "set KACHERY_AUTH_CODE_FILE to the node's client-auth file, "
             "or KACHERY_AUTH_TOKEN to a token from `kachery-daemon token create`",
         )
@@ -119,7 +119,7 @@ class GrpcDaemonTransport(DaemonTransport):
                     raise UnsupportedOperation(
                         self.name,
                         f"loading from channel {self._config.channel!r} ({uri} is not on the node)",
-                        "channels work through the node's HTTP API: use --transport http or remote",
+                        "channels work through the node's HTTP API: use --backend http or remote",
                     ) from None
                 raise
             path = self.cache.require(uri.sha1)

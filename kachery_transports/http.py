@@ -43,7 +43,7 @@ class HttpDaemonTransport(StorageBackedTransport):
     name = "http"
     unsupported_hint = None
     no_node_hint = (
-        "start one with `kachery-daemon start`, or unset --transport/KACHERY_TRANSPORT "
+        "start one with `kachery-daemon start`, or unset --backend/KACHERY_BACKEND "
         "to use the embedded storage"
     )
 
@@ -53,9 +53,7 @@ class HttpDaemonTransport(StorageBackedTransport):
         scheme = "https" if config.daemon_tls else "http"
         self.base_url = f"{scheme}://{url_host(self.host)}:{self.port}"
         self._tls = Tls(_str_or_none(config.tls_ca_file)) if config.daemon_tls else None
-        self._storage_override = (
-            None if config.source("storage_dir") == "default" else Path(config.storage_dir)
-        )
+        self._storage_override = config.storage_dir if config.is_set("storage_dir") else None
         self._config = config
         self.timeout = (config.connect_timeout, config.read_timeout)
         self.channel = config.channel
@@ -107,7 +105,7 @@ class HttpDaemonTransport(StorageBackedTransport):
 
     def _auth_code_file(self) -> Path:
         """Where the node's client-auth code is read (when no access token is set)."""
-        return Path(self._config.auth_code_file or self.storage.layout.client_auth_path)
+        return self._config.auth_code_file or self.storage.layout.client_auth_path
 
     def _post(self, path: str, doc: Dict[str, Any]) -> Any:
         self._connect()

@@ -66,12 +66,12 @@ class RemoteDaemonTransport(HttpDaemonTransport):
         return cls(config)
 
     def _attach_storage(self, answer: ProbeAnswer) -> LocalStorage:
-        configured = Path(self._config.storage_dir)
+        configured = self._config.storage_dir
         self.shared = storage_owner(configured) == answer.node_id
         if self.shared:
             root = configured
         else:
-            explicit = self._config.source("storage_dir") != "default"
+            explicit = self._config.is_set("storage_dir")
             root = configured if explicit else default_cache_dir()
         return LocalStorage(
             root, self._config.temp_dir, self._config.keep_temp_files, self._config.fsync

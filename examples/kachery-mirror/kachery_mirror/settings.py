@@ -63,10 +63,10 @@ class MirrorSettings:
         timeout = _pick(env, TIMEOUT_ENV, table, "timeout")
         return cls(
             url=None if url is None else _parse_url(*url),
-            cache_dir=Path(config.storage_dir) if cache_dir is None else _parse_dir(*cache_dir),
+            cache_dir=config.storage_dir if cache_dir is None else _parse_dir(*cache_dir),
             timeout=DEFAULT_TIMEOUT if timeout is None else _parse_timeout(*timeout),
             select_on_hosts=_parse_hosts(table.get("select_on_hosts")),
-            config_file=Path(config.config_file),
+            config_file=config.config_file,
         )
 
     def require_url(self) -> str:

@@ -31,7 +31,7 @@ class MirrorTransport(DaemonTransport):
     name = PLUGIN_NAME
     unsupported_hint = (
         "the mirror is read-only; store files with another backend "
-        "(for example: kachery-client --transport local store-file PATH) "
+        "(for example: kachery-client --backend local store-file PATH) "
         "and publish that storage directory on the web server"
     )
 

@@ -454,6 +454,6 @@ def test_a_named_channel_is_never_silently_ignored(grpc_node: NodeProcess, cli, 
         result = cli(subcommand, missing, "--channel", "lab", env=genv)
         assert result.returncode == 1
         line = _one_error_line(result.stderr)
-        assert "does not support loading from channel 'lab'" in line and "--transport http" in line
+        assert "does not support loading from channel 'lab'" in line and "--backend http" in line
     plain = cli("load-file", missing, env=genv)  # no channel named: the usual not-found error
     assert plain.returncode == 1 and "not found by the node" in plain.stderr

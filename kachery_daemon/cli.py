@@ -89,6 +89,34 @@ def cli() -> None:
     default=None,
     help="Node config file: the channels it belongs to (default: <storage dir>/kachery-node.toml if present).",
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a new connection has to send its request headers before it is closed.",
+)
+@click.option(
+    "--body-idle-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds an upload may send nothing before it is answered 408.",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=click.FloatRange(min=0.1),
+    default=75.0,
+    show_default=True,
+    help="Seconds an idle kept-alive connection stays open.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Open HTTP connections at most; more are answered 503 at once "
+    "(default: 1000, or half the open-file limit if lower).",
+)
 def start(
     host: str,
     port: Optional[int],
@@ -102,8 +130,13 @@ def start(
     tls_cert: Optional[Path],
     tls_key: Optional[Path],
     node_config: Optional[Path],
+    header_timeout: float,
+    body_idle_timeout: float,
+    keepalive_timeout: float,
+    max_connections: Optional[int],
 ) -> None:
     """Run the node in the foreground until stopped (Ctrl-C, SIGTERM or `kachery-daemon stop`)."""
+    from .connection_guard import ServerLimits
     from .runner import NodeOptions, run_node
 
     config = resolve_config(
@@ -124,6 +157,7 @@ def start(
         grpc_port=grpc_port,
         tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
         node_config=node_config,
+        limits=ServerLimits(header_timeout, body_idle_timeout, keepalive_timeout, max_connections),
     )
     run_node(options)
 

@@ -7,8 +7,9 @@ wakes a watch made through either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any, Callable, Dict, List, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Tuple, TypeVar
 
 from .feeds import FeedStore
 
@@ -19,10 +20,38 @@ Watch = Tuple[str, str, str, int]
 
 
 class Appended:
-    """Wakes long polls when a subfeed gets messages."""
+    """Wakes long polls when a subfeed gets messages.
+
+    A subfeed has an event only while some long poll watches it: `watching` counts the
+    polls per subfeed and drops the event when the last one ends, so memory follows the
+    polls in flight, not every subfeed ever watched.
+    """
 
     def __init__(self) -> None:
         self._events: Dict[Tuple[str, str], asyncio.Event] = {}
+        self._watchers: Dict[Tuple[str, str], int] = {}
+
+    @property
+    def watched(self) -> int:
+        """How many subfeeds the node keeps a wake-up event for (those watched now)."""
+        return len(self._events)
+
+    @contextlib.contextmanager
+    def watching(self, subfeeds: List[Tuple[str, str]]) -> Iterator[None]:
+        """Count a long poll as watching `subfeeds` while the block runs."""
+        keys = set(subfeeds)
+        for key in keys:
+            self._watchers[key] = self._watchers.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            for key in keys:
+                left = self._watchers[key] - 1
+                if left:
+                    self._watchers[key] = left
+                else:
+                    del self._watchers[key]
+                    self._events.pop(key, None)
 
     def event(self, feed_id: str, subfeed: str) -> asyncio.Event:
         return self._events.setdefault((feed_id, subfeed), asyncio.Event())
@@ -46,6 +75,18 @@ async def wait_for_messages(
     signed: bool = False,
 ) -> Dict[str, List[Any]]:
     """Messages past each watch's position, waiting up to `wait_msec` for at least one."""
+    with appended.watching([(f, s) for _, f, s, _ in watches]):
+        return await _wait(feeds, appended, watches, wait_msec, limit, signed)
+
+
+async def _wait(
+    feeds: FeedStore,
+    appended: Appended,
+    watches: List[Watch],
+    wait_msec: float,
+    limit: int,
+    signed: bool,
+) -> Dict[str, List[Any]]:
     deadline = time.monotonic() + wait_msec / 1000.0
     while True:
         events = [appended.event(f, s) for _, f, s, _ in watches]

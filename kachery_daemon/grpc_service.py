@@ -40,7 +40,8 @@ from kachery_core.uri import ContentUri
 
 from .feed_watch import MAX_WAIT_MSEC, Watch
 from .feeds import check_feed_id, check_subfeed_hash
-from .node import Node, absolute_path, report_unexpected
+from .json_bodies import parse_json
+from .node import Node, NoSpaceError, report_unexpected
 
 BLOCK = 2 << 20
 """Bytes per DataChunk sent: well under the 4 MiB default message limit of any client."""
@@ -50,8 +51,11 @@ REFUSED = "refused"
 Method = Callable[..., Awaitable[Any]]
 
 STATUS_CODES: Tuple[Tuple[Type[BaseException], grpc.StatusCode], ...] = (
+    (NoSpaceError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (KacheryError, grpc.StatusCode.INVALID_ARGUMENT),  # InvalidInputError, IntegrityError, ...
+    (UnicodeError, grpc.StatusCode.INVALID_ARGUMENT),  # a lone surrogate in *_json text
+    (RecursionError, grpc.StatusCode.INVALID_ARGUMENT),  # a value nested too deeply
 )
 """Exception -> gRPC status, first match wins; anything else is a bug, answered INTERNAL."""
 
@@ -262,8 +266,7 @@ class KacheryService(pb_grpc.KacheryServicer):
 
     @_unary
     async def Link(self, request: pb.LinkRequest, context: Any) -> pb.StoredReply:
-        path = absolute_path(request.path, "path")
-        stored = await self.node.link_unchanged(path, request.size, request.mtime)
+        stored = await self.node.link_unchanged(request.path, request.size, request.mtime)
         return pb.StoredReply(
             sha1=stored.sha1, size=stored.size, manifest_sha1=stored.manifest_sha1 or ""
         )
@@ -347,7 +350,4 @@ def _subfeed(subfeed: pb.Subfeed) -> Tuple[str, str]:
 def _json(text: str, what: str) -> Any:
     if not text:
         raise InvalidInputError(f"missing {what}")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidInputError(f"{what} is not valid JSON: {exc}") from None
+    return parse_json(text, what)

@@ -22,7 +22,9 @@ bad request gets a 4xx with a one-line plain-text reason (`http_status` below); 
 unexpected exception is logged with its traceback to stderr and answered 500 with one line,
 never a stack trace. Every 4xx/5xx also carries `KACHERY-ERROR-TYPE`
 (`wire.ERROR_TYPE_HEADER`: `wire.error_type` of the failure, "refused" for a 403) so a
-client raises the same exception whichever backend it uses.
+client raises the same exception whichever backend it uses. Limits (docs-node-limits.md):
+a JSON body over 16 MiB is 413, a body that stalls is 408, a full disk is 507 (error type
+"error"), connections beyond the cap get 503 (connection_guard.py).
 
 Probe with a nonce: `GET /probe?nonce=<1 to 128 hex digits>` adds `"signature"`, the hex
 Ed25519 signature by the node key of `wire.probe_message(nonce)` (the UTF-8 bytes of
@@ -45,14 +47,17 @@ from .channels.routes import add_channel_routes
 from .feed_routes import add_mutable_and_feed_routes
 from .http_util import (
     BadRequest,
+    BodyTimeout,
+    BodyTooLarge,
     Send,
     error_response,
     file_key_field,
     framed_answer,
     read_json_object,
+    read_piece,
 )
 from .http_util import field as json_field
-from .node import Node, absolute_path, report_unexpected
+from .node import Node, NoSpaceError, report_unexpected
 
 BLOCK = 4 << 20
 REFUSED = "refused"
@@ -60,7 +65,12 @@ REFUSED = "refused"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HTTP_STATUS: Tuple[Tuple[Type[BaseException], int], ...] = (
+    (BodyTooLarge, 413),
+    (BodyTimeout, 408),
+    (NoSpaceError, 507),  # Insufficient Storage
     (InvalidInputError, 400),  # BadRequest too
+    (UnicodeError, 400),  # a lone surrogate (\ud800) that cannot become a file name or SQL text
+    (RecursionError, 400),  # a value nested too deeply to encode again
     (NotFoundError, 404),
     (KacheryError, 400),
 )
@@ -74,9 +84,12 @@ def http_status(exc: BaseException) -> Optional[int]:
     return None
 
 
-def create_app(node: Node) -> web.Application:
+def create_app(node: Node, body_idle_seconds: Optional[float] = None) -> web.Application:
+    """The HTTP API of `node`; an upload stalled for `body_idle_seconds` is answered 408."""
     app = web.Application(middlewares=[_errors_middleware(), _auth_middleware(node)])
     app["node"] = node
+    if body_idle_seconds is not None:
+        app["body_idle_seconds"] = body_idle_seconds
     app.router.add_get("/probe", _probe)
     app.router.add_get("/stats", _stats)
     app.router.add_post("/store", _store)
@@ -106,11 +119,20 @@ def _errors_middleware() -> Any:
         except Exception as exc:
             status = http_status(exc)
             if status is not None:
-                return error_response(status, str(exc), wire.error_type(exc))
+                kind = "error" if status >= 500 else wire.error_type(exc)
+                return error_response(status, _reason(exc), kind)
             line = report_unexpected(exc, f"{request.method} {request.path}")
             return error_response(500, line, "error")
 
     return errors
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeError):
+        return "text with invalid Unicode (a lone surrogate such as \\ud800) is not accepted"
+    if isinstance(exc, RecursionError):
+        return "a value is nested too deeply"
+    return str(exc)
 
 
 def _aiohttp_error_type(status: int) -> str:
@@ -174,7 +196,7 @@ async def _store(request: web.Request) -> web.Response:
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
     while True:
-        piece = await request.content.read(BLOCK)
+        piece = await read_piece(request, BLOCK)
         if not piece:
             return
         yield piece
@@ -183,14 +205,13 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
 async def _store_file(request: web.Request) -> web.Response:
     node: Node = request.app["node"]
     doc = await read_json_object(request)
-    path = absolute_path(json_field(doc, "localFilePath", str), "localFilePath")
-    return _stored(await node.store_file(path))
+    return _stored(await node.store_file(json_field(doc, "localFilePath", str)))
 
 
 async def _link_file(request: web.Request) -> web.Response:
     node: Node = request.app["node"]
     doc = await read_json_object(request)
-    path = absolute_path(json_field(doc, "localFilePath", str), "localFilePath")
+    path = json_field(doc, "localFilePath", str)
     size = json_field(doc, "size", int)
     mtime = json_field(doc, "mtime", (int, float))
     return _stored(await node.link_unchanged(path, size, float(mtime)))

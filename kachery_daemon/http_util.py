@@ -8,7 +8,6 @@ middleware in `http_api.py` maps to status codes (see `http_status` there).
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Awaitable, Callable, Dict, Mapping, Tuple, Type, TypeVar, Union
 
 from aiohttp import web
@@ -17,9 +16,10 @@ from kachery_core import wire
 from kachery_core.errors import InvalidInputError, KacheryError
 from kachery_core.uri import ContentUri
 
+from .connection_guard import DEFAULT_BODY_IDLE_SECONDS
+from .json_bodies import MAX_INT64, MAX_JSON_BODY, parse_json
 from .node import report_unexpected
 
-MAX_JSON_BODY = 16 << 20
 T = TypeVar("T")
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 """Sends one framed message of a streamed answer."""
@@ -29,17 +29,48 @@ class BadRequest(InvalidInputError):
     """The request is malformed; the message is sent back as the 400 reason."""
 
 
-async def read_json_object(request: web.Request) -> Dict[str, Any]:
-    """The request body as a JSON object, or `BadRequest` saying what is wrong with it."""
-    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
-        raise BadRequest(f"JSON body of {request.content_length} bytes is too large")
-    raw = await request.content.read(MAX_JSON_BODY + 1)
-    if len(raw) > MAX_JSON_BODY:
-        raise BadRequest("JSON body is too large")
+class BodyTooLarge(BadRequest):
+    """A JSON body over `MAX_JSON_BODY` (413)."""
+
+
+class BodyTimeout(BadRequest):
+    """An upload that stalled: no byte for the body idle timeout (408)."""
+
+
+async def read_piece(request: web.Request, size: int = -1) -> bytes:
+    """The next bytes of the body (b"" at its end), or `BodyTimeout` if none come in time.
+
+    `request.app["body_idle_seconds"]` (see `ServerLimits`) is how long a client may stall.
+    """
+    idle = request.app.get("body_idle_seconds", DEFAULT_BODY_IDLE_SECONDS)
+    reading = request.content.readany() if size < 0 else request.content.read(size)
     try:
-        doc = json.loads(raw.decode("utf-8")) if raw else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+        return await asyncio.wait_for(reading, idle)
+    except asyncio.TimeoutError:
+        raise BodyTimeout(f"the request body stalled: no bytes for {idle:g} s") from None
+
+
+async def read_json_object(request: web.Request) -> Dict[str, Any]:
+    """The whole request body as a JSON object, or `BadRequest` saying what is wrong with it.
+
+    The body is read to its end (the stream hands out only what has arrived so far), up to
+    `MAX_JSON_BODY` bytes; beyond that, announced or not, the answer is 413.
+    """
+    too_large = (
+        f"JSON body is larger than {MAX_JSON_BODY} bytes (16 MiB), the node's limit; "
+        "store large data as a file and send its URI instead"
+    )
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise BodyTooLarge(too_large)
+    raw = bytearray()
+    while True:
+        piece = await read_piece(request)
+        if not piece:
+            break
+        raw += piece
+        if len(raw) > MAX_JSON_BODY:
+            raise BodyTooLarge(too_large)
+    doc = parse_json(raw) if raw else None
     if not isinstance(doc, dict):
         raise BadRequest("body must be a JSON object")
     return doc
@@ -62,6 +93,8 @@ def field(
         raise BadRequest(f"field {key!r} must be {_names(kinds)}, not {value!r}")
     if not isinstance(value, kinds):
         raise BadRequest(f"field {key!r} must be {_names(kinds)}, not {type(value).__name__}")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT64:
+        raise BadRequest(f"field {key!r} must be from -(2^63-1) to 2^63-1")
     return value
 
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
+import io
 import os
+import sqlite3
 import sys
 import time
 import traceback
@@ -30,6 +33,7 @@ from typing import (
     Awaitable,
     Callable,
     Dict,
+    Iterator,
     List,
     Optional,
     Tuple,
@@ -39,7 +43,7 @@ from typing import (
 
 from kachery_core import __version__, wire
 from kachery_core.assembly import find_or_assemble
-from kachery_core.errors import InvalidInputError, NotFoundError
+from kachery_core.errors import IntegrityError, InvalidInputError, KacheryError, NotFoundError
 from kachery_core.local_storage import LocalStorage
 from kachery_core.storage import FileRange, StoredObject
 from kachery_core.uri import ContentUri
@@ -49,6 +53,7 @@ from .feed_watch import Appended, Watch, wait_for_messages
 from .feeds import FeedStore
 from .mutables import MutableStore
 from .node_files import NodeIdentity
+from .path_policy import ClientFile, PathPolicy
 from .tokens import TokenStore
 
 if TYPE_CHECKING:
@@ -67,6 +72,13 @@ NO_CHANNELS_HINT = (
 
 Report = Callable[[int, int, str], Awaitable[None]]
 """Told (bytes done, bytes in all, stage) while a channel transfer runs."""
+
+
+class NoSpaceError(KacheryError):
+    """The node's disk is full: answered 507 (gRPC RESOURCE_EXHAUSTED), error type "error".
+
+    Whatever the request had begun to write is removed (staging file, SQLite transaction).
+    """
 
 
 @dataclass(frozen=True)
@@ -93,18 +105,31 @@ class Node:
     counters: Dict[str, int] = field(default_factory=dict)
     channels: Optional[ChannelService] = None
     """The channels of its config file (see channels/), None when it has none."""
+    config_file: Optional[Path] = None
+    """The node config file, never read for a client (see path_policy)."""
 
     def __post_init__(self) -> None:
         self.tokens = TokenStore(self.storage.root)
         self.authorizer = Authorizer([self.auth.accepts, self.tokens.accepts])
         self.appended = Appended()  # wakes feed watches, whichever API appended
         self._providers: List[asyncio.Future[None]] = []
+        private = [self.identity.key_path, self.tokens.path]
+        if self.config_file is not None:
+            private.append(self.config_file)
+        self.path_policy = PathPolicy(self.storage.root, tuple(private), self.auth.group)
 
     # -- credentials, identity, counters --------------------------------------------
 
     def authorize(self, credential: Optional[str]) -> Optional[str]:
         """None when `credential` (auth code or access token) is accepted, else the reason."""
-        return self.authorizer.reason_to_refuse(credential)
+        try:
+            return self.authorizer.reason_to_refuse(credential)
+        except Exception as exc:  # a damaged token file: refuse cleanly, tell the operator
+            report_unexpected(exc, "checking a credential")
+            return (
+                f"the node cannot check credentials ({type(exc).__name__} reading its token "
+                "file); its operator should fix or recreate the token file"
+            )
 
     def probe(self, nonce: Optional[str] = None) -> ProbeAnswer:
         signature = None
@@ -119,7 +144,11 @@ class Node:
         self.counters[name] = self.counters.get(name, 0) + amount
 
     def stats(self) -> Dict[str, int]:
-        return dict(self.counters, uptimeSeconds=int(time.time() - self.started))
+        return dict(
+            self.counters,
+            uptimeSeconds=int(time.time() - self.started),
+            watchedSubfeeds=self.appended.watched,
+        )
 
     # -- storing --------------------------------------------------------------------
 
@@ -135,6 +164,15 @@ class Node:
         place by their hash. A body whose length differs from `declared_size` is refused,
         and a failed or cancelled upload leaves nothing behind.
         """
+        with self._disk_full_is_an_answer():
+            return await self._store_upload(pieces, declared_size, declared_by)
+
+    async def _store_upload(
+        self,
+        pieces: AsyncIterable[Union[bytes, bytearray]],
+        declared_size: Optional[int],
+        declared_by: str,
+    ) -> StoredObject:
         writer = self.storage.object_writer()
         try:
             pending = bytearray()
@@ -158,23 +196,59 @@ class Node:
         self.count("storeRequests")
         return stored
 
-    async def store_file(self, path: Path) -> StoredObject:
-        """Copy in a file of this machine that the client named by its path."""
-        stored = await _run(self.storage.store_file, path)
+    async def store_file(self, path: str) -> StoredObject:
+        """Copy in a file of this machine that the client named by its path.
+
+        Only a file the client could read itself, never one of the node's own
+        (`path_policy`); it is read through the descriptor that was checked.
+        """
+        with self._disk_full_is_an_answer():
+            stored = await _run(self._store_client_file, path)
         self.count("storeRequests")
         return stored
 
-    async def link_unchanged(self, path: Path, size: int, mtime: float) -> StoredObject:
-        """Link `path` if it still has the size and mtime the client saw."""
+    def _store_client_file(self, text: str) -> StoredObject:
+        opened = self.path_policy.open(text)
         try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-        if st.st_size != size or st.st_mtime != mtime:
-            raise InvalidInputError(
-                f"{str(path)!r} has changed since the client looked at it (size/mtime differ)"
-            )
-        return await _run(self.storage.link_file, path)
+            with io.FileIO(opened.fd, "rb", closefd=False) as source:
+                stored = self.storage.store_stream(source)
+            _check_unchanged(opened, stored.size)
+            return stored
+        finally:
+            opened.close()
+
+    async def link_unchanged(self, path: str, size: int, mtime: float) -> StoredObject:
+        """Link `path` if it still has the size and mtime the client saw (and `path_policy`
+        lets the node read it for the client)."""
+        with self._disk_full_is_an_answer():
+            return await _run(self._link_client_file, path, size, mtime)
+
+    def _link_client_file(self, text: str, size: int, mtime: float) -> StoredObject:
+        opened = self.path_policy.open(text, "path")
+        try:
+            st = opened.stat
+            if st.st_size != size or st.st_mtime != mtime:
+                raise InvalidInputError(
+                    f"{text[:200]!r} has changed since the client looked at it (size/mtime differ)"
+                )
+            stored = self.storage.link_file(opened.path)
+            _check_unchanged(opened, stored.size)
+            return stored
+        finally:
+            opened.close()
+
+    @contextlib.contextmanager
+    def _disk_full_is_an_answer(self) -> Iterator[None]:
+        """A full disk (ENOSPC, SQLite's "disk is full") becomes `NoSpaceError`, not a bug."""
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            if not _is_disk_full(exc):
+                raise
+            raise NoSpaceError(
+                f"no space left on the node's storage at {self.storage.root}",
+                "free space there (or give the node a larger disk); nothing was kept",
+            ) from None
 
     # -- reading --------------------------------------------------------------------
 
@@ -184,13 +258,21 @@ class Node:
         `NotFoundError` when neither it nor its pieces are here; `IntegrityError` when a
         piece is damaged (its bytes do not hash to what they should).
         """
-        path = await _run(find_or_assemble, self.storage, uri)
+        with self._disk_full_is_an_answer():
+            path = await _run(find_or_assemble, self.storage, uri)
+        if path is not None and not _inside(path, self.storage.root):
+            await _run(self._check_link_target, path)
         if path is None:
             raise NotFoundError(
                 f"{uri} not found in {self.storage.root} (local backend)",
                 "store it there first, or use a node that has it",
             )
         return path
+
+    def _check_link_target(self, path: Path) -> None:
+        """A linked file is read by its path: it must still be one the node may read for a
+        client (it may have been swapped for a symlink to a private file since the link)."""
+        self.path_policy.open(str(path), "the linked file").close()
 
     async def load(
         self,
@@ -220,15 +302,18 @@ class Node:
         return await _run(self.mutables.get, key)
 
     async def set_mutable(self, key: Any, value: Any, update: bool = True) -> bool:
-        return await _run(self.mutables.set, key, value, update)
+        with self._disk_full_is_an_answer():
+            return await _run(self.mutables.set, key, value, update)
 
     async def delete_mutable(self, key: Any) -> bool:
-        return await _run(self.mutables.delete, key)
+        with self._disk_full_is_an_answer():
+            return await _run(self.mutables.delete, key)
 
     # -- feeds ----------------------------------------------------------------------
 
     async def create_feed(self, name: Optional[str] = None) -> str:
-        return await _run(self.feeds.create_feed, name)
+        with self._disk_full_is_an_answer():
+            return await _run(self.feeds.create_feed, name)
 
     async def get_feed_id(self, name: str) -> Optional[str]:
         return await _run(self.feeds.get_feed_id, name)
@@ -241,7 +326,8 @@ class Node:
 
     async def append_messages(self, feed_id: str, subfeed: str, messages: List[Any]) -> None:
         """Sign and append, then wake every watch of that subfeed."""
-        await _run(self.feeds.append_messages, feed_id, subfeed, messages)
+        with self._disk_full_is_an_answer():
+            await _run(self.feeds.append_messages, feed_id, subfeed, messages)
         self.appended.notify(feed_id, subfeed)
 
     async def num_messages(self, feed_id: str, subfeed: str) -> int:
@@ -362,12 +448,27 @@ class Node:
             self.channels.close()
 
 
-def absolute_path(text: str, what: str) -> Path:
-    """A path a client named for the node to read, which must not depend on its cwd."""
-    path = Path(text)
-    if not path.is_absolute():
-        raise InvalidInputError(f"{what} must be absolute, not {str(path)!r}")
-    return path
+def _check_unchanged(opened: ClientFile, size: int) -> None:
+    after = os.fstat(opened.fd)
+    before = opened.stat
+    if size != before.st_size or (after.st_size, after.st_mtime) != (
+        before.st_size,
+        before.st_mtime,
+    ):
+        raise IntegrityError(
+            f"{str(opened.path)!r} changed while it was being read",
+            "wait until whatever writes it is done, then try again",
+        )
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(exc) or getattr(exc, "sqlite_errorcode", None) == 13
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 async def _run(fn: Callable[..., T], *args: Any) -> T:

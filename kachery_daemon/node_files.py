@@ -1,10 +1,15 @@
 """The files a node keeps in its storage directory, beside the objects.
 
-kachery-node-id         the node ID (hex Ed25519 public key), no newline
+kachery-node-id         the node ID (hex Ed25519 public key), no newline (mode 0644)
 kachery-node-key.pem    the node's private key when none was given (mode 0600)
 client-auth             the current client auth code (mode 0640, see auth.py)
-kachery-daemon.json     pid, host and port of the running node (for info and stop)
-kachery-daemon.lock     held (fcntl) while a node runs: one node per directory
+kachery-daemon.json     pid, host and port of the running node, for info and stop (0600)
+kachery-daemon.lock     held (fcntl) while a node runs: one node per directory (0600)
+kachery-tokens.json, kachery-mutables.db, kachery-feeds.db (and their -wal/-shm files),
+kachery-node.toml       private to the node's user (0600, see `secure_private_files`)
+
+The node runs with umask 0o027 (`NODE_UMASK`), so whatever else it creates is at most
+group-readable, and directories stay searchable by the auth group that reads objects.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from kachery_core import atomic_file
 from kachery_core.errors import ConfigError
@@ -27,6 +32,12 @@ if TYPE_CHECKING:
 KEY_FILE = "kachery-node-key.pem"
 STATE_FILE = "kachery-daemon.json"
 LOCK_FILE = "kachery-daemon.lock"
+PRIVATE_MODE = 0o600
+NODE_UMASK = 0o027
+"""Files the node creates are not world-readable; directories stay group-searchable
+(objects, 0444, must stay readable by the auth group). Private files are made 0600."""
+DATABASE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+PRIVATE_FILES = (KEY_FILE, STATE_FILE, LOCK_FILE, "kachery-tokens.json", "kachery-node.toml")
 
 
 @dataclass
@@ -60,7 +71,8 @@ class StorageLock:
     def acquire(self) -> None:
         import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+        os.fchmod(fd, PRIVATE_MODE)  # one left by an older node may be 0644
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -97,7 +109,7 @@ def write_state(
         "tls": tls,
         "grpcPort": grpc_port,
     }
-    write_atomically(storage_dir / STATE_FILE, json.dumps(doc).encode(), 0o644)
+    write_atomically(storage_dir / STATE_FILE, json.dumps(doc).encode(), PRIVATE_MODE)
 
 
 def read_state(storage_dir: Path) -> Optional[Dict[str, Any]]:
@@ -111,6 +123,18 @@ def read_state(storage_dir: Path) -> Optional[Dict[str, Any]]:
 def clear_state(storage_dir: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(storage_dir / STATE_FILE)
+
+
+def secure_private_files(storage_dir: Path, databases: Tuple[str, ...]) -> None:
+    """Make the node's private files 0600, and create its SQLite databases 0600 before
+    SQLite opens them (SQLite gives a database's -wal and -shm files its mode)."""
+    for name in databases:
+        fd = os.open(storage_dir / name, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+        os.close(fd)
+    names = list(PRIVATE_FILES) + [db + suffix for db in databases for suffix in DATABASE_SUFFIXES]
+    for name in names:
+        with contextlib.suppress(FileNotFoundError, PermissionError):  # not ours: left alone
+            os.chmod(storage_dir / name, PRIVATE_MODE)
 
 
 def write_atomically(path: Path, data: bytes, mode: int, group: Optional[int] = None) -> None:

@@ -1,5 +1,8 @@
 """Running a node: take the storage directory's lock, serve, and shut down cleanly.
 
+Connections are limited (`connection_guard.ServerLimits`: header, body and keep-alive
+timeouts, a cap on open connections), and the node's files are private (see node_files).
+
 On SIGTERM or SIGINT the node stops accepting connections, gives requests in flight up to
 `shutdown_grace_seconds` (default 10) to finish, then cancels the rest. A cancelled upload's staging
 file is removed, so no partial object ever appears; a node killed outright leaves only
@@ -9,6 +12,7 @@ its staging files, which the next store removes.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import ssl
 import sys
@@ -22,13 +26,21 @@ from kachery_core.local_storage import LocalStorage
 
 from .auth import RotatingAuthCode
 from .channels.service import open_channels
+from .connection_guard import GuardedSite, ServerLimits
 from .feeds import FILE_NAME as FEEDS_FILE
 from .feeds import FeedStore
 from .http_api import create_app
 from .mutables import FILE_NAME as MUTABLES_FILE
 from .mutables import MutableStore
 from .node import Node
-from .node_files import StorageLock, clear_state, load_identity, write_state
+from .node_files import (
+    NODE_UMASK,
+    StorageLock,
+    clear_state,
+    load_identity,
+    secure_private_files,
+    write_state,
+)
 
 
 @dataclass(frozen=True)
@@ -48,15 +60,18 @@ class NodeOptions:
     """(certificate, private key) to serve HTTPS."""
     node_config: Optional[Path] = None
     """The node config file (channels)."""
+    limits: ServerLimits = ServerLimits()
 
 
 def run_node(options: NodeOptions) -> None:
+    os.umask(NODE_UMASK)
     storage_dir = options.storage_dir
     storage_dir.mkdir(parents=True, exist_ok=True)
     lock = StorageLock(storage_dir)
     lock.acquire()
     try:
         identity = load_identity(storage_dir, options.node_key)
+        secure_private_files(storage_dir, (MUTABLES_FILE, FEEDS_FILE))
         node = Node(
             storage=LocalStorage(storage_dir),
             identity=identity,
@@ -64,6 +79,7 @@ def run_node(options: NodeOptions) -> None:
             mutables=MutableStore(storage_dir / MUTABLES_FILE),
             feeds=FeedStore(storage_dir / FEEDS_FILE),
             label=options.label,
+            config_file=options.node_config,
         )
         node.channels = open_channels(options.node_config, node.storage, identity.node_id)
         try:
@@ -97,7 +113,13 @@ async def _serve(
 ) -> None:
     host, port, grpc_port = options.host, options.port, options.grpc_port
     grace_seconds = options.shutdown_grace_seconds
-    runner = web.AppRunner(create_app(node), shutdown_timeout=grace_seconds, access_log=None)
+    limits = options.limits
+    runner = web.AppRunner(
+        create_app(node, limits.body_idle_seconds),
+        shutdown_timeout=grace_seconds,
+        access_log=None,
+        keepalive_timeout=limits.keepalive_seconds,
+    )
     await runner.setup()
     grpc_server = None
     if grpc_port is not None:  # first, so that a node answering the HTTP probe serves both
@@ -108,7 +130,7 @@ async def _serve(
         except BaseException:
             await runner.cleanup()
             raise
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = GuardedSite(runner, host, port, limits, ssl_context)
     try:
         await site.start()
     except OSError as exc:

@@ -59,6 +59,19 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+TEST_TIMEOUT_SECONDS = 600  # generous: the slowest test takes about a minute on a busy machine
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """With pytest-timeout installed, a hung test fails after TEST_TIMEOUT_SECONDS instead of
+    hanging the run; its teardown still stops what it started. `--timeout N` overrides."""
+    if not config.pluginmanager.hasplugin("timeout") or config.getoption("timeout") is not None:
+        return
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_SECONDS))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     spawn.current_test = item.nodeid  # processes started now are this test's

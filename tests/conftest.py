@@ -79,9 +79,11 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     spawn.current_test = "(between tests)"
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The safety net: fixtures stop what they start; anything still running is a bug."""
+    """The safety net: fixtures stop what they start; anything still running is a bug.
+    trylast: after pytest's own session finish has torn down the fixtures of an interrupted
+    run, so only what no teardown stopped is reported."""
     leaked: List[str] = spawn.kill_leftovers()
     if not leaked:
         return

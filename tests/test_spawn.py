@@ -95,6 +95,11 @@ def test_waits(tmp_path):
     subprocess.Popen(["sleep", "61"])
     (tmp_path.parent.parent / "ready").write_text("")
     time.sleep(60)
+
+def test_waits_with_a_node(node, tmp_path):
+    (tmp_path.parent.parent / "node-pid").write_text(str(node.pid))
+    (tmp_path.parent.parent / "ready").write_text("")
+    time.sleep(60)
 """
 
 
@@ -127,18 +132,27 @@ def test_a_session_that_leaks_a_process_fails_and_kills_it(tmp_path: Path) -> No
     assert _gone(pid)
 
 
-def test_sigterm_to_pytest_kills_what_its_tests_started(tmp_path: Path) -> None:
-    inner = _run_inner_pytest(tmp_path, "test_waits")
+def _interrupt_when_ready(tmp_path: Path, inner: subprocess.Popen) -> str:
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / "ready").exists():
             assert inner.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         inner.send_signal(signal.SIGTERM)
-        out = inner.communicate(timeout=60)[0].decode()
+        return inner.communicate(timeout=60)[0].decode()
     finally:
         inner.kill()
         inner.wait()
+
+
+def test_sigterm_to_pytest_kills_what_its_tests_started(tmp_path: Path) -> None:
+    out = _interrupt_when_ready(tmp_path, _run_inner_pytest(tmp_path, "test_waits"))
     assert "ERROR: test test_leaky.py::test_waits leaked process " in out, out
     (pid,) = _sleep_pids(out)
     assert _gone(pid)
+
+
+def test_sigterm_to_pytest_still_runs_fixture_teardown(tmp_path: Path) -> None:
+    out = _interrupt_when_ready(tmp_path, _run_inner_pytest(tmp_path, "test_waits_with_a_node"))
+    assert "KeyboardInterrupt" in out and "leaked" not in out, out  # the `node` fixture stopped it
+    assert _gone(int((tmp_path / "node-pid").read_text()))

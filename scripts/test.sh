@@ -15,6 +15,37 @@ setup_venv() {  # setup_venv DIR PYTHON
     "$dir/bin/python" -m pip install --quiet -e ".[test]"
 }
 
+# Processes of this checkout's test runs: nodes (`python .../kachery-daemon start`) and weed.
+processes_of_this_checkout() {
+    local here
+    here="$(printf '%s' "$PWD" | sed 's/[].[^$*+?(){}|\\]/\\&/g')"
+    pgrep -f -- "$here/\.venv[0-9]*/bin/(kachery-daemon|weed) " | sort || true
+}
+
+# run_pytest VENV ARGS...: pytest must pass and run tests (exit 5, "no tests collected", is a
+# failure too), and must leave no node or weed process behind (the suite's own safety net
+# kills and reports leaks; this catches one that escaped it, e.g. after pytest crashed).
+run_pytest() {
+    local venv="$1" before after leftovers rc=0
+    shift
+    before="$(processes_of_this_checkout)"
+    "$venv/bin/pytest" -q "$@" || rc=$?
+    after="$(processes_of_this_checkout)"
+    leftovers="$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)"
+    if [ -n "$leftovers" ]; then
+        echo "Error: pytest left processes running (killing them):" >&2
+        ps -o pid=,args= -p "$(echo $leftovers | tr " " ,)" >&2 || true
+        kill $leftovers 2>/dev/null || true
+        sleep 2
+        kill -KILL $leftovers 2>/dev/null || true
+        [ "$rc" -ne 0 ] || rc=1
+    fi
+    if [ "$rc" -eq 5 ]; then
+        echo "Error: pytest collected no tests" >&2
+    fi
+    return "$rc"
+}
+
 find_python38() {
     local candidate
     for candidate in python3.8 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.8*/bin/python3.8; do
@@ -34,13 +65,13 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest ($(.venv/bin/python --version))"
-.venv/bin/pytest -q "$@"
+run_pytest .venv "$@"
 
 if python38="$(find_python38)"; then
     echo "== setting up .venv38 ($("$python38" --version))"
     setup_venv .venv38 "$python38"
     echo "== pytest ($(.venv38/bin/python --version))"
-    .venv38/bin/pytest -q "$@"
+    run_pytest .venv38 "$@"
 elif [ "${CI:-}" = "true" ]; then
     echo "Error: Python 3.8 not found; CI must run the suite on the oldest supported version" >&2
     exit 1

@@ -2,23 +2,98 @@
 
 Nothing here talks to a node on the default port: `KACHERY_DAEMON_PORT` is set to a free
 loopback port per test, so a developer's own node is never touched.
+
+Processes: every subprocess a test starts goes through tests/spawn.py (no fork() of this
+grpc-using process; each one recorded). At session end, on SIGTERM and at exit, any still
+running is killed and reported as "test X leaked process ...", which fails the session.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
-import shutil
-import socket
-import subprocess
+import signal
 import sys
-from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
 
-import pytest
+# grpcio's core fork support is on unless this says otherwise: then every fork() of this
+# process runs grpc's atfork handlers, which deadlock or crash while other threads are in
+# grpc (seen on Python 3.8, whose subprocess forks). spawn.py makes subprocess starts avoid
+# fork() altogether; this turns the handlers off for any fork left (multiprocessing, a
+# pass_fds start). It must be set before grpc is first imported, which is why it is here.
+# Children inherit it; it only changes what grpc does at fork(), which no node does.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+assert "grpc" not in sys.modules, "grpc was imported before tests/conftest.py"
+
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Dict, Iterator, List, Optional, Sequence  # noqa: E402
+
+import pytest  # noqa: E402
+import spawn  # noqa: E402
+
+spawn.install()
 
 BIN = Path(sys.executable).parent
 
 pytest_plugins = ["node_fixtures"]  # the `node` and `make_node` fixtures
+
+
+def _kill_leftovers_at_exit() -> None:
+    for line in spawn.kill_leftovers():
+        print(f"error: {line} (killed at exit)", file=sys.stderr)
+
+
+atexit.register(_kill_leftovers_at_exit)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM into an interrupt: pytest then tears down fixtures and finishes the
+    session, whose safety net below kills whatever is left."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends pytest at once
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+TEST_TIMEOUT_SECONDS = 600  # generous: the slowest test takes about a minute on a busy machine
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """With pytest-timeout installed, a hung test fails after TEST_TIMEOUT_SECONDS instead of
+    hanging the run; its teardown still stops what it started. `--timeout N` overrides."""
+    if not config.pluginmanager.hasplugin("timeout") or config.getoption("timeout") is not None:
+        return
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_SECONDS))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    spawn.current_test = item.nodeid  # processes started now are this test's
+    yield
+    spawn.current_test = "(between tests)"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The safety net: fixtures stop what they start; anything still running is a bug.
+    trylast: after pytest's own session finish has torn down the fixtures of an interrupted
+    run, so only what no teardown stopped is reported."""
+    leaked: List[str] = spawn.kill_leftovers()
+    if not leaked:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for line in leaked:
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {line} (killed at session end)", red=True, bold=True)
+        else:
+            print(f"ERROR: {line} (killed at session end)", file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def free_port() -> int:

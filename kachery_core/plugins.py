@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
 
 from .backend_spec import BackendSpec
 from .errors import BackendError
@@ -98,6 +98,37 @@ class BackendRegistry:
         """Backend name -> the third-party packages that all claimed it."""
         self._classes: Dict[str, Type[DaemonTransport]] = {}
         self._plugin_manager: Optional[pluggy.PluginManager] = None
+
+    def to_memo(self) -> Dict[str, Any]:
+        """What the hooks announced, as plain JSON for `registry_cache`."""
+        return {
+            "backends": [
+                [s.name, s.target, s.summary, list(s.requires), s.package, s.version]
+                for s in self.backends.values()
+            ],
+            "broken": self.broken,
+            "tracebacks": self.tracebacks,
+            "refused": [list(each) for each in self.refused],
+            "plugins": [[p.name, p.package, p.version, p.builtin] for p in self.plugins],
+            "module_files": self.module_files,
+            "has_selectors": self.has_selectors,
+        }
+
+    @classmethod
+    def from_memo(cls, memo: Dict[str, Any]) -> BackendRegistry:
+        """The registry `to_memo` described; raises KeyError/TypeError/ValueError if damaged."""
+        registry = cls(from_cache=True)
+        for name, target, summary, requires, package, version in memo["backends"]:
+            registry.backends[name] = BackendSpec(
+                name, target, summary, tuple(requires), package, version
+            )
+        registry.broken = dict(memo["broken"])
+        registry.tracebacks = dict(memo["tracebacks"])
+        registry.refused = [(name, reason) for name, reason in memo["refused"]]
+        registry.plugins = [PluginInfo(*p) for p in memo["plugins"]]
+        registry.module_files = list(memo["module_files"])
+        registry.has_selectors = bool(memo["has_selectors"])
+        return registry
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -361,9 +392,14 @@ def get_registry() -> BackendRegistry:
     if _registry is None:
         from . import registry_cache
 
-        _registry = registry_cache.load() or _build_registry()
-        if not _registry.from_cache:
-            registry_cache.save(_registry)
+        memo = registry_cache.load()
+        try:
+            _registry = BackendRegistry.from_memo(memo) if memo is not None else None
+        except (KeyError, TypeError, ValueError):
+            _registry = None  # a damaged cache costs only the rebuild
+        if _registry is None:
+            _registry = _build_registry()
+            registry_cache.save(_registry.to_memo())
     return _registry
 
 

@@ -18,73 +18,47 @@ import os
 import sys
 import zlib
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .atomic_file import write_atomically
-from .backend_spec import BackendSpec
 from .paths import user_cache_dir
-from .plugins import BackendRegistry, PluginInfo
 
-FORMAT = 2
+FORMAT = 3
 """Bumped whenever the document's fields change: an older cache is then rebuilt."""
+
+Memo = Dict[str, Any]
+"""What the registry announced, as `BackendRegistry.to_memo` writes it (plain JSON)."""
 
 
 def cache_path() -> Path:
     return user_cache_dir() / f"registry-{zlib.crc32(sys.prefix.encode()):08x}.json"
 
 
-def load() -> Optional[BackendRegistry]:
-    """The cached registry, or None when there is none or it may be out of date."""
+def load() -> Optional[Memo]:
+    """The cached memo, or None when there is none or it may be out of date.
+
+    `memo["module_files"]` lists the plugin modules whose modification times are part of
+    the key; the rest is the registry's to read (`BackendRegistry.from_memo`).
+    """
     try:
         doc = json.loads(cache_path().read_text())
         if doc["format"] != FORMAT or doc["key"] != _fingerprint():
             return None
-        if doc["module_mtimes"] != _mtimes(doc["module_files"]):
+        memo = doc["registry"]
+        if doc["module_mtimes"] != _mtimes(memo["module_files"]):
             return None
-        registry = BackendRegistry(from_cache=True)
-        for spec in doc["backends"]:
-            registry.backends[spec["name"]] = BackendSpec(
-                spec["name"],
-                spec["target"],
-                spec["summary"],
-                tuple(spec["requires"]),
-                spec["package"],
-                spec["version"],
-            )
-        registry.broken = dict(doc["broken"])
-        registry.tracebacks = dict(doc["tracebacks"])
-        registry.refused = [(name, reason) for name, reason in doc["refused"]]
-        registry.plugins = [PluginInfo(*p) for p in doc["plugins"]]
-        registry.module_files = list(doc["module_files"])
-        registry.has_selectors = bool(doc["has_selectors"])
-        return registry
+        return dict(memo)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def save(registry: BackendRegistry) -> None:
+def save(memo: Memo) -> None:
     """Write the cache atomically; a read-only home directory only costs the rebuild."""
     doc = {
         "format": FORMAT,
         "key": _fingerprint(),
-        "backends": [
-            {
-                "name": s.name,
-                "target": s.target,
-                "summary": s.summary,
-                "requires": list(s.requires),
-                "package": s.package,
-                "version": s.version,
-            }
-            for s in registry.backends.values()
-        ],
-        "broken": registry.broken,
-        "tracebacks": registry.tracebacks,
-        "refused": [list(each) for each in registry.refused],
-        "plugins": [[p.name, p.package, p.version, p.builtin] for p in registry.plugins],
-        "module_files": registry.module_files,
-        "module_mtimes": _mtimes(registry.module_files),
-        "has_selectors": registry.has_selectors,
+        "module_mtimes": _mtimes(memo["module_files"]),
+        "registry": memo,
     }
     path = cache_path()
     try:

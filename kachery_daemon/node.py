@@ -96,15 +96,17 @@ class Node:
 
     def __post_init__(self) -> None:
         self.tokens = TokenStore(self.storage.root)
-        self.authorizer = Authorizer([self.auth.accepts, self.tokens.accepts])
+        self.authorizer = Authorizer([self.auth.scope_of, self.tokens.scope_of])
         self.appended = Appended()  # wakes feed watches, whichever API appended
         self._providers: List[asyncio.Future[None]] = []
 
     # -- credentials, identity, counters --------------------------------------------
 
-    def authorize(self, credential: Optional[str]) -> Optional[str]:
-        """None when `credential` (auth code or access token) is accepted, else the reason."""
-        return self.authorizer.reason_to_refuse(credential)
+    def authorize(self, credential: Optional[str], operation: Optional[str]) -> Optional[str]:
+        """None when `credential` (auth code or access token) may do `operation`, else the
+        one-line reason to refuse. `operation` is a key of `scopes.OPERATIONS` (the one
+        table of what each needs), or None for a request that matches no route."""
+        return self.authorizer.reason_to_refuse(credential, operation)
 
     def probe(self, nonce: Optional[str] = None) -> ProbeAnswer:
         signature = None

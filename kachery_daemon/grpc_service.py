@@ -143,6 +143,7 @@ def _rpc(operation: str) -> Callable[[Method], Method]:
             except Exception as exc:
                 await _abort(context, exc)
 
+        handler.operation = operation  # type: ignore[attr-defined]  # checked by the tests
         return handler
 
     return wrap
@@ -166,6 +167,7 @@ def _streaming(
             except Exception as exc:
                 await _abort(context, exc)
 
+        handler.operation = operation  # type: ignore[attr-defined]  # checked by the tests
         return handler
 
     return wrap

@@ -90,7 +90,8 @@ class TokenStore:
     def __init__(self, storage_dir: Path) -> None:
         self.path = Path(storage_dir) / FILE_NAME
         self.lock_path = self.path.with_name(FILE_NAME + LOCK_SUFFIX)
-        self._seen: Optional[Tuple[int, int]] = None
+        self._seen: Optional[Tuple[int, int, int]] = None
+        """mtime, inode and size of the file last read: a change to any means read it again."""
         self._scopes: List[Tuple[str, str]] = []
         """(sha256, scope) of each token, as last read."""
         self._unreadable: Optional[str] = None
@@ -186,15 +187,14 @@ class TokenStore:
                 found = scope
         return found
 
-    def accepts(self, presented: str) -> bool:
-        return self.scope_of(presented) is not None
-
     def _reload_if_changed(self) -> None:
         try:
             st = os.stat(self.path)
-            seen: Optional[Tuple[int, int]] = (st.st_mtime_ns, st.st_ino)
+            seen: Optional[Tuple[int, int, int]] = (st.st_mtime_ns, st.st_ino, st.st_size)
         except FileNotFoundError:
             seen = None
+        except OSError as exc:  # e.g. permissions changed under the node: refuse, say why
+            seen = (-1, -1, exc.errno or 0)
         if seen == self._seen:  # a new file is written by rename: a new inode
             return
         self._seen = seen

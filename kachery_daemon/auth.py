@@ -7,8 +7,10 @@ Being able to read that file is what grants a local user access to the node. Cli
 the code in the `KACHERY-CLIENT-AUTH-CODE` header (`wire.AUTH_HEADER`; gRPC metadata
 `wire.AUTH_METADATA`).
 
-`Authorizer` takes a list of credential checkers, so that the long-lived access tokens of
-clients on other machines (tokens.py) are accepted through the same header.
+`Authorizer` takes a list of credential checks, each giving the scope of a credential it
+knows (scopes.py): the code is a local user's and may do everything (`scopes.LOCAL`); the
+long-lived access tokens of clients on other machines (tokens.py) come through the same
+header and may do what their scope allows.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from kachery_core.errors import KacheryError
 from kachery_core.layout import StorageLayout
-from kachery_core.wire import AUTH_HEADER
+from kachery_core.wire import AUTH_HEADER, one_line
 
+from . import scopes
 from .node_files import write_atomically
 
 DEFAULT_ROTATE_SECONDS = 300.0
 
-CredentialCheck = Callable[[str], bool]
+CredentialCheck = Callable[[str], Optional[str]]
+"""The scope of a credential, None when the check does not know it. It may raise a
+`KacheryError` whose message is the reason to refuse (a token file the node cannot read)."""
 
 
 class RotatingAuthCode:
@@ -59,22 +65,45 @@ class RotatingAuthCode:
         valid = [c for c in (self.current, self.previous) if c]
         return any(hmac.compare_digest(code.encode(), c.encode()) for c in valid)
 
+    def scope_of(self, code: str) -> Optional[str]:
+        """A valid code is a local user's: everything is open to it."""
+        return scopes.LOCAL if self.accepts(code) else None
+
 
 class Authorizer:
-    """Accepts a request when any credential check accepts its header value."""
+    """Allows an operation when a credential check knows the header value and its scope
+    reaches the operation's (`scopes.OPERATIONS`)."""
 
     def __init__(self, checks: List[CredentialCheck]) -> None:
         self.checks = checks
 
-    def reason_to_refuse(self, header_value: Optional[str]) -> Optional[str]:
-        """None when authorized, else the one-line reason for the 403."""
+    def reason_to_refuse(
+        self, header_value: Optional[str], operation: Optional[str]
+    ) -> Optional[str]:
+        """None when authorized, else the one-line reason for the 403.
+
+        `operation` is a key of `scopes.OPERATIONS`, or None for a request that matches no
+        route (any valid credential may then hear that it does not exist).
+        """
+        if scopes.needed(operation).scope == scopes.PUBLIC:
+            return None
         if not header_value:
             return (
                 f"missing {AUTH_HEADER} header: send the code from the node's client-auth file "
                 "or an access token"
             )
-        if any(check(header_value) for check in self.checks):
+        scope = None
+        for check in self.checks:
+            try:
+                scope = check(header_value)
+            except KacheryError as exc:
+                return one_line(str(exc))
+            if scope is not None:
+                break
+        if scope is None:
+            if header_value.startswith("kt_"):
+                return "unknown or revoked access token: ask the node's admin for a new one"
+            return f"invalid {AUTH_HEADER}: the code may have rotated; read client-auth again"
+        if scopes.allows(scope, operation):
             return None
-        if header_value.startswith("kt_"):
-            return "unknown or revoked access token: ask the node's admin for a new one"
-        return f"invalid {AUTH_HEADER}: the code may have rotated; read client-auth again"
+        return scopes.refusal(scope, operation)

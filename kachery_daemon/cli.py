@@ -16,6 +16,8 @@ from kachery_core import __version__
 from kachery_core.config import resolve_config
 from kachery_core.errors import ConfigError, KacheryError
 
+from .scopes import DEFAULT_TOKEN_SCOPE, TOKEN_SCOPES  # only the standard library
+
 if TYPE_CHECKING:
     from .tokens import TokenStore
 
@@ -234,14 +236,21 @@ def _token_store(storage_dir: Optional[str]) -> TokenStore:
 
 @token.command("create")
 @click.option("--label", required=True, help="Whose token this is, or what it is for.")
+@click.option(
+    "--scope",
+    type=click.Choice(TOKEN_SCOPES),
+    default=DEFAULT_TOKEN_SCOPE,
+    show_default=True,
+    help="read: load and read only; write: also store, mutables, feeds; admin: also /stats.",
+)
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
-def token_create(label: str, storage_dir: Optional[str]) -> None:
+def token_create(label: str, scope: str, storage_dir: Optional[str]) -> None:
     """Create a token and print it (only this once: the node keeps just its hash)."""
-    record, secret = _token_store(storage_dir).create(label)
+    record, secret = _token_store(storage_dir).create(label, scope)
     click.echo(secret)
     click.echo(
-        f"token {record.token_id} ({record.label}) created; the client sets KACHERY_AUTH_TOKEN "
-        "or auth_token_file",
+        f"token {record.token_id} ({record.label}, scope {record.scope}) created; the client "
+        "sets KACHERY_AUTH_TOKEN or auth_token_file",
         err=True,
     )
 
@@ -249,10 +258,10 @@ def token_create(label: str, storage_dir: Optional[str]) -> None:
 @token.command("list")
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
 def token_list(storage_dir: Optional[str]) -> None:
-    """List tokens: id, creation time and label (never the tokens themselves)."""
+    """List tokens: id, creation time, scope and label (never the tokens themselves)."""
     for record in _token_store(storage_dir).records():
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created))
-        click.echo(f"{record.token_id}  {created}  {record.label}")
+        click.echo(f"{record.token_id}  {created}  {record.scope:<5}  {record.label}")
 
 
 @token.command("revoke")

@@ -8,9 +8,11 @@ RPC parses its message, calls the node, and encodes the answer; the rules live i
 Uploads are handed to `Node.store_upload` as they arrive, and downloads are read from the
 object file block by block, so memory stays flat whatever the size. Every RPC but Probe
 needs the `kachery-client-auth-code` metadata (`wire.AUTH_METADATA`), checked by
-`Node.authorize` exactly as the HTTP header is. Errors are a status code (`status_code`
+`Node.authorize` exactly as the HTTP header is: each RPC names the operation it does
+(`Load`/`ReadRange` are "downloadFileData", `Link` is "linkFile"; scopes.py), so a token's
+scope allows the same on both APIs. Errors are a status code (`status_code`
 below: bad input INVALID_ARGUMENT, missing object NOT_FOUND, no credential
-UNAUTHENTICATED, a wrong one PERMISSION_DENIED) and a one-line message, with the error
+UNAUTHENTICATED, a wrong one or one whose scope is too small PERMISSION_DENIED) and a one-line message, with the error
 type (`wire.error_type`, "refused" for a refusal) in the trailing metadata
 `wire.ERROR_TYPE_METADATA`; an unexpected exception is logged to stderr and answered
 INTERNAL, one line, no traceback.
@@ -38,6 +40,7 @@ from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
 from kachery_core.grpc_api.tuning import CHANNEL_OPTIONS, keep_freed_buffers
 from kachery_core.uri import ContentUri
 
+from . import scopes
 from .feed_watch import MAX_WAIT_MSEC, Watch
 from .feeds import check_feed_id, check_subfeed_hash
 from .json_bodies import parse_json
@@ -130,55 +133,62 @@ async def _abort(context: aio.ServicerContext, exc: Exception) -> None:
     await context.abort(code, details, trailing_metadata=((wire.ERROR_TYPE_METADATA, kind),))
 
 
-def _rpc(authorized: bool = True) -> Callable[[Method], Method]:
-    """A call with a single answer; checks the credential; errors become status codes."""
+def _rpc(operation: str) -> Callable[[Method], Method]:
+    """A call with a single answer, doing `operation` (a key of `scopes.OPERATIONS`): checks
+    the credential may do it; errors become status codes."""
+    assert operation in scopes.OPERATIONS, operation
 
     def wrap(method: Method) -> Method:
         @functools.wraps(method)
         async def handler(self: KacheryService, request: Any, context: aio.ServicerContext) -> Any:
             try:
-                if authorized:
-                    self.authorize(context)
+                self.authorize(context, operation)
                 return await method(self, request, context)
             except Exception as exc:
                 await _abort(context, exc)
 
+        handler.operation = operation  # type: ignore[attr-defined]  # checked by the tests
         return handler
 
     return wrap
 
 
-_unary = _rpc()
+def _streaming(
+    operation: str,
+) -> Callable[[Callable[..., AsyncIterator[Any]]], Callable[..., AsyncIterator[Any]]]:
+    """A call that answers a stream, doing `operation`; as `_rpc`."""
+    assert operation in scopes.OPERATIONS, operation
 
+    def wrap(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        @functools.wraps(method)
+        async def handler(
+            self: KacheryService, request: Any, context: aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            try:
+                self.authorize(context, operation)
+                async for reply in method(self, request, context):
+                    yield reply
+            except Exception as exc:
+                await _abort(context, exc)
 
-def _streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    """An authorized call that answers a stream; errors become status codes."""
+        handler.operation = operation  # type: ignore[attr-defined]  # checked by the tests
+        return handler
 
-    @functools.wraps(method)
-    async def handler(
-        self: KacheryService, request: Any, context: aio.ServicerContext
-    ) -> AsyncIterator[Any]:
-        try:
-            self.authorize(context)
-            async for reply in method(self, request, context):
-                yield reply
-        except Exception as exc:
-            await _abort(context, exc)
-
-    return handler
+    return wrap
 
 
 class KacheryService(pb_grpc.KacheryServicer):
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    def authorize(self, context: aio.ServicerContext) -> None:
-        """The same check as the HTTP header's: `Refused` unless the node accepts the code."""
+    def authorize(self, context: aio.ServicerContext, operation: str) -> None:
+        """The same check as the HTTP header's: `Refused` unless the credential may do
+        `operation`."""
         value: Optional[str] = None
         for key, item in context.invocation_metadata() or ():
             if key == wire.AUTH_METADATA:
                 value = item.decode() if isinstance(item, bytes) else str(item)
-        refusal = self.node.authorize(value)
+        refusal = self.node.authorize(value, operation)
         if refusal is not None:
             code = (
                 grpc.StatusCode.UNAUTHENTICATED if not value else grpc.StatusCode.PERMISSION_DENIED
@@ -187,7 +197,7 @@ class KacheryService(pb_grpc.KacheryServicer):
 
     # -- node -----------------------------------------------------------------------
 
-    @_rpc(authorized=False)
+    @_rpc("probe")
     async def Probe(self, request: pb.ProbeRequest, context: Any) -> pb.ProbeReply:
         answer = self.node.probe(request.nonce or None)
         return pb.ProbeReply(
@@ -200,7 +210,7 @@ class KacheryService(pb_grpc.KacheryServicer):
 
     # -- files ----------------------------------------------------------------------
 
-    @_unary
+    @_rpc("store")
     async def Store(self, requests: AsyncIterator[pb.DataChunk], context: Any) -> pb.StoredReply:
         async def pieces() -> AsyncIterator[bytes]:
             async for chunk in requests:
@@ -211,12 +221,12 @@ class KacheryService(pb_grpc.KacheryServicer):
             sha1=stored.sha1, size=stored.size, manifest_sha1=stored.manifest_sha1 or ""
         )
 
-    @_streaming
+    @_streaming("downloadFileData")
     async def Load(self, request: pb.FileKey, context: Any) -> AsyncIterator[pb.DataChunk]:
         async for chunk in self._send(file_keys.from_pb(request), 0, None):
             yield chunk
 
-    @_streaming
+    @_streaming("downloadFileData")
     async def ReadRange(
         self, request: pb.RangeRequest, context: Any
     ) -> AsyncIterator[pb.DataChunk]:
@@ -264,7 +274,7 @@ class KacheryService(pb_grpc.KacheryServicer):
             finally:
                 stream.close()
 
-    @_unary
+    @_rpc("linkFile")
     async def Link(self, request: pb.LinkRequest, context: Any) -> pb.StoredReply:
         stored = await self.node.link_unchanged(request.path, request.size, request.mtime)
         return pb.StoredReply(
@@ -273,12 +283,12 @@ class KacheryService(pb_grpc.KacheryServicer):
 
     # -- mutables -------------------------------------------------------------------
 
-    @_unary
+    @_rpc("mutable/get")
     async def GetMutable(self, request: pb.MutableKey, context: Any) -> pb.MutableValue:
         found, value = await self.node.get_mutable(_json(request.key_json, "key_json"))
         return pb.MutableValue(found=found, value_json=json.dumps(value) if found else "")
 
-    @_unary
+    @_rpc("mutable/set")
     async def SetMutable(self, request: pb.SetMutableRequest, context: Any) -> pb.Empty:
         key = _json(request.key_json, "key_json")
         value = _json(request.value_json, "value_json")
@@ -286,42 +296,42 @@ class KacheryService(pb_grpc.KacheryServicer):
         await self.node.set_mutable(key, value, update)
         return pb.Empty()
 
-    @_unary
+    @_rpc("mutable/delete")
     async def DeleteMutable(self, request: pb.MutableKey, context: Any) -> pb.Empty:
         await self.node.delete_mutable(_json(request.key_json, "key_json"))
         return pb.Empty()
 
     # -- feeds ----------------------------------------------------------------------
 
-    @_unary
+    @_rpc("feed/createFeed")
     async def CreateFeed(self, request: pb.FeedName, context: Any) -> pb.FeedId:
         name = request.feed_name if request.HasField("feed_name") else None
         return pb.FeedId(feed_id=await self.node.create_feed(name))
 
-    @_unary
+    @_rpc("feed/getFeedId")
     async def GetFeedId(self, request: pb.FeedName, context: Any) -> pb.FeedId:
         if not request.HasField("feed_name"):
             raise InvalidInputError("missing feed_name")
         return pb.FeedId(feed_id=await self.node.get_feed_id(request.feed_name) or "")
 
-    @_unary
+    @_rpc("feed/deleteFeed")
     async def DeleteFeed(self, request: pb.FeedId, context: Any) -> pb.Empty:
         await self.node.delete_feed(check_feed_id(request.feed_id))
         return pb.Empty()
 
-    @_unary
+    @_rpc("feed/appendMessages")
     async def AppendMessages(self, request: pb.AppendMessagesRequest, context: Any) -> pb.Empty:
         feed_id, subfeed = _subfeed(request.subfeed)
         messages = [_json(text, "messages_json") for text in request.messages_json]
         await self.node.append_messages(feed_id, subfeed, messages)
         return pb.Empty()
 
-    @_unary
+    @_rpc("feed/getNumLocalMessages")
     async def GetNumMessages(self, request: pb.Subfeed, context: Any) -> pb.NumMessages:
         count = await self.node.num_messages(*_subfeed(request))
         return pb.NumMessages(num_messages=count)
 
-    @_unary
+    @_rpc("feed/watchForNewMessages")
     async def WatchForNewMessages(self, request: pb.WatchRequest, context: Any) -> pb.WatchReply:
         if not 0 <= request.wait_msec <= MAX_WAIT_MSEC:
             raise InvalidInputError(

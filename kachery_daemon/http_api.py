@@ -17,7 +17,9 @@ block. Nothing holds a whole file in memory.
     POST /channel/upload      see channels/routes.py
 
 Every route but `GET /probe` needs the `KACHERY-CLIENT-AUTH-CODE` header
-(`wire.AUTH_HEADER`, see auth.py); without it the answer is 403 with a one-line reason. A
+(`wire.AUTH_HEADER`, see auth.py) with a credential whose scope allows the route
+(`scopes.OPERATIONS`, keyed by the route's path); otherwise the answer is 403 with a
+one-line reason. A
 bad request gets a 4xx with a one-line plain-text reason (`http_status` below); an
 unexpected exception is logged with its traceback to stderr and answered 500 with one line,
 never a stack trace. Every 4xx/5xx also carries `KACHERY-ERROR-TYPE`
@@ -144,13 +146,19 @@ def _aiohttp_error_type(status: int) -> str:
 def _auth_middleware(node: Node) -> Any:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not (request.method == "GET" and request.path == "/probe"):
-            refusal = node.authorize(request.headers.get(wire.AUTH_HEADER))
-            if refusal is not None:
-                return error_response(403, refusal, REFUSED)
+        refusal = node.authorize(request.headers.get(wire.AUTH_HEADER), operation(request))
+        if refusal is not None:
+            return error_response(403, refusal, REFUSED)
         return await handler(request)
 
     return auth
+
+
+def operation(request: web.Request) -> Optional[str]:
+    """The operation a request asks for (a key of `scopes.OPERATIONS`): the path of the
+    route it matched, without the slash; None when it matches none."""
+    resource = request.match_info.route.resource
+    return resource.canonical.lstrip("/") if resource is not None else None
 
 
 # -- routes ----------------------------------------------------------------------------

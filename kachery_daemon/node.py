@@ -110,7 +110,7 @@ class Node:
 
     def __post_init__(self) -> None:
         self.tokens = TokenStore(self.storage.root)
-        self.authorizer = Authorizer([self.auth.accepts, self.tokens.accepts])
+        self.authorizer = Authorizer([self.auth.scope_of, self.tokens.scope_of])
         self.appended = Appended()  # wakes feed watches, whichever API appended
         self._providers: List[asyncio.Future[None]] = []
         private = [self.identity.key_path, self.tokens.path]
@@ -120,11 +120,13 @@ class Node:
 
     # -- credentials, identity, counters --------------------------------------------
 
-    def authorize(self, credential: Optional[str]) -> Optional[str]:
-        """None when `credential` (auth code or access token) is accepted, else the reason."""
+    def authorize(self, credential: Optional[str], operation: Optional[str]) -> Optional[str]:
+        """None when `credential` (auth code or access token) may do `operation`, else the
+        one-line reason to refuse. `operation` is a key of `scopes.OPERATIONS` (the one
+        table of what each needs), or None for a request that matches no route."""
         try:
-            return self.authorizer.reason_to_refuse(credential)
-        except Exception as exc:  # a damaged token file: refuse cleanly, tell the operator
+            return self.authorizer.reason_to_refuse(credential, operation)
+        except Exception as exc:  # a bug in a check must refuse cleanly, never answer 500
             report_unexpected(exc, "checking a credential")
             return (
                 f"the node cannot check credentials ({type(exc).__name__} reading its token "

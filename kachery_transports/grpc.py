@@ -206,6 +206,7 @@ class GrpcDaemonTransport(DaemonTransport):
         return StoredObject(reply.sha1, reply.size, reply.manifest_sha1 or None)
 
     def link_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
+        self.node.session.check_may_link(self.name)
         real = Path(os.path.realpath(path))
         with open_input_file(real) as (_, st):
             pass

@@ -140,8 +140,9 @@ class HttpDaemonTransport(StorageBackedTransport):
 
     @property
     def node_reads_local_paths(self) -> bool:
-        """True when a path on this machine means the same file to the node."""
-        return True
+        """True when the node may read a path on this machine for us: it means the same file
+        there, and we hold the client-auth code (a token never sends paths: SECURITY.md)."""
+        return self.node_session.may_send_paths
 
     def _send_file(self, path: str, size: int, progress: Optional[Progress]) -> StoredObject:
         opened: List[UploadBody] = []
@@ -184,6 +185,7 @@ class HttpDaemonTransport(StorageBackedTransport):
 
     def link_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
         self._connect()
+        self.node_session.check_may_link(self.name)
         real = os.path.realpath(path)
         with open_input_file(Path(real)) as (_, st):
             pass

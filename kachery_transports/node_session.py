@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 from kachery_core.config import Config
-from kachery_core.errors import KacheryError, NodeIdMismatchError, NotFoundError, TransportError
+from kachery_core.errors import (
+    KacheryError,
+    NodeIdMismatchError,
+    NotFoundError,
+    TransportError,
+    UnsupportedOperation,
+)
 from kachery_core.node_key import check_node_id
 from kachery_core.wire import ERROR_TYPES, error_from_type, new_probe_nonce, probe_signature_ok
 
@@ -96,6 +102,21 @@ class NodeSession:
         if not code:
             raise TransportError(f"the client-auth file {path} is empty", "is the node running?")
         return Credential(code, f"the code in {path}", True)
+
+    @property
+    def may_send_paths(self) -> bool:
+        """True when the node may be asked to read a path of this machine for us: only with
+        the client-auth code, never with an access token (see SECURITY.md)."""
+        return not self._token
+
+    def check_may_link(self, backend: str) -> None:
+        """A link hands the node a path: refused up front when a token is the credential."""
+        if not self.may_send_paths:
+            raise UnsupportedOperation(
+                backend,
+                "linking files with an access token",
+                "only local users with the node's client-auth code may link; use store-file",
+            )
 
     def with_credential(self, request: Callable[[str], T], replayable: bool = True) -> T:
         """`request(credential)`, sent once more with a freshly read code if it is refused.

@@ -79,7 +79,7 @@ class RemoteDaemonTransport(HttpDaemonTransport):
 
     @property
     def node_reads_local_paths(self) -> bool:
-        return self.shared
+        return self.shared and super().node_reads_local_paths
 
     def describe_location(self) -> str:
         where = "shared storage" if self.shared else "cache"

@@ -510,3 +510,25 @@ def test_concurrent_creates_keep_every_token(node) -> None:
             node.url + "/mutable/get", json={"key": "k"}, headers=headers, timeout=30
         )
         assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("backend", ["http", "remote"])
+def test_a_client_with_a_token_sends_bytes_not_paths(node, cli, kenv, tmp_path, backend) -> None:
+    """With the node's storage shared but a token as the credential, store-file sends the
+    bytes (the node refuses paths from tokens) and link-file is refused before any request."""
+    env = dict(
+        kenv,
+        KACHERY_BACKEND=backend,
+        KACHERY_DAEMON_PORT=str(node.port),
+        KACHERY_STORAGE_DIR=str(node.storage_dir),
+        KACHERY_AUTH_TOKEN=make_token(node, "shared-storage laptop"),
+    )
+    source = tmp_path / "results.txt"
+    source.write_bytes(b"measured with a token")
+    stored = cli("store-file", str(source), env=env)
+    assert stored.returncode == 0, stored
+    assert stored.stdout.startswith("sha1://" + hashlib.sha1(source.read_bytes()).hexdigest())
+    linked = cli("link-file", str(source), env=env)
+    assert linked.returncode == 1, linked
+    assert linked.stderr.count("\n") == 1 and "access token" in linked.stderr
+    assert "use store-file" in linked.stderr

@@ -123,7 +123,8 @@ def store_file(state: CliState, path: str, label: Optional[str], channel: Option
 def link_file(state: CliState, path: str, label: Optional[str]) -> None:
     """Make PATH loadable without copying it; print its URI.
 
-    The link is served only while the file's size and mtime are unchanged.
+    The link is served only while the file is unchanged: same size, mtime, inode and
+    ctime (so even an edit whose mtime was put back, or a chmod, makes it stale).
     """
     bar = progress_bar("hashing", _size_or_none(path))
     try:
@@ -137,7 +138,10 @@ def link_file(state: CliState, path: str, label: Optional[str]) -> None:
 @cli.command("load-file")
 @click.argument("uri")
 @click.option(
-    "--dest", type=click.Path(path_type=str), help="Also copy the file here (a file or directory)."
+    "--dest",
+    type=click.Path(path_type=str),
+    help="Also copy the file here: a file path, or a directory (DIR/ must exist). Only a "
+    "regular file or a symlink to one is replaced (the symlink itself, by rename).",
 )
 @click.option(
     "--channel",

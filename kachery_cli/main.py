@@ -11,7 +11,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
 import click
 
@@ -22,6 +22,7 @@ from .progress import progress_bar
 
 if TYPE_CHECKING:
     from kachery_client.client import Client
+    from kachery_core.local_storage import LocalStorage
 
 PROG = "kachery-client"
 
@@ -122,7 +123,8 @@ def store_file(state: CliState, path: str, label: Optional[str], channel: Option
 def link_file(state: CliState, path: str, label: Optional[str]) -> None:
     """Make PATH loadable without copying it; print its URI.
 
-    The link is served only while the file's size and mtime are unchanged.
+    The link is served only while the file is unchanged: same size, mtime, inode and
+    ctime (so even an edit whose mtime was put back, or a chmod, makes it stale).
     """
     bar = progress_bar("hashing", _size_or_none(path))
     try:
@@ -136,7 +138,10 @@ def link_file(state: CliState, path: str, label: Optional[str]) -> None:
 @cli.command("load-file")
 @click.argument("uri")
 @click.option(
-    "--dest", type=click.Path(path_type=str), help="Also copy the file here (a file or directory)."
+    "--dest",
+    type=click.Path(path_type=str),
+    help="Also copy the file here: a file path, or a directory (DIR/ must exist). Only a "
+    "regular file or a symlink to one is replaced (the symlink itself, by rename).",
 )
 @click.option(
     "--channel",
@@ -153,6 +158,58 @@ def load_file(state: CliState, uri: str, dest: Optional[str], channel: Optional[
     finally:
         if bar:
             bar.close()
+
+
+@cli.command("verify")
+@click.argument("uris", nargs=-1, metavar="[URI]...")
+@click.option(
+    "--prune-stale", is_flag=True, help="Remove link records whose file is gone or changed."
+)
+@pass_state
+def verify(state: CliState, uris: Tuple[str, ...], prune_stale: bool) -> None:
+    """Re-hash objects and links in the active storage (all of them, or the URIs given).
+
+    The active storage is the directory this client reads objects from: the storage
+    directory (local), KACHERY_OFFLINE_STORAGE_DIR (offline), the node's storage
+    directory (http), the client's cache or shared storage (remote, grpc). Damaged
+    objects are moved to <dir>/quarantine/, so a later load fetches a good copy; stale
+    links are reported. One line per finding on stdout; exit 1 when there were any.
+    """
+    storage = _active_storage(state.client)
+    sys.exit(run_verify(storage, list(uris) or None, prune_stale))
+
+
+def run_verify(storage: LocalStorage, uris: Optional[List[str]], prune_stale: bool) -> int:
+    """Check `storage` (both CLIs' `verify`), print findings; the exit code."""
+    from kachery_core.store_check import StoreCheck
+
+    check = StoreCheck(storage, uris, prune_stale)
+    bar = progress_bar("verifying", check.total_bytes)
+    try:
+        report = check.run(bar, lambda finding: click.echo(finding.line()))
+    finally:
+        if bar:
+            bar.close()
+    click.echo(report.summary(storage.root), err=True)
+    return 1 if report.findings else 0
+
+
+def _active_storage(client: Client) -> LocalStorage:
+    """The directory on this machine that the active backend reads objects from."""
+    from kachery_core.errors import UnsupportedOperation
+    from kachery_core.local_storage import LocalStorage
+
+    transport = client.transport
+    for attempt in (0, 1):
+        for name in ("storage", "cache"):
+            storage = getattr(transport, name, None)
+            if isinstance(storage, LocalStorage):
+                return storage
+        if attempt == 0:
+            transport.node_info()  # a node-backed backend finds its directory on connecting
+    raise UnsupportedOperation(
+        client.selection.name, "verify", "it keeps no storage on this machine to check"
+    )
 
 
 @cli.command("cat-file")

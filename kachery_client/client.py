@@ -13,9 +13,11 @@ win over the environment and config file, just as command-line flags do:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Union
 
@@ -160,7 +162,7 @@ class Client:
         path = self.transport.load_file(parsed, progress)
         if dest is None:
             return path
-        return str(_copy_verified(Path(path), Path(dest), parsed, progress))
+        return str(_copy_verified(Path(path), dest, parsed, progress))
 
     def open(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         """A binary stream of the object's bytes [start, end)."""
@@ -236,25 +238,117 @@ def _basename(path: PathLike) -> Optional[str]:
     return name or None
 
 
-def _copy_verified(source: Path, dest: Path, uri: ContentUri, progress: Optional[Progress]) -> Path:
-    """Copy an object to `dest` atomically, checking its hash on the way."""
-    if dest.is_dir():
-        dest = dest / (uri.label.rsplit("/", 1)[-1] if uri.label else uri.sha1)
-    if not dest.parent.is_dir():
-        raise InvalidInputError(
-            f"destination directory {str(dest.parent)!r} does not exist", "create it first"
-        )
-    staging = dest.with_name(f".{dest.name}.kachery-{os.getpid()}.part")
+def _copy_verified(
+    source: Path, dest: PathLike, uri: ContentUri, progress: Optional[Progress]
+) -> Path:
+    """Copy an object to `dest` atomically, checking its hash on the way.
+
+    The copy is written to a new staging file beside the target and renamed over it, so
+    nothing is ever written through: only a missing path, a regular file or a symlink to
+    a regular file (the symlink itself is replaced; its target is not touched) is
+    replaced. See `_final_destination` for what is refused.
+    """
+    final = _final_destination(dest, uri)
+    if _same_file(source, final):
+        # A linked file loaded onto itself: check it, but do not replace it (that would
+        # give it a new inode, and so make its link stale).
+        with open(source, "rb", buffering=0) as src:
+            result = hash_stream(src.readinto, None, progress=progress, manifest=False)
+        _check_hash(source, result.sha1, uri)
+        return final
+    staging = final.with_name(f".{final.name}.kachery-{os.getpid()}-{os.urandom(4).hex()}.part")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o666)
     try:
-        with open(source, "rb", buffering=0) as src, open(staging, "wb", buffering=0) as out:
+        with open(source, "rb", buffering=0) as src, os.fdopen(fd, "wb", buffering=0) as out:
             result = hash_stream(src.readinto, writer_for(out), progress=progress, manifest=False)
-        if result.sha1 != uri.sha1:
-            raise IntegrityError(
-                f"{source} does not hash to {uri.sha1}",
-                "the stored object is damaged; store it again",
-            )
-        os.replace(staging, dest)
+        _check_hash(source, result.sha1, uri)
+        _check_replaceable(final)  # again: it may have changed while the bytes were copied
+        os.replace(staging, final)
     finally:
-        if staging.exists():
-            staging.unlink()
-    return dest
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
+    return final
+
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _check_hash(source: Path, sha1: str, uri: ContentUri) -> None:
+    if sha1 != uri.sha1:
+        raise IntegrityError(
+            f"{source} does not hash to {uri.sha1}",
+            "the stored object is damaged; store it again (or run `kachery-client verify`)",
+        )
+
+
+def _final_destination(dest: PathLike, uri: ContentUri) -> Path:
+    """The file path `--dest` names, refused unless a copy can safely be renamed onto it.
+
+    Like `cp`: an existing directory (or a symlink to one) means "inside it", named after
+    the URI's label (or its hash); a trailing slash means "a directory", which must
+    exist. The final path must be absent, a regular file, or a symlink to a regular file.
+    """
+    text = os.fspath(dest)
+    path = Path(text)
+    if path.is_dir():
+        path = path / (uri.label.rsplit("/", 1)[-1] if uri.label else uri.sha1)
+    elif text.endswith(("/", os.sep)):
+        raise InvalidInputError(
+            f"destination {text!r} is not a directory", "create the directory first"
+        )
+    if not path.parent.is_dir():
+        raise InvalidInputError(
+            f"destination directory {str(path.parent)!r} does not exist", "create it first"
+        )
+    _check_replaceable(path)
+    return path
+
+
+def _check_replaceable(path: Path) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    kind = _kind(st.st_mode)
+    if kind == "symbolic link":
+        try:
+            target = os.stat(path)
+        except OSError:
+            raise InvalidInputError(
+                f"destination {str(path)!r} is a symbolic link to nothing",
+                "remove it, or give another --dest",
+            ) from None
+        if stat.S_ISREG(target.st_mode):
+            return  # the link is replaced by the copy; the file it points to is left alone
+        raise InvalidInputError(
+            f"destination {str(path)!r} is a symbolic link to a {_kind(target.st_mode)}, "
+            "not a regular file",
+            "give a file path",
+        )
+    if kind != "regular file":
+        raise InvalidInputError(
+            f"destination {str(path)!r} is a {kind}, not a regular file",
+            "give a file path (only regular files are replaced)",
+        )
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -23,9 +23,10 @@ import os
 import shutil
 import socket
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import Any, BinaryIO, Callable, Dict, Optional, TypeVar
 
 from .atomic_file import write_atomically
 from .errors import IntegrityError, InvalidInputError, NotFoundError, StaleLinkError
@@ -38,10 +39,14 @@ from .hashing import (
     sha1_of_file,
     writer_for,
 )
-from .layout import StorageLayout
+from .layout import LINK_SUFFIX, StorageLayout
 from .manifest import MANIFEST_THRESHOLD, Manifest
 from .storage import FileRange, Storage, StoredObject
 from .uri import check_sha1
+
+T = TypeVar("T")
+
+QUARANTINE_DIR_NAME = "quarantine"
 
 OBJECT_MODE = 0o444
 """Objects are read-only: `load-file` hands out their paths, and nobody should edit them."""
@@ -49,33 +54,69 @@ OBJECT_MODE = 0o444
 
 @dataclass(frozen=True)
 class LinkRecord:
-    """The JSON beside an object's path that stands in for a linked file."""
+    """The JSON beside an object's path that stands in for a linked file.
+
+    `stat` holds size and mtime (the original protocol) and, since records written by
+    this version, the inode, device and ctime: an edit whose size and mtime were put
+    back (`os.utime`) still changes the ctime, and a file replaced by another has a new
+    inode. Records without them are still read and checked on size and mtime alone.
+    """
 
     path: str
     size: int
     mtime: float
     manifest_hash: Optional[str] = None
+    ino: Optional[int] = None
+    dev: Optional[int] = None
+    ctime: Optional[float] = None
+
+    @classmethod
+    def for_file(cls, path: str, st: os.stat_result, manifest_hash: Optional[str]) -> LinkRecord:
+        return cls(path, st.st_size, st.st_mtime, manifest_hash, st.st_ino, st.st_dev, st.st_ctime)
 
     def to_bytes(self) -> bytes:
-        doc = {
-            "path": self.path,
-            "manifest_hash": self.manifest_hash,
-            "stat": {"size": self.size, "mtime": self.mtime},
-        }
+        st: Dict[str, object] = {"size": self.size, "mtime": self.mtime}
+        for key in ("ino", "dev", "ctime"):
+            value = getattr(self, key)
+            if value is not None:
+                st[key] = value
+        doc = {"path": self.path, "manifest_hash": self.manifest_hash, "stat": st}
         return json.dumps(doc).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LinkRecord:
         doc = json.loads(data)
+        st = doc["stat"]
         return cls(
             str(doc["path"]),
-            int(doc["stat"]["size"]),
-            float(doc["stat"]["mtime"]),
+            int(st["size"]),
+            float(st["mtime"]),
             doc.get("manifest_hash"),
+            _optional(int, st.get("ino")),
+            _optional(int, st.get("dev")),
+            _optional(float, st.get("ctime")),
         )
 
+    def mismatch(self, st: os.stat_result) -> Optional[str]:
+        """What differs between the record and the file's stat now, or None if nothing."""
+        checks = (
+            ("size", self.size, st.st_size),
+            ("mtime", self.mtime, st.st_mtime),
+            ("inode", self.ino, st.st_ino),
+            ("device", self.dev, st.st_dev),
+            ("ctime", self.ctime, st.st_ctime),
+        )
+        for name, recorded, now in checks:
+            if recorded is not None and recorded != now:
+                return f"{name} {now}, recorded {recorded}"
+        return None
+
     def matches(self, st: os.stat_result) -> bool:
-        return st.st_size == self.size and st.st_mtime == self.mtime
+        return self.mismatch(st) is None
+
+
+def _optional(parse: Callable[[Any], T], value: Any) -> Optional[T]:
+    return None if value is None else parse(value)
 
 
 class LocalStorage(Storage):
@@ -111,10 +152,10 @@ class LocalStorage(Storage):
                 f"sha1://{sha1} was linked to {record.path}, which is gone",
                 "store the file again with store-file or link-file",
             ) from None
-        if not record.matches(st):
+        changed = record.mismatch(st)
+        if changed is not None:
             raise StaleLinkError(
-                f"sha1://{sha1} was linked to {record.path}, which has changed since "
-                f"(size/mtime {st.st_size}/{st.st_mtime}, recorded {record.size}/{record.mtime})",
+                f"sha1://{sha1} was linked to {record.path}, which has changed since ({changed})",
                 "its bytes no longer match the hash; store the file again to get its new URI",
             )
         return Path(record.path)
@@ -155,6 +196,26 @@ class LocalStorage(Storage):
 
     def verify(self, sha1: str) -> bool:
         return sha1_of_file(self.require(sha1)) == check_sha1(sha1)
+
+    # -- repair --------------------------------------------------------------------
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where damaged entries are moved: outside sha1/, so lookups no longer see them."""
+        return self.root / QUARANTINE_DIR_NAME
+
+    def quarantine(self, path: Path, sha1: str) -> Path:
+        """Move a damaged object (or link record) aside; a later load fetches a good copy.
+
+        A rename, so it is safe while a node serves the directory: a reader that already
+        opened the file keeps the old bytes, a later lookup misses.
+        """
+        self.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
+        suffix = LINK_SUFFIX if path.name.endswith(LINK_SUFFIX) else ""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        target = self.quarantine_dir / f"{check_sha1(sha1)}{suffix}.{stamp}-{os.urandom(3).hex()}"
+        os.rename(path, target)
+        return target
 
     # -- writing -------------------------------------------------------------------
 
@@ -206,7 +267,7 @@ class LocalStorage(Storage):
             _check_unchanged(real, st, result)
         manifest_sha1 = self._store_manifest(result)
         if not self.layout.object_path(result.sha1).is_file():
-            record = LinkRecord(str(real), st.st_size, st.st_mtime, manifest_sha1)
+            record = LinkRecord.for_file(str(real), st, manifest_sha1)
             self._write_small_file(self.layout.link_path(result.sha1), record.to_bytes())
         return StoredObject(result.sha1, result.size, manifest_sha1)
 

@@ -6,7 +6,11 @@
    ignored with a warning naming the plugin).
 3. `offline` when `KACHERY_OFFLINE_STORAGE_DIR` is set.
 4. `remote` when the daemon host is another machine.
-5. `http` when a node answers the probe on the configured host and port.
+5. `http` when a node answers the probe on the configured host and port (over HTTPS,
+   trusting `tls_ca_file`, when `daemon_tls` is set). With `daemon_tls` set, a
+   listener there that fails the TLS handshake (an untrusted certificate, a plain-HTTP
+   node) is an error naming the TLS problem: the user asked for TLS, so quietly using
+   the embedded storage instead would put files where they did not mean.
 6. `local`, the embedded storage, otherwise.
 """
 
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Optional
 
 from .config import Config
+from .errors import TransportError
 from .plugins import BackendRegistry
-from .probe import probe_node
+from .probe import Tls, probe
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,30 @@ def select_backend(config: Config, registry: BackendRegistry) -> Selection:
     host, port = config.daemon_host, config.daemon_port
     if not is_local_host(host):
         return Selection("remote", f"daemon host {host!r} is another machine")
-    if "http" in registry.backends and probe_node(host, port) is not None:
-        return Selection("http", f"a node answered the probe at {host}:{port}")
+    if "http" in registry.backends:
+        tls = _probe_tls(config)
+        result = probe(host, port, tls=tls)
+        if result.answer is not None:
+            if tls is None:
+                return Selection("http", f"a node answered the probe at {host}:{port}")
+            where = f"https://{_url_host(host)}:{port}"
+            return Selection("http", f"a node answered the probe over HTTPS at {where}")
+        if tls is not None and result.tls_error is not None:
+            raise TransportError(
+                f"daemon_tls is set ({config.source('daemon_tls')}), but the node at "
+                f"https://{_url_host(host)}:{port} failed the TLS check: {result.tls_error}",
+                "trust its certificate with KACHERY_TLS_CA_FILE (tls_ca_file), "
+                "or unset KACHERY_DAEMON_TLS for a plain-HTTP node",
+            )
     return Selection("local", f"no node answered at {host}:{port}, so the embedded storage is used")
+
+
+def _probe_tls(config: Config) -> Optional[Tls]:
+    """The TLS settings the http backend would use, so that selection probes alike."""
+    if not config.daemon_tls:
+        return None
+    return Tls(str(config.tls_ca_file) if config.tls_ca_file is not None else None)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

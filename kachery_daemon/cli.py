@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import click
 
@@ -221,6 +221,27 @@ def stop(storage_dir: Optional[str], timeout: float) -> None:
             return
         time.sleep(0.05)
     raise KacheryError(f"node pid {pid} did not stop within {timeout:g} s")
+
+
+@cli.command()
+@click.argument("uris", nargs=-1, metavar="[URI]...")
+@click.option("--storage-dir", default=None, help="Storage directory of the node.")
+@click.option(
+    "--prune-stale", is_flag=True, help="Remove link records whose file is gone or changed."
+)
+def verify(uris: Tuple[str, ...], storage_dir: Optional[str], prune_stale: bool) -> None:
+    """Re-hash the node's objects and links (all, or the URIs given); safe while it runs.
+
+    Damaged objects are moved to <dir>/quarantine/; stale links are reported (removed
+    with --prune-stale). One line per finding on stdout; exit 1 when there were any.
+    """
+    from kachery_cli.main import run_verify
+    from kachery_core.local_storage import LocalStorage
+
+    root = _storage_dir(storage_dir)
+    if not root.is_dir():
+        raise ConfigError(f"no storage directory at {root}", "check --storage-dir")
+    sys.exit(run_verify(LocalStorage(root), list(uris) or None, prune_stale))
 
 
 @cli.group()

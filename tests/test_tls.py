@@ -114,3 +114,60 @@ def test_daemon_info_and_bad_key(tls_node, cli, kenv, make_node, tmp_path: Path)
     assert "cannot use --tls-cert" in started.stderr and started.stderr.count("\n") == 1
     half = cli("start", "--tls-cert", str(tls_node.cert), program="kachery-daemon")
     assert half.returncode == 2 and "--tls-key" in half.stderr
+
+
+def _tls_env(kenv, node, **extra: str) -> dict:
+    """Automatic selection (no backend named) towards `node`, whose storage is on this machine."""
+    env = dict(
+        kenv,
+        KACHERY_DAEMON_HOST="127.0.0.1",  # the name in the test certificate
+        KACHERY_DAEMON_PORT=str(node.port),
+        KACHERY_DAEMON_TLS="1",
+        KACHERY_STORAGE_DIR=str(node.storage_dir),
+    )
+    env.update(extra)
+    return env
+
+
+def test_automatic_selection_finds_a_tls_node(tls_node, cli, kenv, tmp_path: Path) -> None:
+    env = _tls_env(kenv, tls_node, KACHERY_TLS_CA_FILE=str(tls_node.cert))
+    info = cli("info", env=env)
+    assert info.returncode == 0, info
+    assert info.stdout.split()[:2] == ["backend", "http"], info
+    assert f"a node answered the probe over HTTPS at https://127.0.0.1:{tls_node.port}" in (
+        info.stdout
+    )
+    src = tmp_path / "to-node.txt"
+    src.write_text("to the TLS node")
+    stored = cli("store-file", str(src), env=env)
+    assert stored.returncode == 0, stored
+    assert cli("cat-file", stored.stdout.strip(), env=env).stdout == "to the TLS node"
+    assert list((tls_node.storage_dir / "sha1").rglob("*"))  # in the node's storage ...
+    assert not (Path(kenv["KACHERY_STORAGE_DIR"]) / "sha1").exists()  # ... not the embedded
+
+
+def test_untrusted_certificate_is_an_error_not_a_fallback(
+    tls_node, cli, kenv, tmp_path: Path
+) -> None:
+    env = _tls_env(kenv, tls_node, KACHERY_STORAGE_DIR=kenv["KACHERY_STORAGE_DIR"])
+    src = tmp_path / "nowhere.txt"
+    src.write_text("should not be stored anywhere")
+    for args in (("info",), ("store-file", str(src))):
+        result = cli(*args, env=env)
+        assert result.returncode == 1, result
+        assert result.stdout == "" and result.stderr.count("\n") == 1, result
+        assert result.stderr.startswith("Error: daemon_tls is set")
+        assert "certificate" in result.stderr and "KACHERY_TLS_CA_FILE" in result.stderr
+    assert not (Path(kenv["KACHERY_STORAGE_DIR"]) / "sha1").exists()
+
+
+def test_tls_asked_of_a_plain_node_is_an_error(node, cli, kenv, tmp_path: Path) -> None:
+    env = _tls_env(kenv, node)
+    result = cli("info", env=env)
+    assert result.returncode == 1, result
+    assert "does not speak TLS" in result.stderr and result.stderr.count("\n") == 1, result
+    from conftest import free_port
+
+    nothing = cli("info", env=dict(env, KACHERY_DAEMON_PORT=str(free_port())))
+    assert nothing.returncode == 0, nothing  # nothing listens: the embedded storage, as before
+    assert "no node answered" in nothing.stdout

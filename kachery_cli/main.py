@@ -17,8 +17,7 @@ import click
 
 from kachery_core import __version__
 from kachery_core.errors import KacheryError
-
-from .progress import progress_bar
+from kachery_core.progress_bar import progress_bar
 
 if TYPE_CHECKING:
     from kachery_client.client import Client
@@ -176,22 +175,9 @@ def verify(state: CliState, uris: Tuple[str, ...], prune_stale: bool) -> None:
     links are reported. One line per finding on stdout; exit 1 when there were any.
     """
     storage = _active_storage(state.client)
-    sys.exit(run_verify(storage, list(uris) or None, prune_stale))
+    from kachery_core.store_check import check_and_report
 
-
-def run_verify(storage: LocalStorage, uris: Optional[List[str]], prune_stale: bool) -> int:
-    """Check `storage` (both CLIs' `verify`), print findings; the exit code."""
-    from kachery_core.store_check import StoreCheck
-
-    check = StoreCheck(storage, uris, prune_stale)
-    bar = progress_bar("verifying", check.total_bytes)
-    try:
-        report = check.run(bar, lambda finding: click.echo(finding.line()))
-    finally:
-        if bar:
-            bar.close()
-    click.echo(report.summary(storage.root), err=True)
-    return 1 if report.findings else 0
+    sys.exit(check_and_report(storage, list(uris) or None, prune_stale))
 
 
 def _active_storage(client: Client) -> LocalStorage:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional
@@ -44,7 +45,7 @@ UNREADABLE = "unreadable"
 BLOCK = 1 << 20
 
 Progress = Callable[[int], None]
-"""Called with the bytes checked so far (a `kachery_cli.progress.ProgressBar` is one)."""
+"""Called with the bytes checked so far (a `kachery_core.progress_bar.ProgressBar` is one)."""
 
 
 @dataclass(frozen=True)
@@ -276,3 +277,20 @@ def _entry(sha1: str, path: Path, is_link: bool) -> Optional[Entry]:
         except (OSError, ValueError, KeyError, TypeError):
             size = 0
     return Entry(sha1, path, is_link, size)
+
+
+def check_and_report(storage: LocalStorage, uris: Optional[List[str]], prune_stale: bool) -> int:
+    """Both CLIs' `verify`: check `storage`, one line per finding on stdout, a summary and
+    (on a terminal) a progress bar on stderr; return the exit code (1 when anything was
+    found)."""
+    from .progress_bar import progress_bar
+
+    check = StoreCheck(storage, uris, prune_stale)
+    bar = progress_bar("verifying", check.total_bytes)
+    try:
+        report = check.run(bar, lambda finding: print(finding.line(), flush=True))
+    finally:
+        if bar:
+            bar.close()
+    print(report.summary(storage.root), file=sys.stderr, flush=True)
+    return 1 if report.findings else 0

@@ -235,13 +235,13 @@ def verify(uris: Tuple[str, ...], storage_dir: Optional[str], prune_stale: bool)
     Damaged objects are moved to <dir>/quarantine/; stale links are reported (removed
     with --prune-stale). One line per finding on stdout; exit 1 when there were any.
     """
-    from kachery_cli.main import run_verify
     from kachery_core.local_storage import LocalStorage
+    from kachery_core.store_check import check_and_report
 
     root = _storage_dir(storage_dir)
     if not root.is_dir():
         raise ConfigError(f"no storage directory at {root}", "check --storage-dir")
-    sys.exit(run_verify(LocalStorage(root), list(uris) or None, prune_stale))
+    sys.exit(check_and_report(LocalStorage(root), list(uris) or None, prune_stale))
 
 
 @cli.group()

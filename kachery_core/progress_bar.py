@@ -1,4 +1,7 @@
-"""A progress bar on stderr, shown only on a terminal and only for operations over a second."""
+"""A progress bar on stderr, shown only on a terminal and only for operations over a second.
+
+Used by both command lines (`kachery-client`, `kachery-daemon`), so it lives in the core.
+"""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "kachery.plugins"
-BUILTIN_PACKAGE = "kachery-client"
+BUILTIN_PACKAGE = "kachery-lab"
 BUILTIN_PLUGINS: Tuple[str, ...] = ("kachery_transports.builtin",)
 """Modules implementing kachery's own hooks; each is registered under its last name part."""
 

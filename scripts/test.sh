@@ -11,6 +11,11 @@ setup_venv() {  # setup_venv DIR PYTHON
         "$python" -m venv "$dir"
         "$dir/bin/python" -m pip install --quiet --upgrade pip
     fi
+    # A venv made before the distribution was renamed holds it as kachery-client, which
+    # provides the same kachery_client package: remove it, or the two would overlap.
+    if "$dir/bin/python" -m pip show --quiet kachery-client >/dev/null 2>&1; then
+        "$dir/bin/python" -m pip uninstall --quiet --yes kachery-client
+    fi
     # Always (re)install: cheap when nothing changed, and picks up new dependencies.
     "$dir/bin/python" -m pip install --quiet -e ".[test]"
 }

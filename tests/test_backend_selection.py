@@ -21,7 +21,7 @@ def test_builtins_registered_through_the_hook() -> None:
     registry = get_registry()
     assert {"local", "offline"} <= set(registry.names())
     spec = registry.get("local")
-    assert spec.package == "kachery-client" and spec.target.endswith(":LocalTransport")
+    assert spec.package == "kachery-lab" and spec.target.endswith(":LocalTransport")
     assert any(p.name == "builtin" for p in registry.plugins)
 
 

@@ -151,7 +151,7 @@ def test_version_info_config_backends(cli, kenv) -> None:
     assert "no node answered" in info.stdout
     assert kenv["KACHERY_STORAGE_DIR"] in info.stdout
     backends = cli("backends").stdout
-    assert "local" in backends and "offline" in backends and "kachery-client" in backends
+    assert "local" in backends and "offline" in backends and "kachery-lab" in backends
     config = cli("config").stdout
     assert (
         f"storage_dir          {kenv['KACHERY_STORAGE_DIR']}  [environment KACHERY_STORAGE_DIR"

@@ -86,7 +86,7 @@ def test_a_broken_plugin_is_named_and_harmless(case: str, cli, kenv, tmp_path: P
     fine = next(x for x in listed.stdout.splitlines() if x.startswith("fine "))
     assert "kachery-fine 2.5" in fine
     local = next(x for x in listed.stdout.splitlines() if x.startswith("local "))
-    assert "kachery-client" in local
+    assert "kachery-lab" in local
 
     for args in (["--help"], ["version"], ["--version"]):
         shown = cli(*args, env=env)
@@ -258,7 +258,7 @@ def kachery_register_backends():
     lines = listed.stdout.splitlines()
     local = [x for x in lines if x.startswith("local ")]
     assert len(local) == 2
-    assert "kachery-client" in local[0] and "embedded" in local[0]
+    assert "kachery-lab" in local[0] and "embedded" in local[0]
     assert "REFUSED" in local[1] and "kachery-usurper 3.1" in local[1]
     assert "the built-in one is used" in local[1]
     assert "kachery-usurper 3.1" in next(x for x in lines if x.startswith("usurper "))

@@ -127,7 +127,7 @@ class ChannelBucket:
         except ImportError:
             raise ConfigError(
                 f"channel {self.channel.name!r} needs boto3, which is not installed",
-                "pip install 'kachery-client[channels]' where the node runs",
+                "pip install 'kachery-lab[channels]' where the node runs",
             ) from None
         try:
             session = boto3.session.Session(profile_name=self.channel.aws_profile)

@@ -208,6 +208,6 @@ def open_channels(
     if importlib.util.find_spec("boto3") is None:
         raise ConfigError(
             f"the channels of {config.path} need boto3, which is not installed",
-            "pip install 'kachery-client[channels]' where the node runs",
+            "pip install 'kachery-lab[channels]' where the node runs",
         )
     return ChannelService(config, storage, node_id)

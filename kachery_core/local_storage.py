@@ -408,6 +408,17 @@ class _StagingFile:
             unlink_quietly(self.path)
 
 
+def check_regular_file(st: os.stat_result, shown: str) -> None:
+    """Refuse anything but a regular file as the input of a store or link, in one line."""
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidInputError(
+            f"{shown!r} is a directory, not a file",
+            "store the files in it one by one, or pack it with tar first",
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidInputError(f"{shown!r} is not a regular file", "give a regular file")
+
+
 class open_input_file:
     """Open a user-named file for reading, turning OS errors into one-line messages."""
 
@@ -424,13 +435,7 @@ class open_input_file:
             raise InvalidInputError(
                 f"permission denied: {shown!r}", "check its permissions"
             ) from None
-        if stat.S_ISDIR(st.st_mode):
-            raise InvalidInputError(
-                f"{shown!r} is a directory, not a file",
-                "store the files in it one by one, or pack it with tar first",
-            )
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidInputError(f"{shown!r} is not a regular file", "give a regular file")
+        check_regular_file(st, shown)
         try:
             self.file = io.FileIO(self.path, "rb")
         except PermissionError:

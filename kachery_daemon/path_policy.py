@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Set, Tuple
 
 from kachery_core.errors import InvalidInputError
+from kachery_core.local_storage import check_regular_file
 
 MAX_PATH_CHARS = 4096
 """Longest path a client may name (Linux's PATH_MAX)."""
@@ -88,13 +89,7 @@ class PathPolicy:
                 or not self._ancestors_searchable(real)
             ):
                 raise refused(shown)
-            if stat.S_ISDIR(st.st_mode):
-                raise InvalidInputError(
-                    f"{shown!r} is a directory, not a file",
-                    "store the files in it one by one, or pack it with tar first",
-                )
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidInputError(f"{shown!r} is not a regular file", "give a regular file")
+            check_regular_file(st, shown)
         except BaseException:
             os.close(fd)
             raise

@@ -161,7 +161,7 @@ class Client:
             raise InvalidInputError(
                 "no channel to upload to", "name one, or set channel (KACHERY_CHANNEL)"
             )
-        self.transport.upload_to_channel(parse_uri(uri), name, progress)
+        self.transport.upload_to_channel(_parsed(uri), name, progress)
 
     def load_file(
         self, uri: UriLike, dest: Optional[PathLike] = None, progress: Optional[Progress] = None
@@ -171,7 +171,7 @@ class Client:
         `dest` may be a directory, in which case the file is named after the URI's label
         (or its hash). Raises `NotFoundError` naming the URI and where it looked.
         """
-        parsed = parse_uri(uri)
+        parsed = _parsed(uri)
         path = self.transport.load_file(parsed, progress)
         if dest is None:
             return path
@@ -184,7 +184,7 @@ class Client:
         stream when the bytes are not the object's (so use them only once it has ended). A
         range is cut from pieces checked before any of it is given.
         """
-        return open_verified(self.transport, parse_uri(uri), start, end)  # type: ignore[return-value]
+        return open_verified(self.transport, _parsed(uri), start, end)  # type: ignore[return-value]
 
     def load_bytes(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> bytes:
         with self.open(uri, start, end) as stream:
@@ -248,6 +248,11 @@ class Client:
 
     def delete(self, key: JSON) -> None:
         self.transport.mutable_delete(key)
+
+
+def _parsed(uri: UriLike) -> ContentUri:
+    """A `ContentUri` as it is, text parsed (and checked)."""
+    return uri if isinstance(uri, ContentUri) else parse_uri(uri)
 
 
 def _basename(path: PathLike) -> Optional[str]:

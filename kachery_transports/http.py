@@ -211,8 +211,17 @@ class HttpDaemonTransport(StorageBackedTransport):
             """An untyped error: a miss, from a node that knows nothing of channels."""
             return NotFoundError(f"{uri} not found by {self.describe_location()}: {text}")
 
-        finished = self.http.follow(response, progress, f"the load of {uri}", plain_miss)
-        return str(finished["localFilePath"])
+        self.http.follow(response, progress, f"the load of {uri}", plain_miss)
+        # The object's place in the node's storage (checked to be that node's), not the
+        # path the answer names: an answer altered on the way could name any file.
+        path = self.storage.find(uri.sha1)
+        if path is None:
+            raise TransportError(
+                f"{self.describe_location()} reported loading {uri}, "
+                f"but it is not in {self.storage.root}",
+                "is KACHERY_STORAGE_DIR the node's own storage directory?",
+            )
+        return str(path)
 
     # -- channels --------------------------------------------------------------------
 

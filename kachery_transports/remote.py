@@ -141,7 +141,8 @@ class RemoteDaemonTransport(HttpDaemonTransport):
                 return download.commit()
             except IntegrityError as exc:
                 raise IntegrityError(
-                    f"{uri} from {self.base_url}: {exc.message}", exc.hint
+                    f"{uri} from the {self.name} backend ({self.base_url}): {exc.message}",
+                    exc.hint,
                 ) from None
 
     def _manifest(self, uri: ContentUri) -> Optional[Manifest]:

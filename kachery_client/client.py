@@ -59,13 +59,6 @@ class Client:
         self._transport: Optional[DaemonTransport] = None
         self._selection: Optional[Selection] = None
 
-    @classmethod
-    def for_transport(cls, transport: DaemonTransport, **settings: Any) -> Client:
-        """A client over a transport made elsewhere (a test, the conformance kit)."""
-        client = cls(**settings)
-        client._transport = transport
-        return client
-
     @property
     def selection(self) -> Selection:
         """Which backend is used, and why."""

@@ -22,9 +22,8 @@ same bad input. Subclass `TransportContract`, say what your backend can do, and 
 backend itself. `pytest` is needed only to run the suite, not to import kachery.
 
 The suite also wraps your transport in `TamperingTransport` (wrong bytes on reads, a wrong
-hash in store answers) and checks that the client refuses both with `IntegrityError`: the
-client's checks (`kachery_core.verified_read`, `verified_store`) hold for any backend, and
-these cases show they are not bypassed. Nothing more is needed from the fixture.
+hash in store answers) and checks that the client's checks (`kachery_core.verified_read`,
+`verified_store`, which `Client` and the CLI use) refuse both with `IntegrityError`. Nothing more is needed from the fixture.
 """
 
 from __future__ import annotations
@@ -122,10 +121,42 @@ class TamperingTransport(DaemonTransport):
         return self._answer(self.inner.link_file(path, progress))
 
 
-def _client(transport: DaemonTransport) -> Any:
-    from kachery_client.client import Client
+class _Client:
+    """What the Python API and the CLI do with a transport, built from the same core
+    functions (`verified_read`, `verified_store`; the core imports no higher layer)."""
 
-    return Client.for_transport(transport)
+    def __init__(self, transport: DaemonTransport) -> None:
+        self.transport = transport
+
+    def load_bytes(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> bytes:
+        from .verified_read import open_verified
+
+        with open_verified(self.transport, uri, start, end) as stream:
+            return stream.read()
+
+    def load_pkl(self, uri: ContentUri) -> Any:
+        import pickle
+
+        return pickle.loads(self.load_bytes(uri))
+
+    def store_bytes(self, data: bytes) -> StoredObject:
+        from .verified_store import store_stream_checked
+
+        return store_stream_checked(self.transport, io.BytesIO(data))
+
+    def store_file(self, path: Path) -> StoredObject:
+        from .verified_store import store_file_checked
+
+        return store_file_checked(self.transport, str(path))
+
+    def link_file(self, path: Path) -> StoredObject:
+        from .verified_store import link_file_checked
+
+        return link_file_checked(self.transport, str(path))
+
+
+def _client(transport: DaemonTransport) -> _Client:
+    return _Client(transport)
 
 
 def _read_all(

@@ -214,6 +214,9 @@ def _run(
         from grpc_rows import grpc_rows
 
         rows.extend(grpc_rows(work, data, env, repeats))
+        from verified_rows import verified_rows
+
+        rows.extend(verified_rows(work, data, env, repeats))
     return rows
 
 

@@ -216,7 +216,11 @@ def _active_storage(client: Client) -> LocalStorage:
 def cat_file(
     state: CliState, uri: str, start: int, end: Optional[int], channel: Optional[str]
 ) -> None:
-    """Write the file's bytes (or bytes START to END) to stdout."""
+    """Write the file's bytes (or bytes START to END) to stdout.
+
+    Every byte is checked against the URI's hash: on a mismatch the exit code is 1, and
+    only files over 4 MiB have written bytes by then (check the exit status of a pipe).
+    """
     from .output import copy_to_fd
 
     state.channel = channel

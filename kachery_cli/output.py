@@ -1,4 +1,4 @@
-"""Writing object bytes to stdout as fast as the kernel allows."""
+"""Writing object bytes to stdout as fast as the kernel allows, checked on the way."""
 
 from __future__ import annotations
 
@@ -6,11 +6,21 @@ import os
 import shutil
 from typing import BinaryIO
 
+from kachery_core.hashing import writer_for
 from kachery_core.storage import FileRange
+from kachery_core.verified_read import VerifiedRead
 
 
 def copy_to_fd(stream: BinaryIO, out_fd: int) -> None:
-    """Copy a stream to a file descriptor: `os.sendfile` for local files, else a loop."""
+    """Copy a stream to a file descriptor.
+
+    A `VerifiedRead` (what `Client.open` gives) copies itself, hashing beside the copy; an
+    unchecked local file goes through `os.sendfile`; anything else through a loop.
+    """
+    if isinstance(stream, VerifiedRead):
+        with os.fdopen(os.dup(out_fd), "wb", buffering=0) as out:
+            stream.copy_to(writer_for(out))
+        return
     if isinstance(stream, FileRange) and hasattr(os, "sendfile"):
         offset, remaining = stream.offset, stream.length
         try:

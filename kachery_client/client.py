@@ -29,6 +29,12 @@ from kachery_core.selection import Selection, select_backend
 from kachery_core.storage import StoredObject
 from kachery_core.transport import JSON, DaemonTransport
 from kachery_core.uri import ContentUri, parse_uri
+from kachery_core.verified_read import open_verified
+from kachery_core.verified_store import (
+    link_file_checked,
+    store_file_checked,
+    store_stream_checked,
+)
 
 if TYPE_CHECKING:
     import numpy
@@ -95,7 +101,7 @@ class Client:
         With `upload_to_channel`, the node also uploads it (and its manifest) to that channel.
         """
         return self._store_and_upload(
-            lambda: self.transport.store_file(os.fspath(path), progress),
+            lambda: store_file_checked(self.transport, os.fspath(path), progress),
             label or _basename(path),
             upload_to_channel,
             upload_progress,
@@ -105,7 +111,7 @@ class Client:
         self, path: PathLike, label: Optional[str] = None, progress: Optional[Progress] = None
     ) -> str:
         """Make a file available without copying it; it is served only while unchanged."""
-        stored = self.transport.link_file(os.fspath(path), progress)
+        stored = link_file_checked(self.transport, os.fspath(path), progress)
         return str(stored.uri(label or _basename(path)))
 
     def store_stream(
@@ -117,7 +123,9 @@ class Client:
     ) -> str:
         """Store everything read from a binary stream (a pipe, a socket, a file object)."""
         return self._store_and_upload(
-            lambda: self.transport.store_stream(stream, progress), label, upload_to_channel
+            lambda: store_stream_checked(self.transport, stream, progress),
+            label,
+            upload_to_channel,
         )
 
     def _store_and_upload(
@@ -148,7 +156,7 @@ class Client:
             raise InvalidInputError(
                 "no channel to upload to", "name one, or set channel (KACHERY_CHANNEL)"
             )
-        self.transport.upload_to_channel(parse_uri(uri), name, progress)
+        self.transport.upload_to_channel(_parsed(uri), name, progress)
 
     def load_file(
         self, uri: UriLike, dest: Optional[PathLike] = None, progress: Optional[Progress] = None
@@ -158,15 +166,20 @@ class Client:
         `dest` may be a directory, in which case the file is named after the URI's label
         (or its hash). Raises `NotFoundError` naming the URI and where it looked.
         """
-        parsed = parse_uri(uri)
+        parsed = _parsed(uri)
         path = self.transport.load_file(parsed, progress)
         if dest is None:
             return path
         return str(_copy_verified(Path(path), dest, parsed, progress))
 
     def open(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> BinaryIO:
-        """A binary stream of the object's bytes [start, end)."""
-        return self.transport.open_range(parse_uri(uri), start, end)
+        """A binary stream of the object's bytes [start, end), checked against its hash.
+
+        A whole object is hashed as it streams: `IntegrityError` comes at the end of the
+        stream when the bytes are not the object's (so use them only once it has ended). A
+        range is cut from pieces checked before any of it is given.
+        """
+        return open_verified(self.transport, _parsed(uri), start, end)  # type: ignore[return-value]
 
     def load_bytes(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> bytes:
         with self.open(uri, start, end) as stream:
@@ -205,8 +218,7 @@ class Client:
     def load_npy(self, uri: UriLike) -> numpy.ndarray:
         import numpy as np
 
-        with open(self.load_file(uri), "rb") as f:
-            return np.load(f, allow_pickle=False)
+        return np.load(io.BytesIO(self.load_bytes(uri)), allow_pickle=False)
 
     def store_pkl(self, value: Any, label: str = "file.pkl") -> str:
         """Store any picklable object. Only load pickles from people you trust."""
@@ -231,6 +243,11 @@ class Client:
 
     def delete(self, key: JSON) -> None:
         self.transport.mutable_delete(key)
+
+
+def _parsed(uri: UriLike) -> ContentUri:
+    """A `ContentUri` as it is, text parsed (and checked)."""
+    return uri if isinstance(uri, ContentUri) else parse_uri(uri)
 
 
 def _basename(path: PathLike) -> Optional[str]:

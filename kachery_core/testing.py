@@ -20,6 +20,10 @@ same bad input. Subclass `TransportContract`, say what your backend can do, and 
 `seed(data)` must put the bytes where the backend can find them and return their
 `ContentUri`; for a backend that can store, leave it out and the suite stores through the
 backend itself. `pytest` is needed only to run the suite, not to import kachery.
+
+The suite also wraps your transport in `TamperingTransport` (wrong bytes on reads, a wrong
+hash in store answers) and checks that the client's checks (`kachery_core.verified_read`,
+`verified_store`, which `Client` and the CLI use) refuse both with `IntegrityError`. Nothing more is needed from the fixture.
 """
 
 from __future__ import annotations
@@ -29,12 +33,20 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Iterator, Optional
+from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Optional
 
 import pytest
 
-from .errors import InvalidInputError, KacheryError, NotFoundError, UnsupportedOperation
+from .errors import (
+    IntegrityError,
+    InvalidInputError,
+    KacheryError,
+    NotFoundError,
+    UnsupportedOperation,
+)
+from .hashing import Progress
 from .manifest import CHUNK_SIZE
+from .storage import StoredObject
 from .transport import DaemonTransport, NodeInfo, SubfeedWatch
 from .uri import ContentUri, parse_uri
 
@@ -55,6 +67,96 @@ class ContractBackend:
         if self.seed is not None:
             return self.seed(data)
         return self.transport.store_stream(io.BytesIO(data)).uri()
+
+
+class TamperingTransport(DaemonTransport):
+    """A transport that passes everything to `inner`, but alters what comes back: the bytes
+    of reads of the objects in `alter_reads` (one byte flipped; an empty object gains one),
+    and, with `alter_stores`, the hash in every store or link answer."""
+
+    name = "tampering"
+
+    def __init__(
+        self, inner: DaemonTransport, alter_reads: Any = (), alter_stores: bool = False
+    ) -> None:
+        self.inner = inner
+        self.alter_reads = set(alter_reads)
+        self.alter_stores = alter_stores
+
+    @classmethod
+    def from_config(cls, config: Any) -> DaemonTransport:
+        raise NotImplementedError("wraps a transport made elsewhere")
+
+    def node_info(self) -> NodeInfo:
+        return self.inner.node_info()
+
+    def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
+        return self.inner.load_file(uri, progress)
+
+    def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
+        stream = self.inner.open_range(uri, start, end)
+        if uri.sha1 not in self.alter_reads:
+            return stream
+        with stream:
+            data = bytearray(b"".join(iter(lambda: stream.read(1 << 20), b"")))
+        if data:
+            data[len(data) // 2] ^= 0xFF
+        else:
+            data = bytearray(b"!")
+        return io.BytesIO(bytes(data))
+
+    def _answer(self, stored: StoredObject) -> StoredObject:
+        if not self.alter_stores:
+            return stored
+        wrong = hashlib.sha1(stored.sha1.encode()).hexdigest()
+        return StoredObject(wrong, stored.size, stored.manifest_sha1)
+
+    def store_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
+        return self._answer(self.inner.store_file(path, progress))
+
+    def store_stream(self, stream: BinaryIO, progress: Optional[Progress] = None) -> StoredObject:
+        return self._answer(self.inner.store_stream(stream, progress))
+
+    def link_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
+        return self._answer(self.inner.link_file(path, progress))
+
+
+class _Client:
+    """What the Python API and the CLI do with a transport, built from the same core
+    functions (`verified_read`, `verified_store`; the core imports no higher layer)."""
+
+    def __init__(self, transport: DaemonTransport) -> None:
+        self.transport = transport
+
+    def load_bytes(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> bytes:
+        from .verified_read import open_verified
+
+        with open_verified(self.transport, uri, start, end) as stream:
+            return stream.read()
+
+    def load_pkl(self, uri: ContentUri) -> Any:
+        import pickle
+
+        return pickle.loads(self.load_bytes(uri))
+
+    def store_bytes(self, data: bytes) -> StoredObject:
+        from .verified_store import store_stream_checked
+
+        return store_stream_checked(self.transport, io.BytesIO(data))
+
+    def store_file(self, path: Path) -> StoredObject:
+        from .verified_store import store_file_checked
+
+        return store_file_checked(self.transport, str(path))
+
+    def link_file(self, path: Path) -> StoredObject:
+        from .verified_store import link_file_checked
+
+        return link_file_checked(self.transport, str(path))
+
+
+def _client(transport: DaemonTransport) -> _Client:
+    return _Client(transport)
 
 
 def _read_all(
@@ -140,6 +242,63 @@ class TransportContract:
             assert hashlib.sha1(f.read()).hexdigest() == uri.sha1
         across = (CHUNK_SIZE - 10, CHUNK_SIZE + 10)  # a range across the chunk boundary
         assert _read_all(backend.transport, uri, *across) == data[across[0] : across[1]]
+
+    # -- what the client checks, whatever the backend ----------------------------------
+
+    def test_client_reads_check_out(self, backend: ContractBackend) -> None:
+        data = os.urandom(120_000)
+        uri = backend.put(data)
+        client = _client(backend.transport)
+        assert client.load_bytes(uri) == data
+        assert client.load_bytes(uri, 1000, 2000) == data[1000:2000]
+        assert client.load_bytes(uri, 5, 5) == b""
+        with pytest.raises(InvalidInputError):
+            client.load_bytes(uri, 0, len(data) + 1)
+
+    def test_client_refuses_wrong_bytes(self, backend: ContractBackend) -> None:
+        import pickle
+
+        data = pickle.dumps({"honest": os.urandom(8).hex()})
+        uri = backend.put(data)
+        client = _client(TamperingTransport(backend.transport, alter_reads=[uri.sha1]))
+        for read in (
+            lambda: client.load_bytes(uri),
+            lambda: client.load_pkl(uri),
+            lambda: client.load_bytes(uri, 2, 10),
+        ):
+            with pytest.raises(IntegrityError) as caught:
+                read()
+            assert uri.sha1 in str(caught.value) and "hash to" in str(caught.value)
+            assert "\n" not in str(caught.value)
+
+    def test_client_refuses_wrong_chunks(self, backend: ContractBackend) -> None:
+        data = os.urandom(LARGE_SIZE)
+        uri = backend.put(data)
+        client = _client(backend.transport)
+        across = (CHUNK_SIZE - 10, CHUNK_SIZE + 10)
+        assert client.load_bytes(uri, *across) == data[across[0] : across[1]]
+        tampered = _client(TamperingTransport(backend.transport, alter_reads=[uri.sha1]))
+        with pytest.raises(IntegrityError) as caught:
+            tampered.load_bytes(uri, *across)
+        assert f"(bytes 0-{CHUNK_SIZE})" in str(caught.value)
+
+    def test_client_refuses_a_wrong_store_hash(
+        self, backend: ContractBackend, tmp_path: Path
+    ) -> None:
+        if not self.can_store:
+            return
+        source = tmp_path / "answered.bin"
+        data = os.urandom(30_000)
+        source.write_bytes(data)
+        client = _client(TamperingTransport(backend.transport, alter_stores=True))
+        stores = [lambda: client.store_bytes(data), lambda: client.store_file(source)]
+        if self.can_link:
+            stores.append(lambda: client.link_file(source))
+        for store in stores:
+            with pytest.raises(IntegrityError) as caught:
+                store()
+            assert hashlib.sha1(data).hexdigest() in str(caught.value)  # both hashes named
+            assert "answered" in str(caught.value)
 
     # -- storing ---------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from typing import BinaryIO, Callable, Deque, Dict, Iterator, List, Optional, Tu
 
 from kachery_core.config import Config
 from kachery_core.errors import (
+    IntegrityError,
     InvalidInputError,
     NotFoundError,
     TransportError,
@@ -154,7 +155,12 @@ class GrpcDaemonTransport(DaemonTransport):
                 raise TransportError(
                     f"the node at {self.url} sent {done} of {total} bytes of {uri}", "try again"
                 )
-            writer.commit(expected_sha1=uri.sha1)
+            try:
+                writer.commit(expected_sha1=uri.sha1)
+            except IntegrityError as exc:
+                raise IntegrityError(
+                    f"{uri} from the {self.name} backend ({self.url}): {exc.message}", exc.hint
+                ) from None
         finally:
             writer.abort()  # nothing once committed; otherwise the staging file goes
         if uri.manifest_sha1 is not None and not self.cache.has(uri.manifest_sha1):

@@ -204,6 +204,20 @@ class HttpDaemonTransport(StorageBackedTransport):
         return str(path) if path is not None else self._load_through_node(uri, progress)
 
     def _load_through_node(self, uri: ContentUri, progress: Optional[Progress]) -> str:
+        self._node_loads(uri, progress)
+        # The object's place in the node's storage (checked to be that node's), not the
+        # path the answer names: an answer altered on the way could name any file.
+        path = self.storage.find(uri.sha1)
+        if path is None:
+            raise TransportError(
+                f"{self.describe_location()} reported loading {uri}, "
+                f"but it is not in {self.storage.root}",
+                "is KACHERY_STORAGE_DIR the node's own storage directory?",
+            )
+        return str(path)
+
+    def _node_loads(self, uri: ContentUri, progress: Optional[Progress]) -> None:
+        """Have the node make the object present in its storage (from a channel if need be)."""
         body: Dict[str, Any] = {"fileKey": file_key(uri)}
         if self.channel:  # on a miss the node fetches it through this channel
             body.update(channelName=self.channel, channelTimeout=self.channel_timeout)
@@ -213,8 +227,7 @@ class HttpDaemonTransport(StorageBackedTransport):
             """An untyped error: a miss, from a node that knows nothing of channels."""
             return NotFoundError(f"{uri} not found by {self.describe_location()}: {text}")
 
-        finished = self.http.follow(response, progress, f"the load of {uri}", plain_miss)
-        return str(finished["localFilePath"])
+        self.http.follow(response, progress, f"the load of {uri}", plain_miss)
 
     # -- channels --------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ class RemoteDaemonTransport(HttpDaemonTransport):
         if self.shared:
             return super()._load_through_node(uri, progress)
         if self.channel:  # the node fetches it from the channel, then we fetch it from the node
-            super()._load_through_node(uri, progress)
+            self._node_loads(uri, progress)
         return str(self._download(uri, progress))
 
     def _download(self, uri: ContentUri, progress: Optional[Progress]) -> Path:
@@ -141,7 +141,8 @@ class RemoteDaemonTransport(HttpDaemonTransport):
                 return download.commit()
             except IntegrityError as exc:
                 raise IntegrityError(
-                    f"{uri} from {self.base_url}: {exc.message}", exc.hint
+                    f"{uri} from the {self.name} backend ({self.base_url}): {exc.message}",
+                    exc.hint,
                 ) from None
 
     def _manifest(self, uri: ContentUri) -> Optional[Manifest]:

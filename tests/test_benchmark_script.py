@@ -43,6 +43,8 @@ def test_benchmark_script_produces_every_row(kenv, tmp_path: Path) -> None:
         "grpc round trip x8 (p99)",
         "load via grpc",
         "4 MiB A->B via channel",
+        "verified cat-file via node (http)",
+        "verified cat-file via remote",
     }
     for row in rows.values():
         assert row["kachery_seconds"] > 0 and row["baseline_seconds"] > 0

@@ -56,7 +56,10 @@ DEFAULT_SYSTEM_CONFIG = "/etc/kachery/config.toml"
 def _parse_path(value: Any) -> Path:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise ValueError("expected a directory path")
-    return Path(os.path.expandvars(str(value))).expanduser().absolute()
+    try:
+        return Path(os.path.expandvars(str(value))).expanduser().absolute()
+    except RuntimeError:  # `~name` of a user this machine does not know
+        raise ValueError("expected a path; '~' names no home directory here") from None
 
 
 def _parse_port(value: Any) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kachery_core.config import resolve_config, set_config_file_value
@@ -105,12 +106,28 @@ def test_an_edit_that_would_change_other_settings_is_refused(kenv) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["config.toml"]
 
 
+def _home_expands(value: str) -> bool:
+    """False for `~name/...` naming a user this machine does not know."""
+    try:
+        Path(os.path.expandvars(value)).expanduser()
+    except RuntimeError:
+        return False
+    return True
+
+
 @settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=any_text.filter(lambda v: v != ""))
+@example(value="~no-such-user-here/data")  # a path no home directory expands: refused
 def test_config_file_round_trip(kenv, value: str) -> None:
     path = Path(kenv["KACHERY_CONFIG"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('daemon_port = 23000\n[plugins.mirror]\nurl = "http://x"\n')
+    before = 'daemon_port = 23000\n[plugins.mirror]\nurl = "http://x"\n'
+    path.write_text(before)
+    if not _home_expands(value):
+        with pytest.raises(ValueError, match="names no home directory"):
+            set_config_file_value(path, "storage_dir", value)
+        assert path.read_text() == before
+        return
     set_config_file_value(path, "storage_dir", value)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     assert data == {

@@ -20,6 +20,7 @@ built-in is kept. Neither ever stops the other backends from working.
 from __future__ import annotations
 
 import importlib
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
@@ -378,6 +379,7 @@ def _scan_entry_points() -> List[Tuple[str, str, str, str]]:
 
 
 _registry: Optional[BackendRegistry] = None
+_registry_lock = threading.Lock()
 
 
 def get_registry() -> BackendRegistry:
@@ -389,18 +391,27 @@ def get_registry() -> BackendRegistry:
     pluggy is loaded only when that key changes or a plugin has a selection hook.
     """
     global _registry
-    if _registry is None:
-        from . import registry_cache
+    registry = _registry
+    if registry is None:
+        with _registry_lock:  # threads of one process (a script's pool) build it once
+            registry = _registry
+            if registry is None:
+                registry = _registry = _cached_or_built_registry()
+    return registry
 
-        memo = registry_cache.load()
+
+def _cached_or_built_registry() -> BackendRegistry:
+    from . import registry_cache
+
+    memo = registry_cache.load()
+    if memo is not None:
         try:
-            _registry = BackendRegistry.from_memo(memo) if memo is not None else None
+            return BackendRegistry.from_memo(memo)
         except (KeyError, TypeError, ValueError):
-            _registry = None  # a damaged cache costs only the rebuild
-        if _registry is None:
-            _registry = _build_registry()
-            registry_cache.save(_registry.to_memo())
-    return _registry
+            pass  # a damaged cache costs only the rebuild
+    registry = _build_registry()
+    registry_cache.save(registry.to_memo())
+    return registry
 
 
 def _build_registry() -> BackendRegistry:

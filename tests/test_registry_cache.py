@@ -135,3 +135,28 @@ def test_a_cache_of_another_format_is_rebuilt(kenv, tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     assert "local" in _run(kenv, site, "backends")
     assert json.loads(path.read_text())["format"] == registry_cache.FORMAT
+
+
+def test_threads_asking_at_once_all_get_the_one_registry(kenv) -> None:
+    """A script's thread pool makes its clients at once: every thread gets the same
+    registry, none a half-built or missing one, whether the disk cache is cold or warm."""
+    import threading
+
+    from kachery_core import plugins
+
+    for _ in range(2):  # cold cache, then warm
+        plugins.reset_registry()
+        start = threading.Barrier(16)
+        got = []
+
+        def ask() -> None:
+            start.wait()
+            got.append(plugins.get_registry())
+
+        threads = [threading.Thread(target=ask) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(got) == 16 and all(r is got[0] for r in got) and got[0] is not None
+        assert "local" in got[0].backends

@@ -205,3 +205,47 @@ def test_grpc_watch_cuts_long_waits_and_names_every_watch(make_node) -> None:
         assert watch(180_000, a=full, b=empty) == {"a": [{"n": 1}, {"n": 2}], "b": []}
         assert time.monotonic() - started < 10
         assert watch(50, b=empty) == {"b": []}
+
+
+# -- signed message timestamps ---------------------------------------------------------
+
+
+def test_signed_timestamps_are_milliseconds_and_old_seconds_still_read(node) -> None:
+    """New messages: integer milliseconds (the original daemon's unit). A message an earlier
+    version appended with float seconds is still returned as stored, its signature valid,
+    and the chain goes on from it."""
+    import sqlite3
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kachery_core.node_key import verify_signature
+    from kachery_daemon.feeds import FILE_NAME, timestamp_seconds
+    from kachery_daemon.mutables import canonical_json
+
+    feed_id = _post(node, "/feed/createFeed", {}).json()["feedId"]
+    subfeed = hashlib.sha1(b"log").hexdigest()
+    node.stop()
+    old_body = {"message": "old", "messageNumber": 0, "previousSignature": None}
+    old_body["timestamp"] = time.time()  # what earlier versions wrote
+    with sqlite3.connect(str(node.storage_dir / FILE_NAME)) as db:
+        (raw_key,) = db.execute(
+            "SELECT private_key FROM feeds WHERE feed_id = ?", (feed_id,)
+        ).fetchone()
+        text = canonical_json(old_body)
+        signature = Ed25519PrivateKey.from_private_bytes(bytes(raw_key)).sign(text.encode())
+        db.execute(
+            "INSERT INTO messages (feed_id, subfeed, number, body, signature) VALUES (?, ?, 0, ?, ?)",
+            (feed_id, subfeed, text, signature.hex()),
+        )
+    node.start()
+    doc = {"feedId": feed_id, "subfeedHash": subfeed, "messages": ["new"]}
+    assert _post(node, "/feed/appendMessages", doc).json()["success"]
+    watch = {"subfeedWatches": _watches(feed_id, w=subfeed), "signed": True}
+    old, new = _post(node, "/feed/watchForNewMessages", watch).json()["messages"]["w"]
+    for envelope in (old, new):
+        body_text = canonical_json(envelope["body"]).encode()
+        assert verify_signature(feed_id, body_text, envelope["signature"])
+        assert abs(timestamp_seconds(envelope["body"]["timestamp"]) - time.time()) < 600
+    assert old["body"] == old_body
+    assert new["body"]["previousSignature"] == old["signature"]
+    assert isinstance(new["body"]["timestamp"], int) and new["body"]["timestamp"] > 1e12

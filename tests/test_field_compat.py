@@ -249,3 +249,22 @@ def test_signed_timestamps_are_milliseconds_and_old_seconds_still_read(node) -> 
     assert old["body"] == old_body
     assert new["body"]["previousSignature"] == old["signature"]
     assert isinstance(new["body"]["timestamp"], int) and new["body"]["timestamp"] > 1e12
+
+
+# -- auth code rotation ----------------------------------------------------------------
+
+
+def test_short_auth_rotation_is_a_usage_error_unless_allowed(tmp_path, make_node) -> None:
+    import subprocess
+
+    from conftest import command
+
+    args = [command("kachery-daemon"), "start", "--storage-dir", str(tmp_path / "s")]
+    refused = subprocess.run(
+        [*args, "--auth-rotate-seconds", "59"], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "at least 60" in lines[0] and "caches" in lines[0], lines
+    node = make_node("--auth-rotate-seconds", "0.5", "--allow-short-rotation")
+    assert node.probe() is not None

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .tokens import TokenStore
 
 PROG = "kachery-daemon"
+MIN_ROTATE_SECONDS = 60.0
+"""The original kachery-client 1.2.0 reads the auth code once a minute; a code stays valid
+for two rotation periods, so a period of at least this keeps its cached code valid."""
 
 
 def _storage_dir(value: Optional[str]) -> Path:
@@ -59,7 +62,14 @@ def cli() -> None:
     type=float,
     default=300.0,
     show_default=True,
-    help="How often the client auth code changes.",
+    help=f"How often the client auth code changes (at least {MIN_ROTATE_SECONDS:g}, "
+    "see --allow-short-rotation).",
+)
+@click.option(
+    "--allow-short-rotation",
+    is_flag=True,
+    help=f"Allow --auth-rotate-seconds below {MIN_ROTATE_SECONDS:g} (for tests); the "
+    "original kachery-client then fails with 403s.",
 )
 @click.option(
     "--shutdown-grace-seconds",
@@ -127,6 +137,7 @@ def start(
     auth_group: Optional[str],
     label: str,
     auth_rotate_seconds: float,
+    allow_short_rotation: bool,
     shutdown_grace_seconds: float,
     grpc_port: Optional[int],
     tls_cert: Optional[Path],
@@ -147,6 +158,12 @@ def start(
     group = _group_id(auth_group) if auth_group else None
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    if auth_rotate_seconds < MIN_ROTATE_SECONDS and not allow_short_rotation:
+        raise click.UsageError(
+            f"--auth-rotate-seconds must be at least {MIN_ROTATE_SECONDS:g}: the original "
+            f"kachery-client caches the auth code for {MIN_ROTATE_SECONDS:g} s, so a shorter "
+            "rotation makes its requests fail with 403 (--allow-short-rotation to use it anyway)"
+        )
     options = NodeOptions(
         storage_dir=config.storage_dir,
         host=host,

@@ -17,7 +17,9 @@ even answer `/probe`. So:
 
 The guard is a thin asyncio protocol in front of aiohttp's own per-connection protocol
 (`GuardedProtocol`): it counts connections, starts the header timer, watches the bytes for
-the end of the first request head, and otherwise passes every call straight through.
+the end of the first request head, and otherwise passes every call straight through. It
+also lets the original client's empty upload through (`empty_upload`): it holds back the
+first request's bytes while they may still be that, and rewrites it if they are.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Callable, Optional
 from aiohttp import web
 
 from kachery_core import wire
+
+from . import empty_upload
 
 DEFAULT_HEADER_SECONDS = 10.0
 DEFAULT_BODY_IDLE_SECONDS = 60.0
@@ -101,6 +105,10 @@ class GuardedProtocol(asyncio.Protocol):
         self.timer: Optional[asyncio.TimerHandle] = None
         self.tail = b""  # the last bytes seen, while looking for the end of the first head
         self.counted = False
+        self.held: Optional[bytes] = b""
+        """The first bytes, held back while they may be `empty_upload`'s case; None after."""
+        self.dropping = False  # the empty upload was passed on: the rest is not read
+        self.settle: Optional[asyncio.TimerHandle] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self.guard
@@ -127,10 +135,51 @@ class GuardedProtocol(asyncio.Protocol):
                 self._stop_timer()
             else:
                 self.tail = seen[-3:]
-        self.inner.data_received(data)
+        if self.held is not None:
+            data = self._first_bytes(data)
+        if data and not self.dropping:
+            self.inner.data_received(data)
+
+    def _first_bytes(self, data: bytes, settled: bool = False) -> bytes:
+        """What to pass on of the connection's first bytes (see `empty_upload`)."""
+        held = (self.held or b"") + data
+        decision = empty_upload.decide(held, settled)
+        if isinstance(decision, empty_upload.Wait) and not settled:
+            self.held = held
+            if self.settle is None and empty_upload.head_is_complete(held):
+                loop = asyncio.get_running_loop()
+                self.settle = loop.call_later(empty_upload.SETTLE_SECONDS, self._settled)
+            return b""
+        self.held = None
+        self._stop_settle()
+        if not isinstance(decision, bytes):
+            return held
+        self.dropping = True  # answered, then closed (Connection: close); the rest is dropped
+        assert self.inner is not None
+        self.inner.data_received(decision)
+        return b""
+
+    def _settled(self) -> None:
+        """Nothing came for a while after a head that may be the empty upload: decide."""
+        self.settle = None
+        if self.held is not None and self.inner is not None:
+            data = self._first_bytes(b"", settled=True)
+            if data:
+                self.inner.data_received(data)
+
+    def _stop_settle(self) -> None:
+        if self.settle is not None:
+            self.settle.cancel()
+            self.settle = None
 
     def eof_received(self) -> Optional[bool]:
-        return self.inner.eof_received() if self.inner is not None else None
+        if self.inner is None:
+            return None
+        if self.held:
+            held, self.held = self.held, None
+            self._stop_settle()
+            self.inner.data_received(held)
+        return self.inner.eof_received()
 
     def pause_writing(self) -> None:
         if self.inner is not None:
@@ -142,6 +191,7 @@ class GuardedProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._stop_timer()
+        self._stop_settle()
         if self.counted:
             self.guard.open -= 1
             self.counted = False

@@ -2,6 +2,11 @@
 
 `Appended` is one per node, shared by the HTTP and gRPC APIs, so an append through either
 wakes a watch made through either.
+
+As the original daemon did (and its clients expect): a longer wait than `MAX_WAIT_MSEC` is
+not refused but cut to it (the original had no limit; a client asking for three minutes
+gets an answer, empty or not, after two), and the answer names every watch, with `[]` for
+one that has no new messages (client code does `messages[name]`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from .feeds import FeedStore
 
 T = TypeVar("T")
 MAX_WAIT_MSEC = 120_000
+"""The longest a watch waits; a longer `waitMsec` is cut to this (see the module docstring)."""
 Watch = Tuple[str, str, str, int]
 """(watch name, feed ID, subfeed hash, position)."""
 
@@ -74,9 +80,12 @@ async def wait_for_messages(
     limit: int = 0,
     signed: bool = False,
 ) -> Dict[str, List[Any]]:
-    """Messages past each watch's position, waiting up to `wait_msec` for at least one."""
+    """Messages past each watch's position, by watch name (every name, `[]` for none),
+    waiting up to `wait_msec` (at most `MAX_WAIT_MSEC`) for at least one."""
+    wait_msec = min(wait_msec, MAX_WAIT_MSEC)
     with appended.watching([(f, s) for _, f, s, _ in watches]):
-        return await _wait(feeds, appended, watches, wait_msec, limit, signed)
+        found = await _wait(feeds, appended, watches, wait_msec, limit, signed)
+    return {name: found.get(name, []) for name, _, _, _ in watches}
 
 
 async def _wait(

@@ -6,10 +6,15 @@ named by its `subfeed_hash` (see `subfeed_hash`). Every appended message is sign
 append time. The signed envelope, returned when a watch asks for `"signed": true`, is
 
     {"body": {"message": <json>, "messageNumber": <int>, "previousSignature": <hex or null>,
-              "timestamp": <float seconds>},
+              "timestamp": <int milliseconds since the epoch>},
      "signature": <hex Ed25519 signature of the body's compact, key-sorted JSON>}
 
 so that a reader holding the feed ID can check each message and the chain of them. The
+timestamp is in milliseconds, as the original kachery daemon wrote it (`Date.now()`), so
+readers written for it get the same unit. Messages appended by earlier versions of this
+node carry float seconds; they are returned exactly as stored (the signature covers the
+stored text), so a reader that must tell the two apart can: a value below 1e11 is seconds
+(`timestamp_seconds`). The
 file is `kachery-feeds.db` in the storage directory and survives restarts.
 """
 
@@ -27,6 +32,8 @@ from .mutables import canonical_json
 from .sqlite_db import SqliteDb
 
 FILE_NAME = "kachery-feeds.db"
+MILLISECONDS_FROM = 1e11
+"""A timestamp at least this is in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973)."""
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS feeds"
     " (feed_id TEXT PRIMARY KEY, name TEXT UNIQUE, private_key BLOB NOT NULL)",
@@ -44,6 +51,17 @@ def subfeed_hash(name: Any) -> str:
             return name[1:]
         return hashlib.sha1(name.encode("utf-8")).hexdigest()
     return hashlib.sha1(canonical_json(name).encode("utf-8")).hexdigest()
+
+
+def now_timestamp() -> int:
+    """A signed message's timestamp: milliseconds since the epoch, as the original wrote."""
+    return int(time.time() * 1000)
+
+
+def timestamp_seconds(timestamp: float) -> float:
+    """Seconds since the epoch of a signed message's timestamp, in milliseconds (now) or in
+    seconds (messages appended by earlier versions of this node)."""
+    return timestamp / 1000.0 if timestamp >= MILLISECONDS_FROM else float(timestamp)
 
 
 def check_feed_id(feed_id: Any) -> str:
@@ -134,7 +152,7 @@ class FeedStore:
                     "message": message,
                     "messageNumber": number,
                     "previousSignature": previous,
-                    "timestamp": time.time(),
+                    "timestamp": now_timestamp(),
                 }
                 text = canonical_json(body)
                 signature = key.sign(text.encode()).hex()

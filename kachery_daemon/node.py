@@ -64,7 +64,10 @@ WRITE_SIZE = 1 << 20
 """Uploaded pieces are gathered to at least this size before each trip to a worker thread."""
 PROGRESS_SECONDS = 0.25
 KEEPALIVE_SECONDS = 1.0
-"""A channel transfer reports progress at least this often, also while nothing moves."""
+"""A channel transfer reports progress at least this often, also while nothing moves, once
+the object's size is known. Progress always carries the real size (`bytesTotal`): until it
+is known (waiting for a provider of an object whose manifest is not here) none is sent,
+since the original client prints a total of 0 as "Loaded 0 of 0 bytes (100.0 %)"."""
 NO_CHANNELS_HINT = (
     "this node belongs to no channel; give it [channels.NAME] tables in its config file "
     "(kachery-daemon start --config FILE, or <storage dir>/kachery-node.toml)"
@@ -363,10 +366,27 @@ class Node:
             or not 0 < seconds <= 86400
         ):
             raise InvalidInputError(f"channelTimeout must be seconds above 0, not {seconds!r}")
+        size = await _run(self._known_size, uri)
         path: Path = await self._channel_work(
-            service, report, service.load, uri, name, float(seconds)
+            service, report, service.load, uri, name, float(seconds), size=size
         )
         return path
+
+    def _known_size(self, uri: ContentUri) -> Optional[int]:
+        """The object's size when the node can tell before fetching it: a chunk's byte
+        range, the object itself, or its manifest stored here; else None."""
+        if uri.chunk_of is not None:
+            return uri.chunk_of.end - uri.chunk_of.start
+        try:
+            path = self.storage.find(uri.sha1)
+            if path is not None:
+                return path.stat().st_size
+            if uri.manifest_sha1 is not None and self.storage.has(uri.manifest_sha1):
+                manifest = self.storage.load_manifest(uri.manifest_sha1)
+                return manifest.size if manifest.sha1 == uri.sha1 else None
+        except (KacheryError, OSError, ValueError):
+            pass  # a stale link or a bad manifest: the transfer will tell
+        return None
 
     def check_channel_upload(self, uri: ContentUri, name: str) -> None:
         """Refuse an upload before it starts: no such channel, or no such object here."""
@@ -383,13 +403,20 @@ class Node:
         self.check_channel_upload(uri, name)
         service = self.channels
         assert service is not None
-        key: str = await self._channel_work(service, report, service.upload, uri, name)
+        size = await _run(self._known_size, uri)
+        key: str = await self._channel_work(service, report, service.upload, uri, name, size=size)
         return key, service.bucket(name).url(key)
 
     async def _channel_work(
-        self, service: ChannelService, report: Optional[Report], work: Callable[..., T], *args: Any
+        self,
+        service: ChannelService,
+        report: Optional[Report],
+        work: Callable[..., T],
+        *args: Any,
+        size: Optional[int] = None,
     ) -> T:
-        """Run `work(*args, state)` on the channel threads, reporting progress meanwhile."""
+        """Run `work(*args, state)` on the channel threads, reporting progress meanwhile
+        (with the transfer's total, else `size`; nothing while neither is known)."""
         loop = asyncio.get_running_loop()
         state: TransferState = service.new_state()
         future = loop.run_in_executor(service.executor, functools.partial(work, *args, state))
@@ -401,8 +428,11 @@ class Node:
                 if done:
                     return future.result()
                 now = loop.time()
-                snapshot = (state.loaded, state.total, state.stage)
-                if report is not None and (snapshot != sent or now - sent_at >= KEEPALIVE_SECONDS):
+                total = state.total or size or 0
+                snapshot = (state.loaded, total, state.stage)
+                if report is None or total <= 0:
+                    continue  # no progress with a made-up total (see KEEPALIVE_SECONDS)
+                if snapshot != sent or now - sent_at >= KEEPALIVE_SECONDS:
                     await report(*snapshot)
                     sent, sent_at = snapshot, now
         except BaseException:

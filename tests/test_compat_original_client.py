@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict
 
@@ -137,3 +138,57 @@ def test_original_python_api_against_our_node(original_venv: Path, node, kenv) -
     assert client.load_npy(out["npy"][0]).tolist() == [[0, 1, 2], [3, 4, 5]]
     assert client.get({"key": 1}) == {"value": "v"}
     assert os.path.exists(client.load_file(out["npy"][0]))
+
+
+FIELD_API = r"""
+import json, os, sys, tempfile, time
+import kachery_client as kc
+out = {}
+u = kc.store_text(""); out["empty_text"] = [u, kc.load_text(u)]
+empty = os.path.join(tempfile.mkdtemp(), "empty.bin")
+open(empty, "wb").close()
+out["empty_file"] = kc.store_file(empty)
+feed = kc.create_feed()
+subfeed = feed.load_subfeed("results")
+subfeed.append_messages([{"m": 1}, {"m": 2}])
+reader = kc.load_subfeed(subfeed.uri)
+started = time.monotonic()
+out["long_wait"] = reader.get_next_messages(wait_msec=180000)
+out["long_wait_seconds"] = time.monotonic() - started
+out["signed"] = kc.load_subfeed(subfeed.uri).get_next_messages(wait_msec=0, signed=True)
+feed_id = subfeed.uri.split("/")[2]
+watches = {
+    "done": {"feedId": feed_id, "subfeedName": "results", "position": 2},
+    "other": {"feedId": feed_id, "subfeedName": "other", "position": 0},
+}
+res = kc.watch_for_new_messages(watches, wait_msec=100)
+out["timed_out"] = [res["done"], res["other"]]
+print(json.dumps(out))
+"""
+
+
+def test_original_client_empty_stores_long_waits_and_timeouts(
+    original_venv: Path, node, kenv
+) -> None:
+    """Field reports: `store_text('')`, `wait_msec` above the node's maximum, `res[name]`
+    after a watch timed out, and millisecond timestamps on signed messages."""
+    env = _env(kenv, node)
+    result = subprocess.run(
+        [str(original_venv / "bin" / "python"), "-c", FIELD_API],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        cwd=AWAY,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    out = json.loads(result.stdout.decode().strip().splitlines()[-1])
+    empty_sha1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+    assert out["empty_text"][0].startswith(f"sha1://{empty_sha1}") and out["empty_text"][1] == ""
+    assert out["empty_file"].startswith(f"sha1://{empty_sha1}")
+    assert out["long_wait"] == [{"m": 1}, {"m": 2}] and out["long_wait_seconds"] < 10
+    assert out["timed_out"] == [[], []]
+    bodies = [envelope["body"] for envelope in out["signed"]]
+    assert [body["message"] for body in bodies] == [{"m": 1}, {"m": 2}]
+    for body in bodies:  # integer milliseconds, as the original daemon wrote them
+        assert isinstance(body["timestamp"], int)
+        assert abs(body["timestamp"] / 1000.0 - time.time()) < 600

@@ -310,7 +310,9 @@ def test_stalled_node_is_an_error_not_a_hang(
 
 def test_rotated_code_is_retried(make_node, kenv, tmp_path: Path) -> None:
     port = free_port()
-    node = make_node("--grpc-port", str(port), "--auth-rotate-seconds", "0.3")
+    node = make_node(
+        "--grpc-port", str(port), "--auth-rotate-seconds", "0.3", "--allow-short-rotation"
+    )
     config = resolve_config(
         {
             "transport": "grpc",

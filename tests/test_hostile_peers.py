@@ -445,6 +445,6 @@ def test_watches_leave_nothing_behind_on_the_node(node) -> None:
             "subfeedWatches": {"w": {"feedId": feed_id, "subfeedHash": subfeed}},
             "waitMsec": 10,
         }
-        assert post(node, "/feed/watchForNewMessages", watch).json()["messages"] == {}
+        assert post(node, "/feed/watchForNewMessages", watch).json()["messages"] == {"w": []}
     stats = requests.get(node.url + "/stats", headers=node.headers(), timeout=5).json()["stats"]
     assert stats["watchedSubfeeds"] == 0

@@ -162,7 +162,9 @@ def test_node_killed_mid_store(node, cli, kenv, tmp_path: Path) -> None:
 def test_rotation_between_requests_is_invisible(
     make_node, kenv, tmp_path: Path, rotate: bool
 ) -> None:
-    started = make_node("--auth-rotate-seconds", "0.3" if rotate else "300")
+    started = make_node(
+        "--auth-rotate-seconds", "0.3" if rotate else "300", "--allow-short-rotation"
+    )
     import kachery_client as kc
 
     client = kc.Client(daemon_port=started.port, storage_dir=str(started.storage_dir))

@@ -16,7 +16,7 @@ FILES_EACH = 200
 
 
 def test_32_clients_store_and_load(make_node, kenv, tmp_path: Path) -> None:
-    started = make_node("--auth-rotate-seconds", "0.5")
+    started = make_node("--auth-rotate-seconds", "0.5", "--allow-short-rotation")
     import kachery_client as kc
 
     shared = os.urandom(100_000)

@@ -3,7 +3,10 @@
 
 Both answer a stream of framed messages (`wire.encode_frame`: `<length>#<json>`): progress
 while bytes move (`wire.progress_frame` with a `stage`, at least once a second, also while
-waiting for a provider, so clients and proxies never see a silent connection), then
+waiting for a provider, so clients and proxies never see a silent connection), always with
+the object's real size as `bytesTotal`: while that is unknown (waiting for a provider of
+an object whose manifest this node lacks) no progress is sent, since the original client
+prints a total of 0 as "Loaded 0 of 0 bytes (100.0 %)" (node.KEEPALIVE_SECONDS); then
 `{"type": "finished", ...}` or `wire.error_frame` (`{"type": "error", "error": str,
 "errorType": str}`). `errorType` (`notFound`, `integrity`, `unreachable`, `invalid`,
 `error`) lets a client raise the matching exception; old clients ignore it. The work

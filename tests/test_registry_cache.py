@@ -149,11 +149,11 @@ def test_threads_asking_at_once_all_get_the_one_registry(kenv) -> None:
         start = threading.Barrier(16)
         got = []
 
-        def ask() -> None:
+        def ask(start: threading.Barrier, got: list) -> None:
             start.wait()
             got.append(plugins.get_registry())
 
-        threads = [threading.Thread(target=ask) for _ in range(16)]
+        threads = [threading.Thread(target=ask, args=(start, got)) for _ in range(16)]
         for thread in threads:
             thread.start()
         for thread in threads:

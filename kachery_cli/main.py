@@ -201,6 +201,30 @@ def load_file(state: CliState, uri: str, dest: Optional[str], channel: Optional[
             bar.close()
 
 
+@cli.command("upload")
+@click.argument("uri")
+@click.option(
+    "--channel",
+    type=CHANNEL,
+    metavar="NAME",
+    help="The channel to upload to (default: KACHERY_CHANNEL).",
+)
+@pass_state
+def upload(state: CliState, uri: str, channel: Optional[str]) -> None:
+    """Have the node upload a file it holds (stored or linked) to a channel.
+
+    For a file stored without --upload-to-channel: the channel's other nodes can then load
+    it. Uploading a file the channel already has does nothing.
+    """
+    client = state.client
+    name = channel or client.config.channel
+    if name is None:
+        raise click.UsageError(
+            "no channel to upload to: give --channel NAME, or set KACHERY_CHANNEL"
+        )
+    _upload(client, uri, name)
+
+
 @cli.command("verify")
 @click.argument("uris", nargs=-1, metavar="[URI]...")
 @click.option(

@@ -100,6 +100,7 @@ def _nothing_stored(storage_dir: Path) -> bool:
         ["cat-file", "sha1://" + "0" * 40, "--channel", BAD],
         ["store-file", "FILE", "--upload-to-channel", BAD],
         ["store-file", "-", "--upload-to-channel", BAD],
+        ["upload", "sha1://" + "0" * 40, "--channel", BAD],
     ],
 )
 def test_a_bad_channel_name_is_a_usage_error(
@@ -218,3 +219,53 @@ def test_node_killed_while_waiting_for_a_provider_is_a_lost_node(
     lines = _error_lines(err.decode())
     assert len(lines) == 1 and lines[0].startswith("Error: lost the node"), err
     assert f":{b.port} during the load of sha1://{sha1}" in lines[0], err
+
+
+# -- kachery-client upload ---------------------------------------------------------------
+
+
+def test_upload_a_stored_and_a_linked_file(
+    channel_node: Any, cli: Any, kenv: Dict[str, str], tmp_path: Path
+) -> None:
+    a, b = channel_node("a"), channel_node("b")
+    big = write_random_file(tmp_path / "big.bin", 25_000_000, seed=9)  # with a manifest
+    linked = tmp_path / "linked.txt"
+    linked.write_text("linked on A, uploaded later\n")
+    stored = cli("store-file", str(big), env=_env(kenv, a))
+    link = cli("link-file", str(linked), env=_env(kenv, a))
+    assert stored.returncode == 0 and link.returncode == 0, (stored, link)
+    uris = {big: stored.stdout.strip(), linked: link.stdout.strip()}
+    assert "?manifest=" in uris[big]
+
+    for path, uri in uris.items():
+        missing = cli(
+            "load-file", uri, "--channel", "lab", env=_env(kenv, b, KACHERY_CHANNEL_TIMEOUT="1")
+        )
+        assert missing.returncode == 1, missing  # not in the channel yet, no provider
+
+        uploaded = cli("upload", uri, "--channel", "lab", env=_env(kenv, a))
+        assert uploaded.returncode == 0, uploaded
+        assert uploaded.stdout == "" and "uploaded to channel lab" in uploaded.stderr
+
+        loaded = cli("load-file", uri, "--channel", "lab", env=_env(kenv, b))
+        assert loaded.returncode == 0, loaded
+        assert sha1_file(Path(loaded.stdout.strip())) == sha1_file(path)
+
+    again = cli("upload", uris[big], env=_env(kenv, a, KACHERY_CHANNEL="lab"))  # the default
+    assert again.returncode == 0, again
+
+
+def test_upload_errors(channel_node: Any, cli: Any, kenv: Dict[str, str], make_node: Any) -> None:
+    a = channel_node("a")
+    absent = "sha1://" + hashlib.sha1(b"never stored").hexdigest()
+    error = _one_error(cli("upload", absent, "--channel", "lab", env=_env(kenv, a)))
+    assert f"{absent} is not stored on this node" in error, error
+    error = _one_error(cli("upload", absent, env=_env(kenv, a)), 2)
+    assert "no channel to upload to" in error and "--channel" in error
+    error = _one_error(cli("upload", "sha1://nothex", "--channel", "lab", env=_env(kenv, a)))
+    assert "nothex" in error
+    plain = make_node()
+    error = _one_error(cli("upload", absent, "--channel", "lab", env=_env(kenv, plain)))
+    assert "belongs to no channel" in error
+    error = _one_error(cli("upload", absent, "--channel", "lab"))  # no node: embedded backend
+    assert "channels need a node" in error

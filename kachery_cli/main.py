@@ -51,6 +51,25 @@ class CliState:
 pass_state = click.make_pass_decorator(CliState)
 
 
+class ChannelName(click.ParamType):
+    """A channel name, checked by the one rule for them before the command does any work."""
+
+    name = "channel"
+
+    def convert(
+        self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]
+    ) -> str:
+        from kachery_client.client import InvalidChannelNameError, check_channel_name
+
+        try:
+            return check_channel_name(value)
+        except InvalidChannelNameError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+CHANNEL = ChannelName()
+
+
 def _print_version(ctx: click.Context, _param: object, value: bool) -> None:
     if value and not ctx.resilient_parsing:
         click.echo(f"{PROG} {__version__}")
@@ -92,27 +111,49 @@ def cli(ctx: click.Context, backend: Optional[str], profile: Optional[str], debu
 @click.option(
     "--upload-to-channel",
     "channel",
+    type=CHANNEL,
     metavar="NAME",
     help="Also have the node upload it to this channel, for the channel's other nodes.",
 )
 @pass_state
 def store_file(state: CliState, path: str, label: Optional[str], channel: Optional[str]) -> None:
-    """Store a copy of PATH (- for stdin) and print its sha1:// URI."""
+    """Store a copy of PATH (- for stdin) and print its sha1:// URI.
+
+    With --upload-to-channel, the URI is printed once stored, before the upload: a failed
+    upload (exit 1) still leaves the file stored, and its URI on stdout.
+    """
+    client = state.client
+    if channel:
+        client.check_upload(channel)  # before any work
+    size: Optional[int] = None
     if path == "-":
-        uri = state.client.store_stream(sys.stdin.buffer, label, upload_to_channel=channel)
+        uri = client.store_stream(sys.stdin.buffer, label)
     else:
         size = _size_or_none(path)
-        bar = progress_bar("storing", size)
-        upload_bar = progress_bar(f"uploading to {channel}", size) if channel else None
-        try:
-            uri = state.client.store_file(path, label, bar, channel, upload_bar)
-        finally:
-            for each in (bar, upload_bar):
-                if each:
-                    each.close()
-    if channel:
-        click.echo(f"uploaded to channel {channel}", err=True)
+        with _progress("storing", size) as bar:
+            uri = client.store_file(path, label, bar)
     click.echo(uri)
+    if channel:
+        sys.stdout.flush()
+        _upload(client, uri, channel, size)
+
+
+def _upload(client: Client, uri: str, channel: str, size: Optional[int] = None) -> None:
+    """Have the node upload `uri` to `channel`, with a progress bar on a terminal."""
+    with _progress(f"uploading to {channel}", size) as bar:
+        client.upload_to_channel(uri, channel, bar)
+    click.echo(f"uploaded to channel {channel}", err=True)
+
+
+@contextmanager
+def _progress(label: str, size: Optional[int] = None) -> Iterator[Any]:
+    """A progress bar (None off a terminal), closed however the work ends."""
+    bar = progress_bar(label, size)
+    try:
+        yield bar
+    finally:
+        if bar:
+            bar.close()
 
 
 @cli.command("link-file")
@@ -144,6 +185,7 @@ def link_file(state: CliState, path: str, label: Optional[str]) -> None:
 )
 @click.option(
     "--channel",
+    type=CHANNEL,
     metavar="NAME",
     help="If the node lacks the file, it fetches it from this channel (default: KACHERY_CHANNEL).",
 )
@@ -157,6 +199,30 @@ def load_file(state: CliState, uri: str, dest: Optional[str], channel: Optional[
     finally:
         if bar:
             bar.close()
+
+
+@cli.command("upload")
+@click.argument("uri")
+@click.option(
+    "--channel",
+    type=CHANNEL,
+    metavar="NAME",
+    help="The channel to upload to (default: KACHERY_CHANNEL).",
+)
+@pass_state
+def upload(state: CliState, uri: str, channel: Optional[str]) -> None:
+    """Have the node upload a file it holds (stored or linked) to a channel.
+
+    For a file stored without --upload-to-channel: the channel's other nodes can then load
+    it. Uploading a file the channel already has does nothing.
+    """
+    client = state.client
+    name = channel or client.config.channel
+    if name is None:
+        raise click.UsageError(
+            "no channel to upload to: give --channel NAME, or set KACHERY_CHANNEL"
+        )
+    _upload(client, uri, name)
 
 
 @cli.command("verify")
@@ -209,6 +275,7 @@ def _active_storage(client: Client) -> LocalStorage:
 )
 @click.option(
     "--channel",
+    type=CHANNEL,
     metavar="NAME",
     help="If the node lacks the file, it fetches it from this channel (default: KACHERY_CHANNEL).",
 )

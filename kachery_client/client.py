@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Union
 
-from kachery_core.config import Config, resolve_config
+from kachery_core.config import SETTINGS, Config, resolve_config
 from kachery_core.errors import IntegrityError, InvalidInputError
 from kachery_core.hashing import Progress, hash_stream, writer_for
 from kachery_core.plugins import get_registry
@@ -57,6 +57,8 @@ class Client:
         other keywords are settings (`storage_dir=`, `daemon_port=`, ...), as in `Config`."""
         if backend is not None:
             settings["backend"] = backend
+        if settings.get("channel") is not None:
+            settings["channel"] = check_channel_name(settings["channel"])
         self.config: Config = resolve_config(settings, explicit_source=_source)
         self._transport: Optional[DaemonTransport] = None
         self._selection: Optional[Selection] = None
@@ -137,11 +139,17 @@ class Client:
     ) -> str:
         """Store, then have the node upload to `channel` (checked first, before any work)."""
         if channel is not None:
-            self.transport.check_channels(channel)
+            self.check_upload(channel)
         uri = store().uri(label)
         if channel is not None:
             self.transport.upload_to_channel(uri, channel, upload_progress)
         return str(uri)
+
+    def check_upload(self, channel: str) -> None:
+        """Raise now if `channel` is not a channel name, or this backend cannot upload to
+        channels: before a store does any work, so a bad name never leaves a stored file."""
+        check_channel_name(channel)
+        self.transport.check_channels(channel)
 
     def upload_to_channel(
         self, uri: UriLike, channel: Optional[str] = None, progress: Optional[Progress] = None
@@ -156,7 +164,8 @@ class Client:
             raise InvalidInputError(
                 "no channel to upload to", "name one, or set channel (KACHERY_CHANNEL)"
             )
-        self.transport.upload_to_channel(_parsed(uri), name, progress)
+        checked = check_channel_name(name)
+        self.transport.upload_to_channel(_parsed(uri), checked, progress)
 
     def load_file(
         self, uri: UriLike, dest: Optional[PathLike] = None, progress: Optional[Progress] = None
@@ -243,6 +252,21 @@ class Client:
 
     def delete(self, key: JSON) -> None:
         self.transport.mutable_delete(key)
+
+
+class InvalidChannelNameError(InvalidInputError, ValueError):
+    """A channel name that breaks the one rule for channel names (`config.CHANNEL_NAME`)."""
+
+
+def check_channel_name(name: object) -> str:
+    """`name` if it is a channel name, else `InvalidChannelNameError` naming it.
+
+    The rule is the `channel` setting's, so a name refused here is refused everywhere.
+    """
+    try:
+        return SETTINGS["channel"].parse(name)
+    except ValueError as exc:
+        raise InvalidChannelNameError(f"invalid channel name {name!r}: {exc}") from None
 
 
 def _parsed(uri: UriLike) -> ContentUri:

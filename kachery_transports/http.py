@@ -258,7 +258,8 @@ class HttpDaemonTransport(StorageBackedTransport):
             "POST", "/downloadFileData", json_body=doc, stream=True, what="download"
         )
         response.raw.decode_content = True
-        return ResponseStream(response)  # type: ignore[return-value]
+        stream = ResponseStream(response, self.base_url, f"the read of {uri}", self.timeout[1])
+        return stream  # type: ignore[return-value]
 
     # -- mutables and feeds ------------------------------------------------------------
 

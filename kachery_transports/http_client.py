@@ -14,7 +14,7 @@ public for the backends built on it.
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Optional, Tuple, Type
 
 from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError, TransportError
 from kachery_core.hashing import Progress
@@ -113,17 +113,11 @@ class NodeHttp:
                 f"TLS with the node at {self.base_url} failed: {_root_cause(exc)}",
                 "is its certificate trusted? set KACHERY_TLS_CA_FILE to its CA certificate",
             ) from None
-        except requests.ConnectionError:
-            raise TransportError(
-                f"lost the node at {self.base_url} during {what or path}",
-                "is it still running? nothing partial was kept; try again",
-            ) from None
-        except requests.Timeout:
-            raise TransportError(
-                f"the node at {self.base_url} did not answer {what or path} within "
-                f"{self.timeout[1]:g} s",
-                "is it overloaded or stalled? KACHERY_READ_TIMEOUT sets the limit",
-            ) from None
+        except Exception as exc:  # the answer's body is read here too, unless streamed
+            error = read_error(exc, self.base_url, what or path, self.timeout[1])
+            if error is exc:
+                raise
+            raise error from None
         if response.status_code != 200:
             raise self._error_for(response)
         return response
@@ -165,8 +159,18 @@ class NodeHttp:
         An error message's `errorType` names the exception; `untyped(text)` is the one for
         a message without a type (from an older node).
         """
+
+        def read(size: int) -> bytes:
+            try:
+                return response.raw.read(size)
+            except Exception as exc:
+                error = read_error(exc, self.base_url, what, self.timeout[1])
+                if error is exc:
+                    raise
+                raise error from None
+
         with response:
-            for message in read_frames(response.raw.read):
+            for message in read_frames(read):
                 kind = message.get("type")
                 if kind == "progress" and progress is not None:
                     progress(int(message.get("bytesLoaded", 0)))
@@ -186,14 +190,85 @@ class NodeHttp:
             self._requests = None
 
 
+def lost_node(base_url: str, what: str) -> TransportError:
+    """The error for a connection to the node that broke: refused, reset, or cut mid-answer."""
+    return TransportError(
+        f"lost the node at {base_url} during {what}",
+        "is it still running? nothing partial was kept; try again",
+    )
+
+
+def read_error(exc: Exception, base_url: str, what: str, read_timeout: float) -> Exception:
+    """What a failure to send a request or read its answer stands for.
+
+    Every way a connection is lost (requests' ConnectionError and ChunkedEncodingError,
+    urllib3's ProtocolError and IncompleteRead, http.client's, a reset socket) is one
+    `lost_node` error, whether it comes before the answer or in the middle of a stream; a
+    stall is a timeout; a TLS failure names the certificate. Anything else (a bug, a
+    `KacheryError` already made) is returned as it is.
+    """
+    if isinstance(exc, KacheryError):
+        return exc
+    import requests
+
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TransportError(
+            f"TLS with the node at {base_url} failed: {_root_cause(exc)}",
+            "is its certificate trusted? set KACHERY_TLS_CA_FILE to its CA certificate",
+        )
+    if isinstance(exc, requests.ConnectionError):  # (a connect timeout is one too)
+        return lost_node(base_url, what)
+    if isinstance(exc, _timeouts()):
+        return TransportError(
+            f"the node at {base_url} did not answer {what} within {read_timeout:g} s",
+            "is it overloaded or stalled? KACHERY_READ_TIMEOUT sets the limit",
+        )
+    if isinstance(exc, _connection_losses()):
+        return lost_node(base_url, what)
+    return exc
+
+
+def _timeouts() -> Tuple[Type[BaseException], ...]:
+    import socket
+
+    import requests
+    import urllib3
+
+    return (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout)
+
+
+def _connection_losses() -> Tuple[Type[BaseException], ...]:
+    """After timeouts: a urllib3 read timeout is a urllib3 HTTPError too."""
+    import http.client
+
+    import requests
+    import urllib3
+
+    return (
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.HTTPError,  # ProtocolError, IncompleteRead, InvalidChunkLength
+        http.client.HTTPException,  # IncompleteRead
+        ConnectionError,  # reset, aborted, refused; a broken pipe while sending
+    )
+
+
 class ResponseStream(io.RawIOBase):
     """A streamed HTTP body as a binary file object that reports a dropped connection."""
 
-    def __init__(self, response: requests.Response) -> None:
+    def __init__(
+        self,
+        response: requests.Response,
+        base_url: str = "",
+        what: str = "the download",
+        read_timeout: float = 0.0,
+    ) -> None:
         super().__init__()
         self._response = response
         self._expected = int(response.headers.get("Content-Length", "-1"))
         self._got = 0
+        self._base_url = base_url or _origin(response.url)
+        self._what = what
+        self._read_timeout = read_timeout
 
     def readable(self) -> bool:
         return True
@@ -202,12 +277,13 @@ class ResponseStream(io.RawIOBase):
         try:
             n = self._response.raw.readinto(buffer)
         except Exception as exc:
-            raise TransportError(f"the node dropped the download: {exc}") from None
+            error = read_error(exc, self._base_url, self._what, self._read_timeout)
+            if error is exc:
+                raise TransportError(f"the node dropped {self._what}: {exc}") from None
+            raise error from None
         self._got += n or 0
         if not n and 0 <= self._expected != self._got:
-            raise TransportError(
-                f"the node sent {self._got} of {self._expected} bytes", "try again"
-            )
+            raise lost_node(self._base_url, self._what)
         return n or 0
 
     def close(self) -> None:
@@ -249,6 +325,12 @@ def stored_object(doc: Dict[str, Any], size: int = -1) -> StoredObject:
 def url_host(host: str) -> str:
     """`host` as it appears in a URL (an IPv6 address in brackets)."""
     return f"[{host}]" if ":" in host else host
+
+
+def _origin(url: str) -> str:
+    """`scheme://host:port` of a URL."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 def _root_cause(exc: BaseException) -> str:

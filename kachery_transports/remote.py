@@ -129,7 +129,8 @@ class RemoteDaemonTransport(HttpDaemonTransport):
                 response.raw.decode_content = True
                 assert download.file is not None
                 shifted = None if progress is None else (lambda n: progress(offset + n))
-                with ResponseStream(response) as body:
+                what = f"the download of {uri}"
+                with ResponseStream(response, self.base_url, what, self.timeout[1]) as body:
                     hash_stream(
                         body.readinto,
                         writer_for(download.file),

@@ -57,6 +57,7 @@ from .path_policy import ClientFile, PathPolicy
 from .tokens import TokenStore
 
 if TYPE_CHECKING:
+    from .channels.bucket import ChannelBucket
     from .channels.service import ChannelService, TransferState
 
 T = TypeVar("T")
@@ -466,6 +467,7 @@ class Node:
                 file=sys.stderr,
                 flush=True,
             )
+            self._providers.append(asyncio.ensure_future(_warn_of_problems(service, bucket)))
             if channel.provide:
                 self._providers.append(asyncio.ensure_future(Provider(service, bucket).run()))
 
@@ -478,6 +480,20 @@ class Node:
     def close_channels(self) -> None:
         if self.channels is not None:
             self.channels.close()
+
+
+async def _warn_of_problems(service: ChannelService, bucket: ChannelBucket) -> None:
+    """At start: a one-line warning per problem of the channel (see channels/check.py)."""
+    from .channels.check import check_channel
+
+    loop = asyncio.get_running_loop()
+    problems = await loop.run_in_executor(service.executor, check_channel, bucket, False)
+    for problem in problems:
+        print(
+            f"kachery-daemon: channel {bucket.channel.name}: warning: {problem}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _check_unchanged(opened: ClientFile, size: int) -> None:

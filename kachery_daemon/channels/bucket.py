@@ -7,8 +7,9 @@ browsed like one):
     <prefix>requests/<sha1>          "please upload this": {"nodeId", "time", ...}
 
 Every boto3 failure becomes a one-line `KacheryError` naming the channel and the endpoint:
-an unreachable store after a short connect timeout and a bounded number of attempts, a
-refusal (credentials), a missing bucket. boto3 is imported here only, on first use, so the
+an unreachable or silent store after the channel's `connect_timeout` / `read_timeout` and
+ATTEMPTS tries, a refusal (credentials), a missing bucket. One request therefore fails
+within ATTEMPTS * (connect_timeout + read_timeout + EXPECT_WAIT) + RETRY_PAUSE * (1 + 2) seconds. boto3 is imported here only, on first use, so the
 CLI and a node without channels never pay for it.
 
 Retries happen in one place per request, so a message's "tried N times" is what happened:
@@ -38,14 +39,14 @@ from kachery_core.manifest import CHUNK_SIZE
 
 from .config import ChannelConfig
 
-CONNECT_TIMEOUT = 3.0
-"""Seconds to wait for a TCP connection to the store: an unreachable store fails fast."""
-READ_TIMEOUT = 60.0
 ATTEMPTS = 3
 """Tries per request, the first included. A download cut off midway resumes where it
 stopped, and that counts as a try."""
 RETRY_PAUSE = 0.5
 """Seconds before the second try; before the third, twice that."""
+EXPECT_WAIT = 1.0
+"""Seconds botocore waits for "100 Continue" before sending a PUT's body anyway: a silent
+store costs each upload attempt this much on top of the timeouts."""
 RETRIED_STATUSES = (500, 502, 503, 504)
 RETRIED_CODES = ("SlowDown", "Throttling", "ThrottlingException", "RequestTimeout")
 BLOCK = 1 << 20
@@ -138,8 +139,8 @@ class ChannelBucket:
                 "add it to ~/.aws/config of the node's user, or fix aws_profile",
             ) from None
         options: Dict[str, Any] = {
-            "connect_timeout": CONNECT_TIMEOUT,
-            "read_timeout": READ_TIMEOUT,
+            "connect_timeout": self.channel.connect_timeout,
+            "read_timeout": self.channel.read_timeout,
             "retries": {"mode": "standard", "total_max_attempts": botocore_attempts},
             # parallel chunks, a parallel upload and request polling at the same time
             "max_pool_connections": max(10, 2 * self.channel.max_parallel + 4),
@@ -154,6 +155,25 @@ class ChannelBucket:
         )
 
     # -- operations ------------------------------------------------------------------
+
+    def require_bucket(self) -> None:
+        """HeadBucket: the bucket must exist. Stores that create buckets on the first PUT
+        (SeaweedFS by default) would otherwise make one from a misspelled name, and a load
+        would wait for providers that never look there."""
+        try:
+            self._call(
+                f"looking up bucket {self.channel.bucket}",
+                lambda: self.client.head_bucket(Bucket=self.channel.bucket),
+            )
+        except NotFoundError:
+            raise self._no_such_bucket() from None
+
+    def _no_such_bucket(self) -> ConfigError:
+        return ConfigError(
+            f"bucket {self.channel.bucket!r} of channel {self.channel.name!r} does not "
+            f"exist at {self.channel.endpoint}",
+            f"create it, or fix bucket in {self.channel.source}",
+        )
 
     def head(self, key: str) -> Optional[ObjectInfo]:
         """Size, ETag and metadata of an object, or None when there is none."""
@@ -233,13 +253,15 @@ class ChannelBucket:
             lambda: self.client.delete_object(Bucket=self.channel.bucket, Key=key),
         )
 
-    def list_keys(self, prefix: str) -> List[Tuple[str, str]]:
-        """(key, ETag) of every object under `prefix`."""
+    def list_keys(self, prefix: str, limit: Optional[int] = None) -> List[Tuple[str, str]]:
+        """(key, ETag) of every object under `prefix` (the first `limit` of them)."""
 
         def listing() -> List[Tuple[str, str]]:  # tried again whole: pages are no transaction
             found: List[Tuple[str, str]] = []
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.channel.bucket, Prefix=prefix
+                Bucket=self.channel.bucket,
+                Prefix=prefix,
+                PaginationConfig={} if limit is None else {"MaxItems": limit},
             )
             for page in pages:
                 for item in page.get("Contents", []):
@@ -323,7 +345,7 @@ class ChannelBucket:
         except (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError) as exc:
             raise ChannelUnreachable(
                 f"cannot reach the store of channel {self.channel.name!r} at "
-                f"{self.channel.endpoint} while {what}: {_reason(exc)}",
+                f"{self.channel.endpoint} while {what}: {_reason(exc, self.channel)}",
                 f"is it up? (endpoint_url in {self.channel.source}; {_tried(attempts)})",
             ) from None
         except (bx.NoCredentialsError, bx.PartialCredentialsError):
@@ -346,11 +368,7 @@ class ChannelBucket:
         if code in ("NoSuchKey", "NotFound", "404") or (status == 404 and code != "NoSuchBucket"):
             return NotFoundError(f"{what}: no such object in channel {self.channel.name!r}")
         if code == "NoSuchBucket":
-            return ConfigError(
-                f"bucket {self.channel.bucket!r} of channel {self.channel.name!r} does not "
-                f"exist at {self.channel.endpoint}",
-                f"create it, or fix bucket in {self.channel.source}",
-            )
+            return self._no_such_bucket()
         if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return TransportError(
                 f"{where} refused {what}: {code or status}",
@@ -364,12 +382,12 @@ class ChannelBucket:
         return TransportError(text)
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, channel: ChannelConfig) -> str:
     name = type(exc).__name__
     if name == "ConnectTimeoutError":
-        return f"no connection within {CONNECT_TIMEOUT:g} s"
+        return f"no connection within {channel.connect_timeout:g} s (connect_timeout)"
     if name == "ReadTimeoutError":
-        return f"no answer within {READ_TIMEOUT:g} s"
+        return f"no answer within {channel.read_timeout:g} s (read_timeout)"
     if name == "EndpointConnectionError":
         return "could not connect"
     return f"connection lost ({name})"

@@ -173,6 +173,7 @@ class ChannelService:
             doc["manifestSha1"] = uri.manifest_sha1
         if refused_etag is not None:
             doc["refusedEtag"] = refused_etag
+        bucket.require_bucket()  # a PUT may create a misspelled bucket on some stores
         bucket.put_json(bucket.request_key(uri.sha1), doc)
         self.count("channelRequests", 1)
 

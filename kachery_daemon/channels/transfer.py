@@ -143,6 +143,7 @@ class Transfer:
         if path is None:
             raise NotFoundError(f"sha1://{sha1} is not stored on this node", "store it first")
         size = os.stat(path).st_size
+        self.bucket.require_bucket()  # a PUT may create a misspelled bucket on some stores
         metadata: Dict[str, str] = {}
         if size > MANIFEST_THRESHOLD:
             manifest_sha1 = self._local_manifest(sha1, manifest_sha1, path)

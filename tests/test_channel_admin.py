@@ -1,0 +1,157 @@
+"""Channel administration and field failures: a missing bucket, a silent store, corrupt
+copies in the bucket, stopping while a load waits, housekeeping, `channel check`.
+
+Real nodes, real clients and a real S3 store (SeaweedFS), with the fixtures of
+test_channels.py; a silent store is a loopback socket that accepts and never answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+from test_channels import BUCKET, Lab, _one_line_error, _random_sha1, lab, s3  # noqa: F401
+
+from kachery_daemon.channels.bucket import (
+    ATTEMPTS,
+    EXPECT_WAIT,
+    RETRY_PAUSE,
+    ChannelBucket,
+    ChannelUnreachable,
+)
+from kachery_daemon.channels.config import ChannelConfig
+
+MISSPELT = "kachery-chanels"
+
+
+def _config_with_bucket(lab: Lab, name: str, bucket: str) -> Path:  # noqa: F811
+    path = lab.config(name)
+    path.write_text(path.read_text().replace(f'bucket = "{BUCKET}"', f'bucket = "{bucket}"'))
+    return path
+
+
+def _buckets(lab: Lab) -> list:  # noqa: F811
+    return [b["Name"] for b in lab.client.list_buckets().get("Buckets", [])]
+
+
+def _log_lines(node: Any, words: str) -> list:
+    return [line for line in node.log.read_text().splitlines() if words in line]
+
+
+# -- 13: a missing bucket is never created --------------------------------------------
+
+
+def test_missing_bucket_fails_at_once_and_is_not_created(lab: Lab, cli: Any) -> None:  # noqa: F811
+    b = lab.make_node("--config", str(_config_with_bucket(lab, "b", MISSPELT)))
+    started = time.monotonic()
+    result = cli("load-file", f"sha1://{_random_sha1()}", "--channel", "lab", env=lab.env(b))
+    error = _one_line_error(result)
+    assert time.monotonic() - started < 10
+    assert f"bucket {MISSPELT!r} of channel 'lab' does not exist" in error, error
+    assert MISSPELT not in _buckets(lab)
+    deadline = time.monotonic() + 10  # the check at start runs beside serving
+    while not _log_lines(b, "warning") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (warning,) = _log_lines(b, "warning")
+    assert "channel lab" in warning and MISSPELT in warning, warning
+
+
+# -- 14: a store that accepts and never answers ---------------------------------------
+
+
+class SilentStore:
+    """Accepts every connection on loopback and never sends a byte; counts connections."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = int(self.listener.getsockname()[1])
+        self.connections: List[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)  # kept open, never answered
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self._thread.join(timeout=10)
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentStore]:
+    store = SilentStore()
+    yield store
+    store.close()
+
+
+def _bound(connect: float, read: float) -> float:
+    """The worst case documented in docs-channels-node.md, for one request."""
+    return ATTEMPTS * (connect + read + EXPECT_WAIT) + RETRY_PAUSE * (1 + 2)
+
+
+def test_silent_store_gives_up_within_the_bound_with_the_real_count(
+    silent: SilentStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("boto3")
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_CONFIG_FILE", str(tmp_path / "none")),
+        ("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none")),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ):
+        monkeypatch.setenv(name, value)
+    channel = ChannelConfig(
+        name="lab",
+        bucket="kachery-test",
+        endpoint_url=silent.url,
+        region="us-east-1",
+        connect_timeout=0.5,
+        read_timeout=0.5,
+        source="test.toml",
+    )
+    bucket = ChannelBucket(channel)
+    for call in (lambda: bucket.head("k"), lambda: bucket.put_bytes("k", b"x")):
+        before = len(silent.connections)
+        started = time.monotonic()
+        with pytest.raises(ChannelUnreachable) as caught:
+            call()
+        elapsed = time.monotonic() - started
+        assert ATTEMPTS * 0.5 <= elapsed <= _bound(0.5, 0.5) + 1.0, elapsed
+        assert len(silent.connections) - before == ATTEMPTS
+        assert "no answer within 0.5 s (read_timeout)" in caught.value.message
+        assert f"tried {ATTEMPTS} times" in (caught.value.hint or "")
+
+
+def test_load_from_a_silent_store_ends_within_the_bound(
+    lab: Lab,  # noqa: F811
+    cli: Any,
+    silent: SilentStore,
+) -> None:
+    config = lab.config("b", endpoint_url=silent.url, connect_timeout=0.5, read_timeout=0.5)
+    b = lab.make_node("--config", str(config))
+    started = time.monotonic()
+    result = cli("load-file", f"sha1://{_random_sha1()}", "--channel", "lab", env=lab.env(b))
+    error = _one_line_error(result)
+    assert time.monotonic() - started <= _bound(0.5, 0.5) + 5.0  # + the client's start
+    assert "no answer within 0.5 s" in error and f"tried {ATTEMPTS} times" in error, error

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any, Iterator, List
 
 import pytest
+from conftest import sha1_file, write_random_file
 from test_channels import BUCKET, Lab, _one_line_error, _random_sha1, lab, s3  # noqa: F401
+
+from kachery_core.layout import StorageLayout
 
 from kachery_daemon.channels.bucket import (
     ATTEMPTS,
@@ -155,3 +158,23 @@ def test_load_from_a_silent_store_ends_within_the_bound(
     error = _one_line_error(result)
     assert time.monotonic() - started <= _bound(0.5, 0.5) + 5.0  # + the client's start
     assert "no answer within 0.5 s" in error and f"tried {ATTEMPTS} times" in error, error
+
+
+# -- 12: a corrupt manifest is named --------------------------------------------------
+
+SIZE = 25_000_000  # over 20,000,000: a manifest, two chunks
+
+
+def test_corrupt_manifest_is_named_in_the_error(lab: Lab, cli: Any, tmp_path: Path) -> None:  # noqa: F811
+    a, b = lab.node("a"), lab.node("b")
+    src = write_random_file(tmp_path / "m.bin", SIZE, seed=12)
+    uri = cli("store-file", str(src), "--upload-to-channel", "lab", env=lab.env(a)).stdout.strip()
+    manifest = uri.split("?manifest=")[1]
+    data = bytearray(lab.get(lab.object_key(manifest)))
+    data[10] ^= 0xFF
+    lab.put(lab.object_key(manifest), bytes(data))
+
+    error = _one_line_error(cli("load-file", uri, "--channel", "lab", env=lab.env(b)))
+    assert f"s3://{BUCKET}/{lab.object_key(manifest)}" in error, error
+    assert f"sha1 {manifest}" in error and "refused the manifest" in error, error
+    assert not StorageLayout(b.storage_dir).object_path(sha1_file(src)).exists()

@@ -52,6 +52,10 @@ class CorruptObject(IntegrityError):
         self.etag = etag
 
 
+class CorruptManifest(IntegrityError):
+    """The object's manifest in the bucket is damaged; the message names it (key and sha1)."""
+
+
 class _Aborted(Exception):
     """Raised in a chunk worker once another chunk failed or the transfer was cancelled."""
 
@@ -88,9 +92,10 @@ class Transfer:
                 return self._download_whole(sha1, info)
             return _ChunkedDownload(self, info, manifest).run()
         except IntegrityError as exc:
+            what = exc.message if isinstance(exc, CorruptManifest) else self.bucket.url(info.key)
+            detail = "" if isinstance(exc, CorruptManifest) else f": {exc.message}"
             raise CorruptObject(
-                f"refused {self.bucket.url(info.key)} (channel {self.bucket.channel.name!r}): "
-                f"{exc.message}",
+                f"refused {what} (channel {self.bucket.channel.name!r}){detail}",
                 "nothing was stored; the object in the bucket is corrupt and must be uploaded again",
                 info.etag,
             ) from None
@@ -100,16 +105,24 @@ class Transfer:
     ) -> Optional[Manifest]:
         if manifest_sha1 is None or info.size <= MANIFEST_THRESHOLD:
             return None
+        key = self.bucket.object_key(manifest_sha1)
+        where = f"the manifest {self.bucket.url(key)} (sha1 {manifest_sha1}) of sha1://{sha1}"
         if not self.storage.has(manifest_sha1):
             try:
-                data = self.bucket.get_small(self.bucket.object_key(manifest_sha1))
+                data = self.bucket.get_small(key)
             except NotFoundError:
                 return None  # uploaded without one: a single GET, not resumable
             self.count("channelBytesDownloaded", len(data))
-            self.storage.store_bytes(data, expected_sha1=manifest_sha1)
-        manifest = self.storage.load_manifest(manifest_sha1)
+            try:
+                self.storage.store_bytes(data, expected_sha1=manifest_sha1)
+            except IntegrityError as exc:
+                raise CorruptManifest(f"{where}: {exc.message}") from None
+        try:
+            manifest = self.storage.load_manifest(manifest_sha1)
+        except IntegrityError as exc:
+            raise CorruptManifest(f"{where}: {exc.message}") from None
         if manifest.sha1 != sha1:
-            raise IntegrityError(f"manifest {manifest_sha1} describes {manifest.sha1}, not {sha1}")
+            raise CorruptManifest(f"{where} describes sha1://{manifest.sha1} instead")
         if manifest.size != info.size:
             raise IntegrityError(
                 f"it has {info.size} bytes where the manifest says {manifest.size}"

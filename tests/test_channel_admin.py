@@ -19,7 +19,6 @@ from conftest import sha1_file, write_random_file
 from test_channels import BUCKET, Lab, _one_line_error, _random_sha1, lab, s3  # noqa: F401
 
 from kachery_core.layout import StorageLayout
-
 from kachery_daemon.channels.bucket import (
     ATTEMPTS,
     EXPECT_WAIT,

@@ -177,3 +177,34 @@ def test_corrupt_manifest_is_named_in_the_error(lab: Lab, cli: Any, tmp_path: Pa
     assert f"s3://{BUCKET}/{lab.object_key(manifest)}" in error, error
     assert f"sha1 {manifest}" in error and "refused the manifest" in error, error
     assert not StorageLayout(b.storage_dir).object_path(sha1_file(src)).exists()
+
+
+# -- 10: uploading again repairs a corrupt copy ----------------------------------------
+
+
+def test_uploading_again_replaces_a_copy_with_other_bytes(
+    lab: Lab,  # noqa: F811
+    cli: Any,
+    tmp_path: Path,
+) -> None:
+    a, b = lab.node("a"), lab.node("b")
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"the right bytes " * 100)
+    big = write_random_file(tmp_path / "big.bin", SIZE, seed=10)
+    for path in (small, big):
+        stored = cli("store-file", str(path), "--upload-to-channel", "lab", env=lab.env(a))
+        assert stored.returncode == 0, stored
+        key = lab.object_key(sha1_file(path))
+        data = bytearray(lab.get(key))
+        data[7] ^= 0xFF  # other bytes, the same size, no metadata: as another tool would put
+        lab.put(key, bytes(data))
+        assert len(lab.get(key)) == path.stat().st_size
+
+        again = cli("store-file", str(path), "--upload-to-channel", "lab", env=lab.env(a))
+        assert again.returncode == 0, again
+        assert lab.get(key) == path.read_bytes()  # replaced
+        loaded = cli("load-file", again.stdout.strip(), "--channel", "lab", env=lab.env(b))
+        assert loaded.returncode == 0, loaded
+        assert sha1_file(Path(loaded.stdout.strip())) == sha1_file(path)
+        head = lab.client.head_object(Bucket=BUCKET, Key=key)
+        assert head["Metadata"]["kachery-sha1"] == sha1_file(path)

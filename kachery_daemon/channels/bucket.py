@@ -53,6 +53,10 @@ BLOCK = 1 << 20
 """Bytes read from a response body at a time: memory per transfer stays at one block."""
 MANIFEST_METADATA = "kachery-manifest-sha1"
 """Object metadata naming the manifest, so a URI without `?manifest=` still resumes."""
+SHA1_METADATA = "kachery-sha1"
+"""Object metadata: the SHA-1 of the bytes the uploader sent. An upload is skipped only when
+the bucket's object carries the same SHA-1 (and size), so uploading again repairs a copy
+that someone overwrote with other bytes."""
 SMALL_OBJECT_LIMIT = 64 << 20
 
 

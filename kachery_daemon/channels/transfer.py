@@ -32,7 +32,7 @@ from kachery_core.local_storage import LocalStorage, open_input_file
 from kachery_core.manifest import MANIFEST_THRESHOLD, Chunk, Manifest
 from kachery_core.resumable import ResumableDownload, hash_range
 
-from .bucket import MANIFEST_METADATA, ChannelBucket, ObjectInfo
+from .bucket import MANIFEST_METADATA, SHA1_METADATA, ChannelBucket, ObjectInfo
 
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes total)."""
@@ -96,7 +96,8 @@ class Transfer:
             detail = "" if isinstance(exc, CorruptManifest) else f": {exc.message}"
             raise CorruptObject(
                 f"refused {what} (channel {self.bucket.channel.name!r}){detail}",
-                "nothing was stored; the object in the bucket is corrupt and must be uploaded again",
+                "nothing was stored; the object in the bucket is corrupt: upload it again "
+                "(an upload replaces a copy whose bytes differ)",
                 info.etag,
             ) from None
 
@@ -157,19 +158,18 @@ class Transfer:
             raise NotFoundError(f"sha1://{sha1} is not stored on this node", "store it first")
         size = os.stat(path).st_size
         self.bucket.require_bucket()  # a PUT may create a misspelled bucket on some stores
-        metadata: Dict[str, str] = {}
+        metadata: Dict[str, str] = {SHA1_METADATA: sha1}
         if size > MANIFEST_THRESHOLD:
             manifest_sha1 = self._local_manifest(sha1, manifest_sha1, path)
             metadata[MANIFEST_METADATA] = manifest_sha1
             manifest_key = self.bucket.object_key(manifest_sha1)
+            data = self.storage.require(manifest_sha1).read_bytes()
             # a refused copy may have been refused for its manifest: renew that too
-            if replace_etag is not None or self.bucket.head(manifest_key) is None:
-                data = self.storage.require(manifest_sha1).read_bytes()
-                self.bucket.put_bytes(manifest_key, data)
+            if replace_etag is not None or not self._holds(manifest_key, manifest_sha1, len(data)):
+                self.bucket.put_bytes(manifest_key, data, {SHA1_METADATA: manifest_sha1})
                 self.count("channelBytesUploaded", len(data))
         key = self.bucket.object_key(sha1)
-        existing = self.bucket.head(key)
-        if existing is not None and existing.size == size and existing.etag != replace_etag:
+        if self._holds(key, sha1, size, replace_etag):
             self.progress(size, size)
             return key
         sent = [0]
@@ -187,6 +187,18 @@ class Transfer:
         if self.cancelled.is_set():
             raise Cancelled(f"upload of {key} stopped")
         return key
+
+    def _holds(self, key: str, sha1: str, size: int, refused_etag: Optional[str] = None) -> bool:
+        """Whether the bucket's object at `key` is known to be these bytes: its SHA-1
+        metadata and size match, and it is not a copy some node refused. Anything else
+        (another uploader's object without the metadata, say) is uploaded over."""
+        existing = self.bucket.head(key)
+        return (
+            existing is not None
+            and existing.size == size
+            and existing.metadata.get(SHA1_METADATA) == sha1
+            and existing.etag != refused_etag
+        )
 
     def _local_manifest(self, sha1: str, hint: Optional[str], path: Path) -> str:
         """The hash of the object's manifest, made (by hashing the file) if not at hand."""

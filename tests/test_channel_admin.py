@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
-from conftest import sha1_file, write_random_file
+from conftest import command, sha1_file, write_random_file
 from test_channels import BUCKET, Lab, _one_line_error, _random_sha1, lab, s3  # noqa: F401
 
 from kachery_core.layout import StorageLayout
@@ -208,3 +209,60 @@ def test_uploading_again_replaces_a_copy_with_other_bytes(
         assert sha1_file(Path(loaded.stdout.strip())) == sha1_file(path)
         head = lab.client.head_object(Bucket=BUCKET, Key=key)
         assert head["Metadata"]["kachery-sha1"] == sha1_file(path)
+
+
+# -- 11: a refused copy is not downloaded again ----------------------------------------
+
+
+def _stats(node: Any) -> Dict[str, int]:
+    from test_channels import _stats as stats
+
+    return stats(node)
+
+
+def test_a_refused_copy_is_not_downloaded_again(lab: Lab, cli: Any, tmp_path: Path) -> None:  # noqa: F811
+    a, b, c = lab.node("a"), lab.node("b"), lab.node("c", request=False)
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"the right bytes " * 100)
+    uri = cli("store-file", str(small), "--upload-to-channel", "lab", env=lab.env(a)).stdout.strip()
+    key = lab.object_key(sha1_file(small))
+    data = bytearray(lab.get(key))
+    data[7] ^= 0xFF
+    lab.put(key, bytes(data))
+    etag = lab.client.head_object(Bucket=BUCKET, Key=key)["ETag"]
+
+    for node in (b, c):  # the first load downloads the copy and refuses it
+        error = _one_line_error(cli("load-file", uri, "--channel", "lab", env=lab.env(node)))
+        assert "refused" in error and "corrupt" in error, error
+    fetched = {node: _stats(node)["channelBytesDownloaded"] for node in (b, c)}
+
+    # a node that may request waits (here 2 s) for a new copy, then says why it failed
+    started = time.monotonic()
+    result = cli("load-file", uri, "--channel", "lab", env=lab.env(b, KACHERY_CHANNEL_TIMEOUT="2"))
+    error = _one_line_error(result)
+    assert 2 <= time.monotonic() - started < 15
+    assert f"is corrupt (refused ETag {etag}); its provider must upload it again" in error, error
+    # a node that may not request fails at once, with the same words
+    error = _one_line_error(cli("load-file", uri, "--channel", "lab", env=lab.env(c)))
+    assert f"is corrupt (refused ETag {etag}); its provider must upload it again" in error, error
+    assert {node: _stats(node)["channelBytesDownloaded"] for node in (b, c)} == fetched
+
+    # the provider uploads again (a new ETag): the waiting node takes the new copy
+    load = subprocess.Popen(
+        [command("kachery-client"), "load-file", uri, "--channel", "lab"],
+        env=lab.env(b, KACHERY_CHANNEL_TIMEOUT="60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(1.5)
+        assert load.poll() is None  # still waiting
+        again = cli("store-file", str(small), "--upload-to-channel", "lab", env=lab.env(a))
+        assert again.returncode == 0, again
+        out, err = load.communicate(timeout=60)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    assert load.returncode == 0, err
+    assert Path(out.decode().strip()).read_bytes() == small.read_bytes()

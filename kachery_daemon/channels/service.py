@@ -6,6 +6,9 @@ see `transfer`). If not, and this node may request (`request = true`), write
 poll the requests and upload what they hold. After a successful load the request is
 deleted. An object whose bytes do not match its hash is refused (nothing is stored) and the
 request is (re)written with the refused ETag, so that a provider uploads a good copy over it.
+The node remembers that ETag for its lifetime: while the bucket still holds it, a later
+load does not download it again but waits (up to its timeout) for a copy with a new ETag;
+a node that may not request fails at once, saying the copy is corrupt.
 
 Work runs on the service's own threads, so long waits for a provider never starve the
 node's other work; `TransferState` is how the HTTP side sees progress and cancels.
@@ -21,13 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Set
 
-from kachery_core.errors import ConfigError, InvalidInputError, KacheryError, NotFoundError
+from kachery_core.errors import (
+    ConfigError,
+    IntegrityError,
+    InvalidInputError,
+    KacheryError,
+    NotFoundError,
+)
 from kachery_core.local_storage import LocalStorage
 from kachery_core.uri import ContentUri
 
 from .bucket import ChannelBucket
 from .config import NodeConfig
-from .transfer import Cancelled, CorruptObject, Count, Transfer
+from .transfer import Cancelled, CorruptObject, Count, RefusedCopy, Transfer
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a load waits for a provider, unless the client says otherwise (`channel_timeout`)."""
@@ -65,6 +74,8 @@ class ChannelService:
         self.count: Count = lambda name, amount: None
         """Set by the HTTP side to the node's counters; called from worker threads."""
         self._active: Set[TransferState] = set()
+        self._refused: Dict[str, str] = {}
+        """Object key -> the ETag of the copy this node last refused there (node lifetime)."""
         self._lock = threading.Lock()
 
     # -- bookkeeping -----------------------------------------------------------------
@@ -110,20 +121,38 @@ class ChannelService:
             return found
         transfer = self.transfer(bucket, state)
         state.stage = "downloading"
-        path = self._download(bucket, transfer, uri)
+        refused: Optional[str] = None
+        try:
+            path = self._download(bucket, transfer, uri)
+        except RefusedCopy as exc:  # the same bad copy as before: wait for a new one
+            if not bucket.channel.request:
+                raise
+            path, refused = None, exc.etag
         if path is None:
-            path = self._request_and_wait(bucket, transfer, uri, timeout, state)
+            path = self._request_and_wait(bucket, transfer, uri, timeout, state, refused)
         self._forget_request(bucket, uri.sha1)
+        with self._lock:
+            self._refused.pop(bucket.object_key(uri.sha1), None)
         self.count("channelLoads", 1)
         return path
+
+    def refused_etag(self, bucket: ChannelBucket, sha1: str) -> Optional[str]:
+        """The ETag of the copy of `sha1` this node last refused in `bucket`, if any."""
+        with self._lock:
+            return self._refused.get(bucket.object_key(sha1))
 
     def _download(
         self, bucket: ChannelBucket, transfer: Transfer, uri: ContentUri
     ) -> Optional[Path]:
         try:
-            return transfer.download(uri.sha1, uri.manifest_sha1)
+            return transfer.download(
+                uri.sha1, uri.manifest_sha1, self.refused_etag(bucket, uri.sha1)
+            )
         except CorruptObject as exc:
             self.count("channelObjectsRefused", 1)
+            if not exc.of_manifest:
+                with self._lock:
+                    self._refused[bucket.object_key(uri.sha1)] = exc.etag
             if bucket.channel.request:  # leave (or renew) the request for a provider
                 self._request(bucket, uri, refused_etag=exc.etag)
             raise
@@ -135,7 +164,10 @@ class ChannelService:
         uri: ContentUri,
         timeout: float,
         state: TransferState,
+        refused: Optional[str] = None,
     ) -> Path:
+        """Ask the providers for `uri` and wait for it: for any copy, or, when the bucket
+        holds one this node refused (ETag `refused`), for a copy with another ETag."""
         channel = bucket.channel
         key = bucket.object_key(uri.sha1)
         if not channel.request:
@@ -143,17 +175,30 @@ class ChannelService:
                 f"{uri} is not in channel {channel.name!r} ({bucket.url(key)})",
                 f"this node does not ask the channel for files (request = false in {channel.source})",
             )
-        self._request(bucket, uri)
+        self._request(bucket, uri, refused_etag=refused)
         state.stage = "waiting for a provider"
         deadline = time.monotonic() + timeout
         interval = min(MAX_WAIT_POLL, channel.poll_seconds)
-        while bucket.head(key) is None:
+        while True:
+            info = bucket.head(key)
+            if info is not None and info.etag != refused:
+                break
             if time.monotonic() >= deadline:
-                raise ChannelTimeout(
-                    f"no node of channel {channel.name!r} provided {uri} within {timeout:g} s",
+                hint = (
                     f"the request stays at {bucket.url(bucket.request_key(uri.sha1))} for "
                     "providers that come online; try again later, or wait longer with "
-                    "channel_timeout (KACHERY_CHANNEL_TIMEOUT)",
+                    "channel_timeout (KACHERY_CHANNEL_TIMEOUT)"
+                )
+                if info is not None:
+                    raise IntegrityError(
+                        f"the copy of {uri} in channel {channel.name!r} ({bucket.url(key)}) is "
+                        f"corrupt (refused ETag {refused}); its provider must upload it again "
+                        f"(none did within {timeout:g} s)",
+                        hint,
+                    )
+                raise ChannelTimeout(
+                    f"no node of channel {channel.name!r} provided {uri} within {timeout:g} s",
+                    hint,
                 )
             if state.cancelled.wait(interval):
                 raise Cancelled(f"the load of {uri} from channel {channel.name!r} was stopped")
@@ -190,7 +235,8 @@ class ChannelService:
         """Upload a stored object (and its manifest) to channel `name`; return its key."""
         bucket = self.bucket(name)
         state.stage = "uploading"
-        key = self.transfer(bucket, state).upload(uri.sha1, uri.manifest_sha1)
+        refused = self.refused_etag(bucket, uri.sha1)  # replaced even if its metadata matches
+        key = self.transfer(bucket, state).upload(uri.sha1, uri.manifest_sha1, refused)
         self.count("channelUploads", 1)
         return key
 

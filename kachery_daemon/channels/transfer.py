@@ -47,6 +47,18 @@ class Cancelled(KacheryError):
 class CorruptObject(IntegrityError):
     """The bucket's bytes do not hash to the name they are stored under."""
 
+    def __init__(
+        self, message: str, hint: Optional[str], etag: str, of_manifest: bool = False
+    ) -> None:
+        super().__init__(message, hint)
+        self.etag = etag
+        self.of_manifest = of_manifest
+        """Only the manifest was bad: a good upload may bring the object's same ETag back."""
+
+
+class RefusedCopy(IntegrityError):
+    """The bucket still holds a copy this node refused (same ETag): not downloaded again."""
+
     def __init__(self, message: str, hint: Optional[str], etag: str) -> None:
         super().__init__(message, hint)
         self.etag = etag
@@ -79,11 +91,25 @@ class Transfer:
 
     # -- download ------------------------------------------------------------------
 
-    def download(self, sha1: str, manifest_sha1: Optional[str] = None) -> Optional[Path]:
-        """Fetch object `sha1` into storage; None if the bucket does not have it."""
+    def download(
+        self, sha1: str, manifest_sha1: Optional[str] = None, refused_etag: Optional[str] = None
+    ) -> Optional[Path]:
+        """Fetch object `sha1` into storage; None if the bucket does not have it.
+
+        `refused_etag`: a copy this node refused before; while the bucket still holds it,
+        `RefusedCopy` is raised instead of downloading the same bad bytes again.
+        """
         info = self.bucket.head(self.bucket.object_key(sha1))
         if info is None:
             return None
+        if refused_etag is not None and info.etag == refused_etag:
+            raise RefusedCopy(
+                f"the copy of sha1://{sha1} in channel {self.bucket.channel.name!r} "
+                f"({self.bucket.url(info.key)}) is corrupt (refused ETag {info.etag}); "
+                "its provider must upload it again",
+                "this node refused that copy before and does not download it again",
+                info.etag,
+            )
         try:
             manifest = self._manifest(
                 sha1, manifest_sha1 or info.metadata.get(MANIFEST_METADATA), info
@@ -99,6 +125,7 @@ class Transfer:
                 "nothing was stored; the object in the bucket is corrupt: upload it again "
                 "(an upload replaces a copy whose bytes differ)",
                 info.etag,
+                of_manifest=isinstance(exc, CorruptManifest),
             ) from None
 
     def _manifest(

@@ -438,6 +438,9 @@ class Node:
                     sent, sent_at = snapshot, now
         except BaseException:
             state.cancelled.set()  # the client left, or the node is stopping
+            from .channels.service import discard_outcome
+
+            discard_outcome(future)  # the worker still ends, with Cancelled
             raise
         finally:
             service.forget(state)
@@ -472,10 +475,19 @@ class Node:
                 self._providers.append(asyncio.ensure_future(Provider(service, bucket).run()))
 
     def stop_providing(self) -> None:
-        """Stop answering requests; loads and uploads in flight get the node's grace period."""
+        """Stop answering requests and end loads waiting for a provider; loads and uploads
+        that move bytes get the node's grace period (`cancel_channel_transfers`)."""
         for task in self._providers:
             task.cancel()
         self._providers = []
+        if self.channels is not None:
+            self.channels.stop_waiting()
+
+    def cancel_channel_transfers(self) -> None:
+        """The grace period is over: stop every channel transfer, so their requests end
+        now (aiohttp would otherwise wait for them a second grace period)."""
+        if self.channels is not None:
+            self.channels.stop()
 
     def close_channels(self) -> None:
         if self.channels is not None:

@@ -266,3 +266,35 @@ def test_a_refused_copy_is_not_downloaded_again(lab: Lab, cli: Any, tmp_path: Pa
             load.wait()
     assert load.returncode == 0, err
     assert Path(out.decode().strip()).read_bytes() == small.read_bytes()
+
+
+# -- 9: stopping a node while a load waits for a provider ------------------------------
+
+
+def test_stop_while_a_load_waits_is_prompt_and_clean(lab: Lab, cli: Any) -> None:  # noqa: F811
+    grace = 4.0
+    b = lab.make_node("--config", str(lab.config("b")), "--shutdown-grace-seconds", str(grace))
+    load = subprocess.Popen(
+        [command("kachery-client"), "load-file", f"sha1://{_random_sha1()}", "--channel", "lab"],
+        env=lab.env(b, KACHERY_CHANNEL_TIMEOUT="120"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while _stats(b).get("channelRequests", 0) < 1:  # the request is written: it waits
+            assert time.monotonic() < deadline and load.poll() is None, "the load ended early"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert b.stop() == 0
+        assert time.monotonic() - started < grace + 2.0
+        load.communicate(timeout=30)
+        assert load.returncode == 1  # told the load was stopped, not left hanging
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    log = b.log.read_text()
+    assert "Future exception was never retrieved" not in log, log
+    assert "Traceback" not in log, log

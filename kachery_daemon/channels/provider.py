@@ -20,7 +20,7 @@ from kachery_core.errors import KacheryError, StaleLinkError
 from kachery_core.uri import is_sha1
 
 from .bucket import ChannelBucket, ChannelUnreachable
-from .service import ChannelService
+from .service import ChannelService, discard_outcome
 from .transfer import Cancelled
 
 
@@ -36,9 +36,13 @@ class Provider:
         """Poll until cancelled; a failed poll is logged (once per distinct error) and retried."""
         loop = asyncio.get_running_loop()
         while True:
+            poll = loop.run_in_executor(self.service.executor, self.poll_once)
             try:
-                await loop.run_in_executor(self.service.executor, self.poll_once)
+                await poll
                 self._last_error = None
+            except asyncio.CancelledError:
+                discard_outcome(poll)  # the poll in its thread still ends on its own
+                raise
             except KacheryError as exc:
                 if str(exc) != self._last_error:
                     self._last_error = str(exc)

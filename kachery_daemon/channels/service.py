@@ -16,6 +16,7 @@ node's other work; `TransferState` is how the HTTP side sees progress and cancel
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -77,6 +78,7 @@ class ChannelService:
         self._refused: Dict[str, str] = {}
         """Object key -> the ETag of the copy this node last refused there (node lifetime)."""
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -98,8 +100,15 @@ class ChannelService:
         with self._lock:
             self._active.discard(state)
 
+    def stop_waiting(self) -> None:
+        """The node is stopping: loads waiting for a provider end now (within a poll
+        interval), since no provider can be expected to answer within the grace period;
+        transfers that move bytes keep it."""
+        self._stopping.set()
+
     def stop(self) -> None:
         """Cancel every transfer in flight (the node is stopping)."""
+        self._stopping.set()
         with self._lock:
             for state in self._active:
                 state.cancelled.set()
@@ -200,7 +209,7 @@ class ChannelService:
                     f"no node of channel {channel.name!r} provided {uri} within {timeout:g} s",
                     hint,
                 )
-            if state.cancelled.wait(interval):
+            if self._stopping.is_set() or state.cancelled.wait(interval):
                 raise Cancelled(f"the load of {uri} from channel {channel.name!r} was stopped")
         state.stage = "downloading"
         path = self._download(bucket, transfer, uri)
@@ -239,6 +248,17 @@ class ChannelService:
         key = self.transfer(bucket, state).upload(uri.sha1, uri.manifest_sha1, refused)
         self.count("channelUploads", 1)
         return key
+
+
+def discard_outcome(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a channel thread's future nobody awaits any more (its
+    awaiter was cancelled), so asyncio never logs "Future exception was never retrieved"."""
+
+    def retrieve(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled():
+            done.exception()
+
+    future.add_done_callback(retrieve)
 
 
 def open_channels(

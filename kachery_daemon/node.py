@@ -459,6 +459,7 @@ class Node:
         service.count = count
         from .channels.provider import Provider
 
+        self._providers.append(asyncio.ensure_future(_keep_house(service)))
         for name, bucket in sorted(service.buckets.items()):
             channel = bucket.channel
             roles = [
@@ -492,6 +493,17 @@ class Node:
     def close_channels(self) -> None:
         if self.channels is not None:
             self.channels.close()
+
+
+async def _keep_house(service: ChannelService) -> None:
+    """Housekeeping at start and then every SWEEP_SECONDS (see channels/housekeeping.py)."""
+    from .channels.housekeeping import SWEEP_SECONDS
+
+    loop = asyncio.get_running_loop()
+    while True:
+        for line in await loop.run_in_executor(service.executor, service.sweep):
+            print(f"kachery-daemon: {line}", file=sys.stderr, flush=True)
+        await asyncio.sleep(SWEEP_SECONDS)
 
 
 async def _warn_of_problems(service: ChannelService, bucket: ChannelBucket) -> None:

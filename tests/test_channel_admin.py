@@ -8,6 +8,7 @@ test_channels.py; a silent store is a loopback socket that accepts and never ans
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import threading
@@ -28,6 +29,13 @@ from kachery_daemon.channels.bucket import (
     ChannelUnreachable,
 )
 from kachery_daemon.channels.config import ChannelConfig
+from kachery_daemon.channels.housekeeping import (
+    REQUEST_MAX_AGE,
+    UPLOAD_MAX_AGE,
+    UploadJournal,
+    abort_stale_uploads,
+    expire_requests,
+)
 
 MISSPELT = "kachery-chanels"
 
@@ -298,3 +306,61 @@ def test_stop_while_a_load_waits_is_prompt_and_clean(lab: Lab, cli: Any) -> None
     log = b.log.read_text()
     assert "Future exception was never retrieved" not in log, log
     assert "Traceback" not in log, log
+
+
+# -- 16: housekeeping --------------------------------------------------------------------
+
+
+def test_abandoned_download_files_are_removed_at_start(lab: Lab, tmp_path: Path) -> None:  # noqa: F811
+    storage = tmp_path / "hk-storage"
+    temp = StorageLayout(storage).default_temp_dir
+    temp.mkdir(parents=True)
+    old, fresh = temp / f"{'a' * 40}.download", temp / f"{'b' * 40}.download"
+    for path in (old, fresh):
+        path.write_bytes(b"partial")
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(old, (eight_days_ago, eight_days_ago))
+    b = lab.make_node("--config", str(lab.config("b")), storage_dir=storage)
+    deadline = time.monotonic() + 10
+    while not _log_lines(b, "abandoned .download") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _log_lines(b, "removed 1 abandoned .download file(s)")
+    assert not old.exists() and fresh.exists()
+
+
+def _bucket_of(lab: Lab, journal: Any = None) -> ChannelBucket:  # noqa: F811
+    channel = ChannelConfig(
+        name="lab",
+        bucket=BUCKET,
+        prefix=lab.prefix,
+        endpoint_url=lab.s3.endpoint_url,
+        region="us-east-1",
+        source="test.toml",
+    )
+    return ChannelBucket(channel, journal)
+
+
+def test_old_requests_expire_and_stale_uploads_are_aborted(
+    lab: Lab,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in lab.s3.credentials.items():
+        monkeypatch.setenv(name, value)
+    journal = UploadJournal(tmp_path / "channel-uploads.json")
+    bucket = _bucket_of(lab, journal)
+    sha1 = _random_sha1()
+    lab.put(lab.request_key(sha1), b"{}")
+    assert expire_requests(bucket, time.time()) == 0  # young: kept
+    assert expire_requests(bucket, time.time() + REQUEST_MAX_AGE + 60) == 1
+    assert lab.request_key(sha1) not in lab.listing()
+
+    key = lab.object_key(sha1)
+    started = bucket.upload_client.create_multipart_upload(Bucket=BUCKET, Key=key)
+    (entry,) = journal.entries()  # recorded as boto3 started it
+    assert entry["uploadId"] == started["UploadId"] and entry["key"] == key
+    assert abort_stale_uploads(bucket, journal, time.time()) == 0
+    assert abort_stale_uploads(bucket, journal, time.time() + UPLOAD_MAX_AGE + 60) == 1
+    assert journal.entries() == []
+    listed = lab.client.list_multipart_uploads(Bucket=BUCKET, Prefix=lab.prefix)
+    assert [u["UploadId"] for u in listed.get("Uploads", [])] == []

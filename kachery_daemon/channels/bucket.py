@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from kachery_core.errors import (
     ConfigError,
@@ -38,6 +38,9 @@ from kachery_core.errors import (
 from kachery_core.manifest import CHUNK_SIZE
 
 from .config import ChannelConfig
+
+if TYPE_CHECKING:
+    from .housekeeping import UploadJournal
 
 ATTEMPTS = 3
 """Tries per request, the first included. A download cut off midway resumes where it
@@ -85,8 +88,10 @@ class ObjectInfo:
 class ChannelBucket:
     """One channel's bucket and prefix. Thread-safe: transfers share one boto3 client."""
 
-    def __init__(self, channel: ChannelConfig) -> None:
+    def __init__(self, channel: ChannelConfig, journal: Optional[UploadJournal] = None) -> None:
         self.channel = channel
+        self.journal = journal
+        """Where multipart uploads this node starts are recorded (see housekeeping)."""
         self._client: Any = None
         self._upload_client: Any = None
         self._lock = threading.Lock()
@@ -122,7 +127,15 @@ class ChannelBucket:
         with self._lock:
             if self._upload_client is None:
                 self._upload_client = self._make_client(botocore_attempts=ATTEMPTS)
+                self._upload_client.meta.events.register(
+                    "after-call.s3.CreateMultipartUpload", self._upload_started
+                )
             return self._upload_client
+
+    def _upload_started(self, parsed: Dict[str, Any], **kwargs: Any) -> None:
+        """Record each multipart upload as boto3 starts it, to abort it if it is left open."""
+        if self.journal is not None and parsed.get("UploadId"):
+            self.journal.add(self.channel.bucket, str(parsed["Key"]), str(parsed["UploadId"]))
 
     def _make_client(self, botocore_attempts: int) -> Any:
         try:
@@ -259,9 +272,17 @@ class ChannelBucket:
 
     def list_keys(self, prefix: str, limit: Optional[int] = None) -> List[Tuple[str, str]]:
         """(key, ETag) of every object under `prefix` (the first `limit` of them)."""
+        return [(key, etag) for key, etag, _ in self.list_entries(prefix, limit)]
 
-        def listing() -> List[Tuple[str, str]]:  # tried again whole: pages are no transaction
-            found: List[Tuple[str, str]] = []
+    def list_entries(
+        self, prefix: str, limit: Optional[int] = None
+    ) -> List[Tuple[str, str, float]]:
+        """(key, ETag, last modified as a Unix time) of every object under `prefix`."""
+
+        def listing() -> List[
+            Tuple[str, str, float]
+        ]:  # tried again whole: pages are no transaction
+            found: List[Tuple[str, str, float]] = []
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.channel.bucket,
                 Prefix=prefix,
@@ -269,10 +290,27 @@ class ChannelBucket:
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    found.append((str(item["Key"]), str(item.get("ETag", ""))))
+                    modified = item.get("LastModified")
+                    found.append(
+                        (
+                            str(item["Key"]),
+                            str(item.get("ETag", "")),
+                            modified.timestamp() if modified is not None else time.time(),
+                        )
+                    )
             return found
 
         return self._call(f"listing {prefix}", listing)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload; one that is gone already counts as aborted."""
+        with contextlib.suppress(NotFoundError):
+            self._call(
+                f"aborting an upload of {key}",
+                lambda: self.client.abort_multipart_upload(
+                    Bucket=self.channel.bucket, Key=key, UploadId=upload_id
+                ),
+            )
 
     def upload_file(
         self,
@@ -287,11 +325,7 @@ class ChannelBucket:
         `progress` gets the bytes sent since the last call. Setting `cancelled` aborts the
         upload (no object appears: S3 completes a multipart upload atomically).
         """
-        from boto3.s3.transfer import (
-            ProgressCallbackInvoker,
-            TransferConfig,
-            create_transfer_manager,
-        )
+        from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(
             multipart_threshold=CHUNK_SIZE,
@@ -299,7 +333,42 @@ class ChannelBucket:
             max_concurrency=self.channel.max_parallel,
             use_threads=True,
         )
+        started = time.time()
+        try:
+            self._upload(path, key, metadata, progress, cancelled, config)
+        except BaseException:
+            self._end_uploads(key, started, abort=True)
+            raise
+        self._end_uploads(key, started, abort=False)
+
+    def _end_uploads(self, key: str, since: float, abort: bool) -> None:
+        """Forget (after success) or abort (after a failure) the multipart uploads of `key`
+        this node started since `since`; one whose abort fails is left to housekeeping."""
+        if self.journal is None:
+            return
+        for entry in self.journal.entries():
+            if entry.get("key") != key or float(entry.get("time", 0)) < since - 1:
+                continue
+            upload_id = str(entry["uploadId"])
+            if abort:
+                try:
+                    self.abort_upload(key, upload_id)
+                except KacheryError:
+                    continue
+            self.journal.remove(upload_id)
+
+    def _upload(
+        self,
+        path: Path,
+        key: str,
+        metadata: Dict[str, str],
+        progress: Callable[[int], None],
+        cancelled: threading.Event,
+        config: Any,
+    ) -> None:
         with self.errors(f"uploading {key}", ATTEMPTS):  # botocore retried each part
+            from boto3.s3.transfer import ProgressCallbackInvoker, create_transfer_manager
+
             manager = create_transfer_manager(self.upload_client, config)
             try:
                 future = manager.upload(

@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, List, Optional, Set
 
 from kachery_core.errors import (
     ConfigError,
@@ -37,6 +37,14 @@ from kachery_core.uri import ContentUri
 
 from .bucket import ChannelBucket
 from .config import NodeConfig
+from .housekeeping import (
+    JOURNAL_NAME,
+    REQUEST_RENEW_SECONDS,
+    UploadJournal,
+    abort_stale_uploads,
+    expire_requests,
+    sweep_downloads,
+)
 from .transfer import Cancelled, CorruptObject, Count, RefusedCopy, Transfer
 
 DEFAULT_TIMEOUT = 60.0
@@ -70,7 +78,8 @@ class ChannelService:
         self.config = config
         self.storage = storage
         self.node_id = node_id
-        self.buckets = {name: ChannelBucket(c) for name, c in config.channels.items()}
+        self.journal = UploadJournal(storage.root / JOURNAL_NAME)
+        self.buckets = {name: ChannelBucket(c, self.journal) for name, c in config.channels.items()}
         self.executor = ThreadPoolExecutor(32, thread_name_prefix="kachery-channel")
         self.count: Count = lambda name, amount: None
         """Set by the HTTP side to the node's counters; called from worker threads."""
@@ -188,10 +197,14 @@ class ChannelService:
         state.stage = "waiting for a provider"
         deadline = time.monotonic() + timeout
         interval = min(MAX_WAIT_POLL, channel.poll_seconds)
+        renew_at = time.monotonic() + REQUEST_RENEW_SECONDS
         while True:
             info = bucket.head(key)
             if info is not None and info.etag != refused:
                 break
+            if time.monotonic() >= renew_at:  # younger than housekeeping's expiry age
+                self._request(bucket, uri, refused_etag=refused)
+                renew_at = time.monotonic() + REQUEST_RENEW_SECONDS
             if time.monotonic() >= deadline:
                 hint = (
                     f"the request stays at {bucket.url(bucket.request_key(uri.sha1))} for "
@@ -237,6 +250,31 @@ class ChannelService:
             return
         with contextlib.suppress(KacheryError):
             bucket.delete(bucket.request_key(sha1))
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def sweep(self) -> List[str]:
+        """One round of housekeeping (see housekeeping.py); lines for the node's log."""
+        now = time.time()
+        lines: List[str] = []
+        removed = sweep_downloads(self.storage, now)
+        if removed:
+            lines.append(f"removed {removed} abandoned .download file(s)")
+        for name, bucket in sorted(self.buckets.items()):
+            try:
+                expired = 0
+                if bucket.channel.request or bucket.channel.provide:
+                    expired = expire_requests(bucket, now)
+                aborted = abort_stale_uploads(bucket, self.journal, now)
+            except KacheryError as exc:
+                lines.append(f"channel {name}: housekeeping failed: {exc}")
+                continue
+            if expired or aborted:
+                lines.append(
+                    f"channel {name}: deleted {expired} expired request(s), "
+                    f"aborted {aborted} stale upload(s)"
+                )
+        return lines
 
     # -- uploading -------------------------------------------------------------------
 

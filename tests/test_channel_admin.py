@@ -364,3 +364,43 @@ def test_old_requests_expire_and_stale_uploads_are_aborted(
     assert journal.entries() == []
     listed = lab.client.list_multipart_uploads(Bucket=BUCKET, Prefix=lab.prefix)
     assert [u["UploadId"] for u in listed.get("Uploads", [])] == []
+
+
+# -- 17a: kachery-daemon channel check -------------------------------------------------
+
+
+def _check(cli: Any, config: Path, **env: str) -> Any:
+    return cli(
+        "channel",
+        "check",
+        "lab",
+        "--config",
+        str(config),
+        program="kachery-daemon",
+        env=env or None,
+    )
+
+
+def test_channel_check_reports_one_line_per_problem(
+    lab: Lab,  # noqa: F811
+    cli: Any,
+    silent: SilentStore,
+) -> None:
+    good = _check(cli, lab.config("good"))
+    assert good.returncode == 0, good
+    assert "channel lab:" in good.stdout and good.stdout.strip().endswith(": ok")
+    assert lab.listing() == []  # the write check left nothing behind
+
+    missing = _check(cli, _config_with_bucket(lab, "missing", MISSPELT))
+    assert f"bucket {MISSPELT!r} of channel 'lab' does not exist" in _one_line_error(missing)
+    assert MISSPELT not in _buckets(lab)
+
+    refused = _check(cli, lab.config("refused"), **dict(lab.kenv, AWS_SECRET_ACCESS_KEY="wrong"))
+    assert "refused" in _one_line_error(refused)
+
+    config = lab.config("silent", endpoint_url=silent.url, connect_timeout=0.5, read_timeout=0.5)
+    silent_result = _check(cli, config)
+    assert "no answer within 0.5 s" in _one_line_error(silent_result)
+
+    unknown = cli("channel", "check", "nope", "--config", str(config), program="kachery-daemon")
+    assert "no channel 'nope'" in _one_line_error(unknown)

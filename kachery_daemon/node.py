@@ -426,11 +426,14 @@ class Node:
         try:
             while True:
                 done, _ = await asyncio.wait({future}, timeout=PROGRESS_SECONDS)
-                if done:
-                    return future.result()
                 now = loop.time()
                 total = state.total or size or 0
                 snapshot = (state.loaded, total, state.stage)
+                if done:
+                    result = future.result()
+                    if report is not None and sent is None and total > 0:
+                        await report(total, total, state.stage)  # done within one tick
+                    return result
                 if report is None or total <= 0:
                     continue  # no progress with a made-up total (see KEEPALIVE_SECONDS)
                 if snapshot != sent or now - sent_at >= KEEPALIVE_SECONDS:

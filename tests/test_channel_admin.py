@@ -8,6 +8,7 @@ test_channels.py; a silent store is a loopback socket that accepts and never ans
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from conftest import command, sha1_file, write_random_file
 from test_channels import BUCKET, Lab, _one_line_error, _random_sha1, lab, s3  # noqa: F401
 
 from kachery_core.layout import StorageLayout
+from kachery_core.manifest import CHUNK_SIZE
 from kachery_daemon.channels.bucket import (
     ATTEMPTS,
     EXPECT_WAIT,
@@ -404,3 +406,35 @@ def test_channel_check_reports_one_line_per_problem(
 
     unknown = cli("channel", "check", "nope", "--config", str(config), program="kachery-daemon")
     assert "no channel 'nope'" in _one_line_error(unknown)
+
+
+# -- 4: chunks of a file only another node holds ---------------------------------------
+
+
+def _chunk_uri(path: Path, start: int, end: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(start)
+        chunk = hashlib.sha1(f.read(end - start)).hexdigest()
+    return f"sha1://{chunk}?chunkOf={sha1_file(path)}~{start}~{end}"
+
+
+def test_chunks_are_served_from_whole_files(lab: Lab, cli: Any, tmp_path: Path) -> None:  # noqa: F811
+    a = lab.node("a", provide=True, poll_seconds=0.3)
+    b, c = lab.node("b"), lab.node("c", request=False)
+    src = write_random_file(tmp_path / "whole.bin", SIZE, seed=4)
+    assert cli("store-file", str(src), env=lab.env(a)).returncode == 0  # on A only
+
+    # B asks for the first chunk: A holds only the whole file, cuts the chunk and uploads it
+    first = _chunk_uri(src, 0, CHUNK_SIZE)
+    loaded = cli(
+        "load-file", first, "--channel", "lab", env=lab.env(b, KACHERY_CHANNEL_TIMEOUT="60")
+    )
+    assert loaded.returncode == 0, loaded
+    assert Path(loaded.stdout.strip()).read_bytes() == src.read_bytes()[:CHUNK_SIZE]
+
+    # the whole file in the bucket: C (which never requests) cuts the last chunk from it
+    assert cli("store-file", str(src), "--upload-to-channel", "lab", env=lab.env(a)).returncode == 0
+    last = _chunk_uri(src, CHUNK_SIZE, SIZE)
+    loaded = cli("load-file", last, "--channel", "lab", env=lab.env(c))
+    assert loaded.returncode == 0, loaded
+    assert Path(loaded.stdout.strip()).read_bytes() == src.read_bytes()[CHUNK_SIZE:]

@@ -6,6 +6,8 @@ see `transfer`). If not, and this node may request (`request = true`), write
 poll the requests and upload what they hold. After a successful load the request is
 deleted. An object whose bytes do not match its hash is refused (nothing is stored) and the
 request is (re)written with the refused ETag, so that a provider uploads a good copy over it.
+A chunk (`?chunkOf=`) is also found as a byte range of its whole object in the bucket,
+and its request names the whole, so a provider holding only the whole file cuts the chunk.
 The node remembers that ETag for its lifetime: while the bucket still holds it, a later
 load does not download it again but waits (up to its timeout) for a copy with a new ETag;
 a node that may not request fails at once, saying the copy is corrupt.
@@ -146,6 +148,8 @@ class ChannelService:
             if not bucket.channel.request:
                 raise
             path, refused = None, exc.etag
+        if path is None and uri.chunk_of is not None:  # cut from its whole in the bucket
+            path = transfer.download_chunk(uri)
         if path is None:
             path = self._request_and_wait(bucket, transfer, uri, timeout, state, refused)
         self._forget_request(bucket, uri.sha1)
@@ -202,6 +206,8 @@ class ChannelService:
             info = bucket.head(key)
             if info is not None and info.etag != refused:
                 break
+            if uri.chunk_of is not None and bucket.head(bucket.object_key(uri.chunk_of.sha1)):
+                break  # its whole file arrived: cut the chunk from that
             if time.monotonic() >= renew_at:  # younger than housekeeping's expiry age
                 self._request(bucket, uri, refused_etag=refused)
                 renew_at = time.monotonic() + REQUEST_RENEW_SECONDS
@@ -226,6 +232,8 @@ class ChannelService:
                 raise Cancelled(f"the load of {uri} from channel {channel.name!r} was stopped")
         state.stage = "downloading"
         path = self._download(bucket, transfer, uri)
+        if path is None and uri.chunk_of is not None:
+            path = transfer.download_chunk(uri)
         if path is None:
             raise NotFoundError(
                 f"{bucket.url(key)} appeared in channel {channel.name!r}, then vanished"
@@ -238,6 +246,8 @@ class ChannelService:
         doc: Dict[str, Any] = {"nodeId": self.node_id, "time": time.time(), "sha1": uri.sha1}
         if uri.manifest_sha1:
             doc["manifestSha1"] = uri.manifest_sha1
+        if uri.chunk_of is not None:  # a provider holding the whole file cuts the chunk
+            doc["chunkOf"] = str(uri.chunk_of)
         if refused_etag is not None:
             doc["refusedEtag"] = refused_etag
         bucket.require_bucket()  # a PUT may create a misspelled bucket on some stores

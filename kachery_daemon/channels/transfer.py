@@ -31,6 +31,7 @@ from kachery_core.hashing import hash_stream
 from kachery_core.local_storage import LocalStorage, open_input_file
 from kachery_core.manifest import MANIFEST_THRESHOLD, Chunk, Manifest
 from kachery_core.resumable import ResumableDownload, hash_range
+from kachery_core.uri import ContentUri
 
 from .bucket import MANIFEST_METADATA, SHA1_METADATA, ChannelBucket, ObjectInfo
 
@@ -127,6 +128,39 @@ class Transfer:
                 info.etag,
                 of_manifest=isinstance(exc, CorruptManifest),
             ) from None
+
+    def download_chunk(self, uri: ContentUri) -> Optional[Path]:
+        """Fetch chunk `uri` (a `?chunkOf=` URI) as a byte range of its whole object in the
+        bucket, hash-checked before it is stored; None if the bucket lacks the whole."""
+        chunk = uri.chunk_of
+        assert chunk is not None
+        info = self.bucket.head(self.bucket.object_key(chunk.sha1))
+        if info is None:
+            return None
+        where = f"bytes {chunk.start}-{chunk.end} of {self.bucket.url(info.key)}"
+        if info.size < chunk.end:
+            raise IntegrityError(
+                f"cannot cut {uri.sha1} from {where}: the object has only {info.size} bytes"
+            )
+        total = chunk.end - chunk.start
+        done = 0
+        try:
+            with self.storage.object_writer() as writer:
+                for block in self.bucket.iter_range(info.key, chunk.start, chunk.end):
+                    if self.cancelled.is_set():
+                        raise Cancelled(f"download of {where} stopped")
+                    writer.write(block)
+                    done += len(block)
+                    self.count("channelBytesDownloaded", len(block))
+                    self.progress(done, total)
+                writer.commit(expected_sha1=uri.sha1)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"refused {where} as sha1://{uri.sha1} (channel "
+                f"{self.bucket.channel.name!r}): {exc.message}",
+                "nothing was stored",
+            ) from None
+        return self.storage.require(uri.sha1)
 
     def _manifest(
         self, sha1: str, manifest_sha1: Optional[str], info: ObjectInfo

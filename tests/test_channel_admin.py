@@ -438,3 +438,22 @@ def test_chunks_are_served_from_whole_files(lab: Lab, cli: Any, tmp_path: Path) 
     loaded = cli("load-file", last, "--channel", "lab", env=lab.env(c))
     assert loaded.returncode == 0, loaded
     assert Path(loaded.stdout.strip()).read_bytes() == src.read_bytes()[CHUNK_SIZE:]
+
+
+def test_python_load_bytes_of_a_file_only_another_node_holds(
+    lab: Lab,  # noqa: F811
+    cli: Any,
+    tmp_path: Path,
+) -> None:
+    import kachery_client as kc
+
+    a = lab.node("a", provide=True, poll_seconds=0.3)
+    b = lab.node("b")
+    src = write_random_file(tmp_path / "w.bin", SIZE, seed=40)
+    uri = cli("store-file", str(src), env=lab.env(a)).stdout.strip()
+    client = kc.Client(daemon_port=b.port, storage_dir=str(b.storage_dir), channel="lab")
+    try:
+        data = client.load_bytes(uri, CHUNK_SIZE + 1000, CHUNK_SIZE + 1100)  # in the last chunk
+    finally:
+        client.close()
+    assert data == src.read_bytes()[CHUNK_SIZE + 1000 : CHUNK_SIZE + 1100]

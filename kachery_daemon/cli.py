@@ -311,6 +311,46 @@ def token_revoke(id_or_label: str, storage_dir: Optional[str]) -> None:
     click.echo(f"revoked token {record.token_id} ({record.label})", err=True)
 
 
+@cli.group()
+def channel() -> None:
+    """The channels of the node's config file."""
+
+
+@channel.command("check")
+@click.argument("name")
+@click.option("--storage-dir", default=None, help="Storage directory of the node.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Node config file (default: <storage dir>/kachery-node.toml).",
+)
+def channel_check(name: str, storage_dir: Optional[str], config_file: Optional[Path]) -> None:
+    """Check channel NAME: endpoint, credentials, bucket and prefix, with a write where the
+    node writes. One line per problem; exit status 1 if there is any."""
+    from .channels.bucket import ChannelBucket
+    from .channels.check import check_channel
+    from .channels.config import load_node_config
+
+    config = load_node_config(config_file, _storage_dir(storage_dir))
+    if name not in config.channels:
+        known = ", ".join(sorted(config.channels)) or "none"
+        raise ConfigError(
+            f"no channel {name!r} in {config.path or 'the node config file'}",
+            f"its channels: {known}",
+        )
+    bucket = ChannelBucket(config.channels[name])
+    problems = check_channel(bucket)
+    for problem in problems:
+        click.echo(f"Error: channel {name}: {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(
+        f"channel {name}: {bucket.url(bucket.channel.prefix)} at {bucket.channel.endpoint}: ok"
+    )
+
+
 def _group_id(name: str) -> int:
     import grp
 

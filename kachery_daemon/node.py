@@ -57,6 +57,7 @@ from .path_policy import ClientFile, PathPolicy
 from .tokens import TokenStore
 
 if TYPE_CHECKING:
+    from .channels.bucket import ChannelBucket
     from .channels.service import ChannelService, TransferState
 
 T = TypeVar("T")
@@ -425,11 +426,14 @@ class Node:
         try:
             while True:
                 done, _ = await asyncio.wait({future}, timeout=PROGRESS_SECONDS)
-                if done:
-                    return future.result()
                 now = loop.time()
                 total = state.total or size or 0
                 snapshot = (state.loaded, total, state.stage)
+                if done:
+                    result = future.result()
+                    if report is not None and sent is None and total > 0:
+                        await report(total, total, state.stage)  # done within one tick
+                    return result
                 if report is None or total <= 0:
                     continue  # no progress with a made-up total (see KEEPALIVE_SECONDS)
                 if snapshot != sent or now - sent_at >= KEEPALIVE_SECONDS:
@@ -437,6 +441,9 @@ class Node:
                     sent, sent_at = snapshot, now
         except BaseException:
             state.cancelled.set()  # the client left, or the node is stopping
+            from .channels.service import discard_outcome
+
+            discard_outcome(future)  # the worker still ends, with Cancelled
             raise
         finally:
             service.forget(state)
@@ -455,6 +462,7 @@ class Node:
         service.count = count
         from .channels.provider import Provider
 
+        self._providers.append(asyncio.ensure_future(_keep_house(service)))
         for name, bucket in sorted(service.buckets.items()):
             channel = bucket.channel
             roles = [
@@ -466,18 +474,53 @@ class Node:
                 file=sys.stderr,
                 flush=True,
             )
+            self._providers.append(asyncio.ensure_future(_warn_of_problems(service, bucket)))
             if channel.provide:
                 self._providers.append(asyncio.ensure_future(Provider(service, bucket).run()))
 
     def stop_providing(self) -> None:
-        """Stop answering requests; loads and uploads in flight get the node's grace period."""
+        """Stop answering requests and end loads waiting for a provider; loads and uploads
+        that move bytes get the node's grace period (`cancel_channel_transfers`)."""
         for task in self._providers:
             task.cancel()
         self._providers = []
+        if self.channels is not None:
+            self.channels.stop_waiting()
+
+    def cancel_channel_transfers(self) -> None:
+        """The grace period is over: stop every channel transfer, so their requests end
+        now (aiohttp would otherwise wait for them a second grace period)."""
+        if self.channels is not None:
+            self.channels.stop()
 
     def close_channels(self) -> None:
         if self.channels is not None:
             self.channels.close()
+
+
+async def _keep_house(service: ChannelService) -> None:
+    """Housekeeping at start and then every SWEEP_SECONDS (see channels/housekeeping.py)."""
+    from .channels.housekeeping import SWEEP_SECONDS
+
+    loop = asyncio.get_running_loop()
+    while True:
+        for line in await loop.run_in_executor(service.executor, service.sweep):
+            print(f"kachery-daemon: {line}", file=sys.stderr, flush=True)
+        await asyncio.sleep(SWEEP_SECONDS)
+
+
+async def _warn_of_problems(service: ChannelService, bucket: ChannelBucket) -> None:
+    """At start: a one-line warning per problem of the channel (see channels/check.py)."""
+    from .channels.check import check_channel
+
+    loop = asyncio.get_running_loop()
+    problems = await loop.run_in_executor(service.executor, check_channel, bucket, False)
+    for problem in problems:
+        print(
+            f"kachery-daemon: channel {bucket.channel.name}: warning: {problem}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _check_unchanged(opened: ClientFile, size: int) -> None:

@@ -168,6 +168,8 @@ async def _serve(
     finally:
         rotation.cancel()
         print("kachery-daemon: stopping", file=sys.stderr, flush=True)
+        # channel transfers still running after the grace period are stopped then
+        loop.call_later(grace_seconds, node.cancel_channel_transfers)
         if grpc_server is not None:  # both servers get the same grace period, side by side
             await asyncio.gather(runner.cleanup(), grpc_server.stop(grace_seconds))
         else:

@@ -7,8 +7,9 @@ browsed like one):
     <prefix>requests/<sha1>          "please upload this": {"nodeId", "time", ...}
 
 Every boto3 failure becomes a one-line `KacheryError` naming the channel and the endpoint:
-an unreachable store after a short connect timeout and a bounded number of attempts, a
-refusal (credentials), a missing bucket. boto3 is imported here only, on first use, so the
+an unreachable or silent store after the channel's `connect_timeout` / `read_timeout` and
+ATTEMPTS tries, a refusal (credentials), a missing bucket. One request therefore fails
+within ATTEMPTS * (connect_timeout + read_timeout + EXPECT_WAIT) + RETRY_PAUSE * (1 + 2) seconds. boto3 is imported here only, on first use, so the
 CLI and a node without channels never pay for it.
 
 Retries happen in one place per request, so a message's "tried N times" is what happened:
@@ -25,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from kachery_core.errors import (
     ConfigError,
@@ -38,20 +39,27 @@ from kachery_core.manifest import CHUNK_SIZE
 
 from .config import ChannelConfig
 
-CONNECT_TIMEOUT = 3.0
-"""Seconds to wait for a TCP connection to the store: an unreachable store fails fast."""
-READ_TIMEOUT = 60.0
+if TYPE_CHECKING:
+    from .housekeeping import UploadJournal
+
 ATTEMPTS = 3
 """Tries per request, the first included. A download cut off midway resumes where it
 stopped, and that counts as a try."""
 RETRY_PAUSE = 0.5
 """Seconds before the second try; before the third, twice that."""
+EXPECT_WAIT = 1.0
+"""Seconds botocore waits for "100 Continue" before sending a PUT's body anyway: a silent
+store costs each upload attempt this much on top of the timeouts."""
 RETRIED_STATUSES = (500, 502, 503, 504)
 RETRIED_CODES = ("SlowDown", "Throttling", "ThrottlingException", "RequestTimeout")
 BLOCK = 1 << 20
 """Bytes read from a response body at a time: memory per transfer stays at one block."""
 MANIFEST_METADATA = "kachery-manifest-sha1"
 """Object metadata naming the manifest, so a URI without `?manifest=` still resumes."""
+SHA1_METADATA = "kachery-sha1"
+"""Object metadata: the SHA-1 of the bytes the uploader sent. An upload is skipped only when
+the bucket's object carries the same SHA-1 (and size), so uploading again repairs a copy
+that someone overwrote with other bytes."""
 SMALL_OBJECT_LIMIT = 64 << 20
 
 
@@ -80,8 +88,10 @@ class ObjectInfo:
 class ChannelBucket:
     """One channel's bucket and prefix. Thread-safe: transfers share one boto3 client."""
 
-    def __init__(self, channel: ChannelConfig) -> None:
+    def __init__(self, channel: ChannelConfig, journal: Optional[UploadJournal] = None) -> None:
         self.channel = channel
+        self.journal = journal
+        """Where multipart uploads this node starts are recorded (see housekeeping)."""
         self._client: Any = None
         self._upload_client: Any = None
         self._lock = threading.Lock()
@@ -117,7 +127,15 @@ class ChannelBucket:
         with self._lock:
             if self._upload_client is None:
                 self._upload_client = self._make_client(botocore_attempts=ATTEMPTS)
+                self._upload_client.meta.events.register(
+                    "after-call.s3.CreateMultipartUpload", self._upload_started
+                )
             return self._upload_client
+
+    def _upload_started(self, parsed: Dict[str, Any], **kwargs: Any) -> None:
+        """Record each multipart upload as boto3 starts it, to abort it if it is left open."""
+        if self.journal is not None and parsed.get("UploadId"):
+            self.journal.add(self.channel.bucket, str(parsed["Key"]), str(parsed["UploadId"]))
 
     def _make_client(self, botocore_attempts: int) -> Any:
         try:
@@ -138,8 +156,8 @@ class ChannelBucket:
                 "add it to ~/.aws/config of the node's user, or fix aws_profile",
             ) from None
         options: Dict[str, Any] = {
-            "connect_timeout": CONNECT_TIMEOUT,
-            "read_timeout": READ_TIMEOUT,
+            "connect_timeout": self.channel.connect_timeout,
+            "read_timeout": self.channel.read_timeout,
             "retries": {"mode": "standard", "total_max_attempts": botocore_attempts},
             # parallel chunks, a parallel upload and request polling at the same time
             "max_pool_connections": max(10, 2 * self.channel.max_parallel + 4),
@@ -154,6 +172,25 @@ class ChannelBucket:
         )
 
     # -- operations ------------------------------------------------------------------
+
+    def require_bucket(self) -> None:
+        """HeadBucket: the bucket must exist. Stores that create buckets on the first PUT
+        (SeaweedFS by default) would otherwise make one from a misspelled name, and a load
+        would wait for providers that never look there."""
+        try:
+            self._call(
+                f"looking up bucket {self.channel.bucket}",
+                lambda: self.client.head_bucket(Bucket=self.channel.bucket),
+            )
+        except NotFoundError:
+            raise self._no_such_bucket() from None
+
+    def _no_such_bucket(self) -> ConfigError:
+        return ConfigError(
+            f"bucket {self.channel.bucket!r} of channel {self.channel.name!r} does not "
+            f"exist at {self.channel.endpoint}",
+            f"create it, or fix bucket in {self.channel.source}",
+        )
 
     def head(self, key: str) -> Optional[ObjectInfo]:
         """Size, ETag and metadata of an object, or None when there is none."""
@@ -233,20 +270,47 @@ class ChannelBucket:
             lambda: self.client.delete_object(Bucket=self.channel.bucket, Key=key),
         )
 
-    def list_keys(self, prefix: str) -> List[Tuple[str, str]]:
-        """(key, ETag) of every object under `prefix`."""
+    def list_keys(self, prefix: str, limit: Optional[int] = None) -> List[Tuple[str, str]]:
+        """(key, ETag) of every object under `prefix` (the first `limit` of them)."""
+        return [(key, etag) for key, etag, _ in self.list_entries(prefix, limit)]
 
-        def listing() -> List[Tuple[str, str]]:  # tried again whole: pages are no transaction
-            found: List[Tuple[str, str]] = []
+    def list_entries(
+        self, prefix: str, limit: Optional[int] = None
+    ) -> List[Tuple[str, str, float]]:
+        """(key, ETag, last modified as a Unix time) of every object under `prefix`."""
+
+        def listing() -> List[
+            Tuple[str, str, float]
+        ]:  # tried again whole: pages are no transaction
+            found: List[Tuple[str, str, float]] = []
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.channel.bucket, Prefix=prefix
+                Bucket=self.channel.bucket,
+                Prefix=prefix,
+                PaginationConfig={} if limit is None else {"MaxItems": limit},
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    found.append((str(item["Key"]), str(item.get("ETag", ""))))
+                    modified = item.get("LastModified")
+                    found.append(
+                        (
+                            str(item["Key"]),
+                            str(item.get("ETag", "")),
+                            modified.timestamp() if modified is not None else time.time(),
+                        )
+                    )
             return found
 
         return self._call(f"listing {prefix}", listing)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload; one that is gone already counts as aborted."""
+        with contextlib.suppress(NotFoundError):
+            self._call(
+                f"aborting an upload of {key}",
+                lambda: self.client.abort_multipart_upload(
+                    Bucket=self.channel.bucket, Key=key, UploadId=upload_id
+                ),
+            )
 
     def upload_file(
         self,
@@ -261,11 +325,7 @@ class ChannelBucket:
         `progress` gets the bytes sent since the last call. Setting `cancelled` aborts the
         upload (no object appears: S3 completes a multipart upload atomically).
         """
-        from boto3.s3.transfer import (
-            ProgressCallbackInvoker,
-            TransferConfig,
-            create_transfer_manager,
-        )
+        from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(
             multipart_threshold=CHUNK_SIZE,
@@ -273,7 +333,42 @@ class ChannelBucket:
             max_concurrency=self.channel.max_parallel,
             use_threads=True,
         )
+        started = time.time()
+        try:
+            self._upload(path, key, metadata, progress, cancelled, config)
+        except BaseException:
+            self._end_uploads(key, started, abort=True)
+            raise
+        self._end_uploads(key, started, abort=False)
+
+    def _end_uploads(self, key: str, since: float, abort: bool) -> None:
+        """Forget (after success) or abort (after a failure) the multipart uploads of `key`
+        this node started since `since`; one whose abort fails is left to housekeeping."""
+        if self.journal is None:
+            return
+        for entry in self.journal.entries():
+            if entry.get("key") != key or float(entry.get("time", 0)) < since - 1:
+                continue
+            upload_id = str(entry["uploadId"])
+            if abort:
+                try:
+                    self.abort_upload(key, upload_id)
+                except KacheryError:
+                    continue
+            self.journal.remove(upload_id)
+
+    def _upload(
+        self,
+        path: Path,
+        key: str,
+        metadata: Dict[str, str],
+        progress: Callable[[int], None],
+        cancelled: threading.Event,
+        config: Any,
+    ) -> None:
         with self.errors(f"uploading {key}", ATTEMPTS):  # botocore retried each part
+            from boto3.s3.transfer import ProgressCallbackInvoker, create_transfer_manager
+
             manager = create_transfer_manager(self.upload_client, config)
             try:
                 future = manager.upload(
@@ -323,7 +418,7 @@ class ChannelBucket:
         except (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError) as exc:
             raise ChannelUnreachable(
                 f"cannot reach the store of channel {self.channel.name!r} at "
-                f"{self.channel.endpoint} while {what}: {_reason(exc)}",
+                f"{self.channel.endpoint} while {what}: {_reason(exc, self.channel)}",
                 f"is it up? (endpoint_url in {self.channel.source}; {_tried(attempts)})",
             ) from None
         except (bx.NoCredentialsError, bx.PartialCredentialsError):
@@ -346,11 +441,7 @@ class ChannelBucket:
         if code in ("NoSuchKey", "NotFound", "404") or (status == 404 and code != "NoSuchBucket"):
             return NotFoundError(f"{what}: no such object in channel {self.channel.name!r}")
         if code == "NoSuchBucket":
-            return ConfigError(
-                f"bucket {self.channel.bucket!r} of channel {self.channel.name!r} does not "
-                f"exist at {self.channel.endpoint}",
-                f"create it, or fix bucket in {self.channel.source}",
-            )
+            return self._no_such_bucket()
         if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return TransportError(
                 f"{where} refused {what}: {code or status}",
@@ -364,12 +455,12 @@ class ChannelBucket:
         return TransportError(text)
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, channel: ChannelConfig) -> str:
     name = type(exc).__name__
     if name == "ConnectTimeoutError":
-        return f"no connection within {CONNECT_TIMEOUT:g} s"
+        return f"no connection within {channel.connect_timeout:g} s (connect_timeout)"
     if name == "ReadTimeoutError":
-        return f"no answer within {READ_TIMEOUT:g} s"
+        return f"no answer within {channel.read_timeout:g} s (read_timeout)"
     if name == "EndpointConnectionError":
         return "could not connect"
     return f"connection lost ({name})"

@@ -9,6 +9,8 @@ typo is an error naming the file, the channel and the key instead of a silent de
     prefix = "shared/"                   # objects at shared/sha1/aa/bb/cc/<sha1>
     endpoint_url = "http://127.0.0.1:8333"   # leave out for AWS
     provide = true                       # upload files this node holds when asked
+    connect_timeout = 3                  # seconds per connection attempt (default 3)
+    read_timeout = 60                    # seconds per answer or body read (default 60)
 
 Nothing here imports boto3: reading the config must stay cheap and work without it.
 """
@@ -44,6 +46,10 @@ class ChannelConfig:
     """This node answers requests with files it holds."""
     poll_seconds: float = 2.0
     max_parallel: int = 4
+    connect_timeout: float = 3.0
+    """Seconds to wait for a TCP connection to the store: an unreachable store fails fast."""
+    read_timeout: float = 60.0
+    """Seconds to wait for each answer (and each read of a body) of the store."""
     source: str = ""
     """The config file it came from, for messages."""
 
@@ -166,4 +172,6 @@ _KEYS: Dict[str, Callable[[Any], Any]] = {
     "provide": _bool,
     "poll_seconds": _seconds,
     "max_parallel": _parallel,
+    "connect_timeout": _seconds,
+    "read_timeout": _seconds,
 }

@@ -31,8 +31,9 @@ from kachery_core.hashing import hash_stream
 from kachery_core.local_storage import LocalStorage, open_input_file
 from kachery_core.manifest import MANIFEST_THRESHOLD, Chunk, Manifest
 from kachery_core.resumable import ResumableDownload, hash_range
+from kachery_core.uri import ContentUri
 
-from .bucket import MANIFEST_METADATA, ChannelBucket, ObjectInfo
+from .bucket import MANIFEST_METADATA, SHA1_METADATA, ChannelBucket, ObjectInfo
 
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes total)."""
@@ -47,9 +48,25 @@ class Cancelled(KacheryError):
 class CorruptObject(IntegrityError):
     """The bucket's bytes do not hash to the name they are stored under."""
 
+    def __init__(
+        self, message: str, hint: Optional[str], etag: str, of_manifest: bool = False
+    ) -> None:
+        super().__init__(message, hint)
+        self.etag = etag
+        self.of_manifest = of_manifest
+        """Only the manifest was bad: a good upload may bring the object's same ETag back."""
+
+
+class RefusedCopy(IntegrityError):
+    """The bucket still holds a copy this node refused (same ETag): not downloaded again."""
+
     def __init__(self, message: str, hint: Optional[str], etag: str) -> None:
         super().__init__(message, hint)
         self.etag = etag
+
+
+class CorruptManifest(IntegrityError):
+    """The object's manifest in the bucket is damaged; the message names it (key and sha1)."""
 
 
 class _Aborted(Exception):
@@ -75,11 +92,25 @@ class Transfer:
 
     # -- download ------------------------------------------------------------------
 
-    def download(self, sha1: str, manifest_sha1: Optional[str] = None) -> Optional[Path]:
-        """Fetch object `sha1` into storage; None if the bucket does not have it."""
+    def download(
+        self, sha1: str, manifest_sha1: Optional[str] = None, refused_etag: Optional[str] = None
+    ) -> Optional[Path]:
+        """Fetch object `sha1` into storage; None if the bucket does not have it.
+
+        `refused_etag`: a copy this node refused before; while the bucket still holds it,
+        `RefusedCopy` is raised instead of downloading the same bad bytes again.
+        """
         info = self.bucket.head(self.bucket.object_key(sha1))
         if info is None:
             return None
+        if refused_etag is not None and info.etag == refused_etag:
+            raise RefusedCopy(
+                f"the copy of sha1://{sha1} in channel {self.bucket.channel.name!r} "
+                f"({self.bucket.url(info.key)}) is corrupt (refused ETag {info.etag}); "
+                "its provider must upload it again",
+                "this node refused that copy before and does not download it again",
+                info.etag,
+            )
         try:
             manifest = self._manifest(
                 sha1, manifest_sha1 or info.metadata.get(MANIFEST_METADATA), info
@@ -88,28 +119,72 @@ class Transfer:
                 return self._download_whole(sha1, info)
             return _ChunkedDownload(self, info, manifest).run()
         except IntegrityError as exc:
+            what = exc.message if isinstance(exc, CorruptManifest) else self.bucket.url(info.key)
+            detail = "" if isinstance(exc, CorruptManifest) else f": {exc.message}"
             raise CorruptObject(
-                f"refused {self.bucket.url(info.key)} (channel {self.bucket.channel.name!r}): "
-                f"{exc.message}",
-                "nothing was stored; the object in the bucket is corrupt and must be uploaded again",
+                f"refused {what} (channel {self.bucket.channel.name!r}){detail}",
+                "nothing was stored; the object in the bucket is corrupt: upload it again "
+                "(an upload replaces a copy whose bytes differ)",
                 info.etag,
+                of_manifest=isinstance(exc, CorruptManifest),
             ) from None
+
+    def download_chunk(self, uri: ContentUri) -> Optional[Path]:
+        """Fetch chunk `uri` (a `?chunkOf=` URI) as a byte range of its whole object in the
+        bucket, hash-checked before it is stored; None if the bucket lacks the whole."""
+        chunk = uri.chunk_of
+        assert chunk is not None
+        info = self.bucket.head(self.bucket.object_key(chunk.sha1))
+        if info is None:
+            return None
+        where = f"bytes {chunk.start}-{chunk.end} of {self.bucket.url(info.key)}"
+        if info.size < chunk.end:
+            raise IntegrityError(
+                f"cannot cut {uri.sha1} from {where}: the object has only {info.size} bytes"
+            )
+        total = chunk.end - chunk.start
+        done = 0
+        try:
+            with self.storage.object_writer() as writer:
+                for block in self.bucket.iter_range(info.key, chunk.start, chunk.end):
+                    if self.cancelled.is_set():
+                        raise Cancelled(f"download of {where} stopped")
+                    writer.write(block)
+                    done += len(block)
+                    self.count("channelBytesDownloaded", len(block))
+                    self.progress(done, total)
+                writer.commit(expected_sha1=uri.sha1)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"refused {where} as sha1://{uri.sha1} (channel "
+                f"{self.bucket.channel.name!r}): {exc.message}",
+                "nothing was stored",
+            ) from None
+        return self.storage.require(uri.sha1)
 
     def _manifest(
         self, sha1: str, manifest_sha1: Optional[str], info: ObjectInfo
     ) -> Optional[Manifest]:
         if manifest_sha1 is None or info.size <= MANIFEST_THRESHOLD:
             return None
+        key = self.bucket.object_key(manifest_sha1)
+        where = f"the manifest {self.bucket.url(key)} (sha1 {manifest_sha1}) of sha1://{sha1}"
         if not self.storage.has(manifest_sha1):
             try:
-                data = self.bucket.get_small(self.bucket.object_key(manifest_sha1))
+                data = self.bucket.get_small(key)
             except NotFoundError:
                 return None  # uploaded without one: a single GET, not resumable
             self.count("channelBytesDownloaded", len(data))
-            self.storage.store_bytes(data, expected_sha1=manifest_sha1)
-        manifest = self.storage.load_manifest(manifest_sha1)
+            try:
+                self.storage.store_bytes(data, expected_sha1=manifest_sha1)
+            except IntegrityError as exc:
+                raise CorruptManifest(f"{where}: {exc.message}") from None
+        try:
+            manifest = self.storage.load_manifest(manifest_sha1)
+        except IntegrityError as exc:
+            raise CorruptManifest(f"{where}: {exc.message}") from None
         if manifest.sha1 != sha1:
-            raise IntegrityError(f"manifest {manifest_sha1} describes {manifest.sha1}, not {sha1}")
+            raise CorruptManifest(f"{where} describes sha1://{manifest.sha1} instead")
         if manifest.size != info.size:
             raise IntegrityError(
                 f"it has {info.size} bytes where the manifest says {manifest.size}"
@@ -143,19 +218,19 @@ class Transfer:
         if path is None:
             raise NotFoundError(f"sha1://{sha1} is not stored on this node", "store it first")
         size = os.stat(path).st_size
-        metadata: Dict[str, str] = {}
+        self.bucket.require_bucket()  # a PUT may create a misspelled bucket on some stores
+        metadata: Dict[str, str] = {SHA1_METADATA: sha1}
         if size > MANIFEST_THRESHOLD:
             manifest_sha1 = self._local_manifest(sha1, manifest_sha1, path)
             metadata[MANIFEST_METADATA] = manifest_sha1
             manifest_key = self.bucket.object_key(manifest_sha1)
+            data = self.storage.require(manifest_sha1).read_bytes()
             # a refused copy may have been refused for its manifest: renew that too
-            if replace_etag is not None or self.bucket.head(manifest_key) is None:
-                data = self.storage.require(manifest_sha1).read_bytes()
-                self.bucket.put_bytes(manifest_key, data)
+            if replace_etag is not None or not self._holds(manifest_key, manifest_sha1, len(data)):
+                self.bucket.put_bytes(manifest_key, data, {SHA1_METADATA: manifest_sha1})
                 self.count("channelBytesUploaded", len(data))
         key = self.bucket.object_key(sha1)
-        existing = self.bucket.head(key)
-        if existing is not None and existing.size == size and existing.etag != replace_etag:
+        if self._holds(key, sha1, size, replace_etag):
             self.progress(size, size)
             return key
         sent = [0]
@@ -173,6 +248,18 @@ class Transfer:
         if self.cancelled.is_set():
             raise Cancelled(f"upload of {key} stopped")
         return key
+
+    def _holds(self, key: str, sha1: str, size: int, refused_etag: Optional[str] = None) -> bool:
+        """Whether the bucket's object at `key` is known to be these bytes: its SHA-1
+        metadata and size match, and it is not a copy some node refused. Anything else
+        (another uploader's object without the metadata, say) is uploaded over."""
+        existing = self.bucket.head(key)
+        return (
+            existing is not None
+            and existing.size == size
+            and existing.metadata.get(SHA1_METADATA) == sha1
+            and existing.etag != refused_etag
+        )
 
     def _local_manifest(self, sha1: str, hint: Optional[str], path: Path) -> str:
         """The hash of the object's manifest, made (by hashing the file) if not at hand."""

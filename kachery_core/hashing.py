@@ -103,7 +103,7 @@ def hash_stream(
         turn = 0
         while True:
             view = memoryview(buffers[turn])
-            n = _fill(read_into, view)
+            n = fill(read_into, view)
             for future in pending:
                 future.result()
             if n == 0:
@@ -131,8 +131,9 @@ def hash_stream(
     return HashResult(whole.hexdigest(), total, result_manifest)
 
 
-def _fill(read_into: ReadInto, view: memoryview) -> int:
-    """Fill `view` completely unless the stream ends, so blocks align with chunks."""
+def fill(read_into: ReadInto, view: memoryview) -> int:
+    """Fill `view` completely unless the stream ends (so blocks align with chunks); return
+    how many bytes it holds."""
     filled = 0
     while filled < len(view):
         n = read_into(view[filled:])

@@ -24,7 +24,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, List, Optional, cast
 
 from .errors import IntegrityError, InvalidInputError, NotFoundError
-from .hashing import hash_stream
+from .hashing import fill, hash_stream
 from .manifest import Manifest
 from .uri import ContentUri
 
@@ -119,7 +119,7 @@ class VerifiedRead(io.RawIOBase):
         streams (hashing on another thread) and `IntegrityError` comes at its end.
         """
         first = bytearray(SMALL_OBJECT + 1)
-        filled = _fill(self.readinto, memoryview(first))
+        filled = fill(self.readinto, memoryview(first))
         if filled <= SMALL_OBJECT:  # the stream has ended, and been checked
             if filled:
                 write(memoryview(first)[:filled])
@@ -140,16 +140,6 @@ class VerifiedRead(io.RawIOBase):
         if not self.closed:
             self._stream.close()
         super().close()
-
-
-def _fill(read_into: Callable[[Any], int], view: memoryview) -> int:
-    filled = 0
-    while filled < len(view):
-        n = read_into(view[filled:])
-        if not n:
-            break
-        filled += n
-    return filled
 
 
 def _read_into(stream: BinaryIO) -> Callable[[memoryview], int]:

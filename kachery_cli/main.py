@@ -17,7 +17,7 @@ import click
 
 from kachery_core import __version__
 from kachery_core.errors import KacheryError
-from kachery_core.progress_bar import progress_bar
+from kachery_core.progress_bar import progress_bar, tree_progress_bar
 
 if TYPE_CHECKING:
     from kachery_client.client import Client
@@ -106,8 +106,19 @@ def cli(ctx: click.Context, backend: Optional[str], profile: Optional[str], debu
 
 
 @cli.command("store-file")
-@click.argument("path", type=click.Path(dir_okay=True, allow_dash=True, path_type=str))
-@click.option("--label", help="Name to put in the URI (default: the file's base name).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(allow_dash=True, path_type=str))
+@click.option(
+    "-r", "--recursive", is_flag=True, help="Store folders: print one sha1dir:// URI per folder."
+)
+@click.option(
+    "--label",
+    help="Name to put in the URI (default: the file's or folder's base name; one path only).",
+)
+@click.option(
+    "--skip-errors",
+    is_flag=True,
+    help="With -r: leave out broken links and special files (listed on stderr) instead of failing.",
+)
 @click.option(
     "--upload-to-channel",
     "channel",
@@ -116,26 +127,145 @@ def cli(ctx: click.Context, backend: Optional[str], profile: Optional[str], debu
     help="Also have the node upload it to this channel, for the channel's other nodes.",
 )
 @pass_state
-def store_file(state: CliState, path: str, label: Optional[str], channel: Optional[str]) -> None:
-    """Store a copy of PATH (- for stdin) and print its sha1:// URI.
+def store_file(
+    state: CliState,
+    paths: Tuple[str, ...],
+    recursive: bool,
+    label: Optional[str],
+    skip_errors: bool,
+    channel: Optional[str],
+) -> None:
+    """Store a copy of each PATH (- for stdin) and print its URI, one per line, in order.
 
-    With --upload-to-channel, the URI is printed once stored, before the upload: a failed
-    upload (exit 1) still leaves the file stored, and its URI on stdout.
+    With -r, a folder is stored whole (every file, then the directory object naming them)
+    and its sha1dir://HASH.LABEL URI is printed. With --upload-to-channel, each URI is
+    printed once stored, before the upload: a failed upload (exit 1) still leaves the file
+    stored, and its URI on stdout.
     """
     client = state.client
     if channel:
         client.check_upload(channel)  # before any work
-    size: Optional[int] = None
-    if path == "-":
+    if path_count_error := _check_paths(paths, label):
+        raise click.UsageError(path_count_error)
+    _store_each(state, paths, label, recursive, skip_errors, channel, link=False)
+
+
+def _check_paths(paths: Tuple[str, ...], label: Optional[str]) -> Optional[str]:
+    """A usage error in the paths given, or None."""
+    if label is not None and len(paths) > 1:
+        return "--label names one URI; give one path with it"
+    if "-" in paths and len(paths) > 1:
+        return "- (stdin) must be the only path"
+    return None
+
+
+def _store_each(
+    state: CliState,
+    paths: Tuple[str, ...],
+    label: Optional[str],
+    recursive: bool,
+    skip_errors: bool,
+    channel: Optional[str],
+    link: bool,
+) -> None:
+    """Store (or link) files and folders in order: runs of plain files go as one batch."""
+    client = state.client
+    if paths == ("-",):
         uri = client.store_stream(sys.stdin.buffer, label)
-    else:
+        click.echo(uri)
+        if channel:
+            sys.stdout.flush()
+            _upload(client, uri, channel)
+        return
+    folders = {p for p in paths if os.path.isdir(p)}
+    if folders and not recursive:
+        from kachery_core.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"{sorted(folders)[0]!r} is a directory, not a file",
+            "pass -r to store folders (as sha1dir:// URIs)",
+        )
+    run: List[str] = []
+    for path in [*paths, None]:
+        if path is not None and path not in folders:
+            run.append(path)
+            continue
+        if run:
+            _store_run(state, run, label, channel, link)
+            run = []
+        if path is not None:
+            _store_folder(state, path, label, skip_errors, channel, link)
+
+
+def _store_run(
+    state: CliState, paths: List[str], label: Optional[str], channel: Optional[str], link: bool
+) -> None:
+    """One batch of plain files; a single file keeps its byte progress bar."""
+    client = state.client
+    if len(paths) == 1:
+        path = paths[0]
         size = _size_or_none(path)
-        with _progress("storing", size) as bar:
-            uri = client.store_file(path, label, bar)
-    click.echo(uri)
+        with _progress("linking" if link else "storing", size) as bar:
+            if link:
+                uri = client.link_file(path, label, bar)
+            else:
+                uri = client.store_file(path, label, bar)
+        uris = [uri]
+    else:
+        total = sum(_size_or_none(p) or 0 for p in paths)
+        with _tree_progress("linking" if link else "storing", len(paths), total) as bar:
+            uris = client.store_files(paths, link=link, progress=bar)
+    for uri in uris:
+        click.echo(uri)
+        if channel:
+            sys.stdout.flush()
+            _upload(client, uri, channel, None)
+
+
+def _store_folder(
+    state: CliState,
+    path: str,
+    label: Optional[str],
+    skip_errors: bool,
+    channel: Optional[str],
+    link: bool,
+) -> None:
+    from kachery_core.datasets import store_tree
+    from kachery_core.tree_scan import TreeProblemsError
+
+    client = state.client
+    with _tree_progress("linking" if link else "storing", None, None) as bar:
+        try:
+            uri = store_tree(
+                client.transport,
+                Path(path),
+                label,
+                link=link,
+                skip_errors=skip_errors,
+                on_skipped=lambda line: click.echo(f"Skipped: {line}", err=True),
+                progress=bar,
+            )
+        except TreeProblemsError as exc:
+            for line in exc.problems:
+                click.echo(f"Cannot store: {line}", err=True)
+            raise
+    click.echo(str(uri))
     if channel:
         sys.stdout.flush()
-        _upload(client, uri, channel, size)
+        with _tree_progress(f"uploading to {channel}", None, None) as bar:
+            client.upload_to_channel(str(uri), channel)
+        click.echo(f"uploaded to channel {channel}", err=True)
+
+
+@contextmanager
+def _tree_progress(label: str, files: Optional[int], size: Optional[int]) -> Iterator[Any]:
+    """A files-and-bytes progress bar (None off a terminal), closed however the work ends."""
+    bar = tree_progress_bar(label, files, size)
+    try:
+        yield bar
+    finally:
+        if bar:
+            bar.close()
 
 
 def _upload(client: Client, uri: str, channel: str, size: Optional[int] = None) -> None:
@@ -157,22 +287,38 @@ def _progress(label: str, size: Optional[int] = None) -> Iterator[Any]:
 
 
 @cli.command("link-file")
-@click.argument("path", type=click.Path(path_type=str))
-@click.option("--label", help="Name to put in the URI (default: the file's base name).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "-r", "--recursive", is_flag=True, help="Link folders: print one sha1dir:// URI per folder."
+)
+@click.option(
+    "--label",
+    help="Name to put in the URI (default: the file's or folder's base name; one path only).",
+)
+@click.option(
+    "--skip-errors",
+    is_flag=True,
+    help="With -r: leave out broken links and special files (listed on stderr).",
+)
 @pass_state
-def link_file(state: CliState, path: str, label: Optional[str]) -> None:
-    """Make PATH loadable without copying it; print its URI.
+def link_file(
+    state: CliState,
+    paths: Tuple[str, ...],
+    recursive: bool,
+    label: Optional[str],
+    skip_errors: bool,
+) -> None:
+    """Make each PATH loadable without copying it; print its URI, one per line, in order.
 
-    The link is served only while the file is unchanged: same size, mtime, inode and
-    ctime (so even an edit whose mtime was put back, or a chmod, makes it stale).
+    A link is served only while the file is unchanged: same size, mtime, inode and
+    ctime (so even an edit whose mtime was put back, or a chmod, makes it stale). With -r,
+    every file of a folder is linked and the directory object naming them is stored.
     """
-    bar = progress_bar("hashing", _size_or_none(path))
-    try:
-        uri = state.client.link_file(path, label, bar)
-    finally:
-        if bar:
-            bar.close()
-    click.echo(uri)
+    if path_count_error := _check_paths(paths, label):
+        raise click.UsageError(path_count_error)
+    if "-" in paths:
+        raise click.UsageError("link-file needs a file path; store stdin with store-file -")
+    _store_each(state, paths, label, recursive, skip_errors, None, link=True)
 
 
 @cli.command("load-file")
@@ -181,7 +327,20 @@ def link_file(state: CliState, path: str, label: Optional[str]) -> None:
     "--dest",
     type=click.Path(path_type=str),
     help="Also copy the file here: a file path, or a directory (DIR/ must exist). Only a "
-    "regular file or a symlink to one is replaced (the symlink itself, by rename).",
+    "regular file or a symlink to one is replaced (the symlink itself, by rename). With -r: "
+    "the folder to create (new, or empty unless --force).",
+)
+@click.option(
+    "-r",
+    "--recursive",
+    is_flag=True,
+    help="Load a whole sha1dir:// tree into --dest (every file hash-checked).",
+)
+@click.option("--force", is_flag=True, help="With -r: write into a --dest that is not empty.")
+@click.option(
+    "--copy",
+    is_flag=True,
+    help="With -r: write independent (writable) copies, not read-only hard links to the store.",
 )
 @click.option(
     "--channel",
@@ -190,15 +349,55 @@ def link_file(state: CliState, path: str, label: Optional[str]) -> None:
     help="If the node lacks the file, it fetches it from this channel (default: KACHERY_CHANNEL).",
 )
 @pass_state
-def load_file(state: CliState, uri: str, dest: Optional[str], channel: Optional[str]) -> None:
-    """Make the file available locally and print its path."""
+def load_file(
+    state: CliState,
+    uri: str,
+    dest: Optional[str],
+    recursive: bool,
+    force: bool,
+    copy: bool,
+    channel: Optional[str],
+) -> None:
+    """Make the file available locally and print its path.
+
+    URI is a sha1:// URI or a path inside a sha1dir:// URI. With -r and --dest DIR, the
+    whole tree a sha1dir:// URI names is written at DIR (hard links from the store where
+    the filesystem allows, copies otherwise), and DIR is printed.
+    """
     state.channel = channel
+    if recursive:
+        if dest is None:
+            raise click.UsageError("load-file -r needs --dest DIR (the folder to create)")
+        if not uri.startswith("sha1dir://"):
+            raise click.UsageError(f"load-file -r takes a sha1dir:// URI, not {uri!r}")
+        with _tree_progress("loading", None, None) as bar:
+            click.echo(state.client.load_dir(uri, dest, force=force, copy=copy, progress=bar))
+        return
+    if force or copy:
+        raise click.UsageError("--force and --copy go with -r")
     bar = progress_bar("loading")
     try:
         click.echo(state.client.load_file(uri, dest, bar))
     finally:
         if bar:
             bar.close()
+
+
+@cli.command("ls")
+@click.argument("uri")
+@click.option("-r", "--recursive", is_flag=True, help="List every file and folder below.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, for scripts.")
+@pass_state
+def ls(state: CliState, uri: str, recursive: bool, as_json: bool) -> None:
+    """List a sha1dir:// directory: name, size and URI of each entry.
+
+    Folders end in / and show the total size of the files below them. With --json: a list
+    of {"name", "type" ("file" or "dir"), "size", "uri"}, names relative to URI.
+    """
+    from .listing import list_entries, print_entries
+
+    entries = list_entries(state.client, uri, recursive)
+    print_entries(entries, as_json)
 
 
 @cli.command("upload")

@@ -26,17 +26,20 @@ from kachery_core.errors import (
     StaleLinkError,
     UnsupportedOperation,
 )
-from kachery_core.uri import ContentUri, parse_uri
+from kachery_core.tree_scan import TreeProblemsError
+from kachery_core.uri import ContentUri, DirUri, parse_any_uri, parse_uri
 
 from .client import Client
 
 if _TYPE_CHECKING:  # annotations only; kept out of the module's namespace
-    from typing import Any, Optional, Tuple
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
     "Client",
     "ContentUri",
+    "DirUri",
     "parse_uri",
+    "parse_any_uri",
     "__version__",
     "KacheryError",
     "ConfigError",
@@ -46,7 +49,12 @@ __all__ = [
     "NotFoundError",
     "StaleLinkError",
     "UnsupportedOperation",
+    "TreeProblemsError",
     "store_file",
+    "store_files",
+    "store_dir",
+    "read_dir",
+    "load_dir",
     "link_file",
     "load_file",
     "load_bytes",
@@ -93,6 +101,30 @@ def store_file(path: Any, label: Optional[str] = None) -> str:
 
 def link_file(path: Any, label: Optional[str] = None) -> str:
     return default_client().link_file(path, label)
+
+
+def store_files(paths: Sequence[Any], link: bool = False) -> List[str]:
+    return default_client().store_files(paths, link=link)
+
+
+def store_dir(
+    path: Any,
+    label: Optional[str] = None,
+    link: bool = False,
+    skip_errors: bool = False,
+    upload_to_channel: Optional[str] = None,
+) -> str:
+    return default_client().store_dir(
+        path, label, link=link, skip_errors=skip_errors, upload_to_channel=upload_to_channel
+    )
+
+
+def read_dir(uri: Any) -> Dict[str, Any]:
+    return default_client().read_dir(uri)
+
+
+def load_dir(uri: Any, dest: Any, force: bool = False, copy: bool = False) -> str:
+    return default_client().load_dir(uri, dest, force=force, copy=copy)
 
 
 def load_file(uri: Any, dest: Any = None) -> str:

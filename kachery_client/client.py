@@ -13,22 +13,21 @@ win over the environment and config file, just as command-line flags do:
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Union
 
 from kachery_core.config import SETTINGS, Config, resolve_config
-from kachery_core.errors import IntegrityError, InvalidInputError
-from kachery_core.hashing import Progress, hash_stream, writer_for
+from kachery_core.dest_copy import copy_verified
+from kachery_core.errors import InvalidInputError
+from kachery_core.hashing import Progress
 from kachery_core.plugins import get_registry
 from kachery_core.selection import Selection, select_backend
 from kachery_core.storage import StoredObject
 from kachery_core.transport import JSON, DaemonTransport
-from kachery_core.uri import ContentUri, parse_uri
+from kachery_core.uri import ContentUri, DirUri, parse_any_uri, parse_dir_uri
 from kachery_core.verified_read import open_verified
 from kachery_core.verified_store import (
     link_file_checked,
@@ -39,7 +38,9 @@ from kachery_core.verified_store import (
 if TYPE_CHECKING:
     import numpy
 
-UriLike = Union[str, ContentUri]
+    from kachery_core.datasets import TreeReport
+
+UriLike = Union[str, ContentUri, DirUri]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -165,7 +166,13 @@ class Client:
                 "no channel to upload to", "name one, or set channel (KACHERY_CHANNEL)"
             )
         checked = check_channel_name(name)
-        self.transport.upload_to_channel(_parsed(uri), checked, progress)
+        parsed = _parsed(uri)
+        if isinstance(parsed, DirUri):
+            from kachery_core.datasets import upload_tree
+
+            upload_tree(self.transport, parsed, checked)
+            return
+        self.transport.upload_to_channel(parsed, checked, progress)
 
     def load_file(
         self, uri: UriLike, dest: Optional[PathLike] = None, progress: Optional[Progress] = None
@@ -175,11 +182,20 @@ class Client:
         `dest` may be a directory, in which case the file is named after the URI's label
         (or its hash). Raises `NotFoundError` naming the URI and where it looked.
         """
-        parsed = _parsed(uri)
+        parsed = self._file_uri(uri)
         path = self.transport.load_file(parsed, progress)
         if dest is None:
             return path
-        return str(_copy_verified(Path(path), dest, parsed, progress))
+        return str(copy_verified(Path(path), dest, parsed, progress))
+
+    def _file_uri(self, uri: UriLike) -> ContentUri:
+        """A `sha1://` URI as it is; a file inside a `sha1dir://` URI, looked up."""
+        parsed = _parsed(uri)
+        if isinstance(parsed, ContentUri):
+            return parsed
+        from kachery_core.datasets import resolve_file
+
+        return resolve_file(self.transport, parsed)
 
     def open(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         """A binary stream of the object's bytes [start, end), checked against its hash.
@@ -188,11 +204,101 @@ class Client:
         stream when the bytes are not the object's (so use them only once it has ended). A
         range is cut from pieces checked before any of it is given.
         """
-        return open_verified(self.transport, _parsed(uri), start, end)  # type: ignore[return-value]
+        return open_verified(self.transport, self._file_uri(uri), start, end)  # type: ignore[return-value]
 
     def load_bytes(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> bytes:
         with self.open(uri, start, end) as stream:
             return stream.read()
+
+    # -- directories and batches -------------------------------------------------------
+
+    def store_dir(
+        self,
+        path: PathLike,
+        label: Optional[str] = None,
+        *,
+        link: bool = False,
+        skip_errors: bool = False,
+        upload_to_channel: Optional[str] = None,
+        progress: Optional[TreeReport] = None,
+    ) -> str:
+        """Store every file below a folder and return the `sha1dir://` URI naming the tree.
+
+        The label defaults to the folder's name. Symlinks to files are stored as their
+        content; broken links, links to directories and special files raise
+        `TreeProblemsError` (listing each in `.problems`) before anything is stored,
+        unless `skip_errors`. `link=True` links the files instead of copying them.
+        `progress` is called with (files done, bytes done).
+        """
+        from kachery_core.datasets import store_tree, upload_tree
+
+        if upload_to_channel is not None:
+            self.check_upload(upload_to_channel)
+        uri = store_tree(
+            self.transport,
+            Path(os.fspath(path)),
+            label,
+            link=link,
+            skip_errors=skip_errors,
+            progress=progress,
+        )
+        if upload_to_channel is not None:
+            upload_tree(self.transport, uri, upload_to_channel)
+        return str(uri)
+
+    def store_files(
+        self,
+        paths: Sequence[PathLike],
+        *,
+        link: bool = False,
+        progress: Optional[TreeReport] = None,
+    ) -> List[str]:
+        """Store (or link) several files as one batch; their URIs, in the order given.
+
+        Backends that reach a node over the network move several files at once.
+        """
+        from kachery_core.datasets import store_paths
+
+        texts = [os.fspath(p) for p in paths]
+        stored = store_paths(self.transport, texts, link, progress)
+        return [str(obj.uri(_basename(p))) for obj, p in zip(stored, texts)]
+
+    def read_dir(self, uri: UriLike) -> Dict[str, Any]:
+        """The directory a `sha1dir://` URI names, as `{"files": {...}, "dirs": {...}}`.
+
+        Each file entry has `size`, `sha1` and, for files over 20,000,000 bytes,
+        `manifestSha1`; sub-directories nest in `dirs`.
+        """
+        from kachery_core.datasets import resolve_dir
+
+        return resolve_dir(self.transport, _dir_uri(uri)).to_json()
+
+    def load_dir(
+        self,
+        uri: UriLike,
+        dest: PathLike,
+        *,
+        force: bool = False,
+        copy: bool = False,
+        progress: Optional[TreeReport] = None,
+    ) -> str:
+        """Write the tree a `sha1dir://` URI names at `dest`; return `dest`.
+
+        Every file is hash-checked before it appears. Files are hard links to the store
+        (read-only) where the filesystem allows, copies otherwise or with `copy=True`.
+        `dest` must be new or an empty directory unless `force=True`.
+        """
+        from kachery_core.datasets import materialize
+
+        done = materialize(
+            self.transport,
+            _dir_uri(uri),
+            Path(os.fspath(dest)),
+            force=force,
+            copy=copy,
+            progress=progress,
+        )
+        return str(done)
 
     def store_bytes(self, data: bytes, label: Optional[str] = None) -> str:
         return self.store_stream(io.BytesIO(data), label)
@@ -269,127 +375,17 @@ def check_channel_name(name: object) -> str:
         raise InvalidChannelNameError(f"invalid channel name {name!r}: {exc}") from None
 
 
-def _parsed(uri: UriLike) -> ContentUri:
-    """A `ContentUri` as it is, text parsed (and checked)."""
-    return uri if isinstance(uri, ContentUri) else parse_uri(uri)
+def _parsed(uri: UriLike) -> Union[ContentUri, DirUri]:
+    """A parsed URI as it is, text parsed (and checked)."""
+    return uri if isinstance(uri, (ContentUri, DirUri)) else parse_any_uri(uri)
+
+
+def _dir_uri(uri: UriLike) -> DirUri:
+    return (
+        uri if isinstance(uri, DirUri) else parse_dir_uri(uri if isinstance(uri, str) else str(uri))
+    )
 
 
 def _basename(path: PathLike) -> Optional[str]:
     name = os.path.basename(os.path.normpath(os.fspath(path)))
     return name or None
-
-
-def _copy_verified(
-    source: Path, dest: PathLike, uri: ContentUri, progress: Optional[Progress]
-) -> Path:
-    """Copy an object to `dest` atomically, checking its hash on the way.
-
-    The copy is written to a new staging file beside the target and renamed over it, so
-    nothing is ever written through: only a missing path, a regular file or a symlink to
-    a regular file (the symlink itself is replaced; its target is not touched) is
-    replaced. See `_final_destination` for what is refused.
-    """
-    final = _final_destination(dest, uri)
-    if _same_file(source, final):
-        # A linked file loaded onto itself: check it, but do not replace it (that would
-        # give it a new inode, and so make its link stale).
-        with open(source, "rb", buffering=0) as src:
-            result = hash_stream(src.readinto, None, progress=progress, manifest=False)
-        _check_hash(source, result.sha1, uri)
-        return final
-    staging = final.with_name(f".{final.name}.kachery-{os.getpid()}-{os.urandom(4).hex()}.part")
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o666)
-    try:
-        with open(source, "rb", buffering=0) as src, os.fdopen(fd, "wb", buffering=0) as out:
-            result = hash_stream(src.readinto, writer_for(out), progress=progress, manifest=False)
-        _check_hash(source, result.sha1, uri)
-        _check_replaceable(final)  # again: it may have changed while the bytes were copied
-        os.replace(staging, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staging)
-    return final
-
-
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def _check_hash(source: Path, sha1: str, uri: ContentUri) -> None:
-    if sha1 != uri.sha1:
-        raise IntegrityError(
-            f"{source} does not hash to {uri.sha1}",
-            "the stored object is damaged; store it again (or run `kachery-client verify`)",
-        )
-
-
-def _final_destination(dest: PathLike, uri: ContentUri) -> Path:
-    """The file path `--dest` names, refused unless a copy can safely be renamed onto it.
-
-    Like `cp`: an existing directory (or a symlink to one) means "inside it", named after
-    the URI's label (or its hash); a trailing slash means "a directory", which must
-    exist. The final path must be absent, a regular file, or a symlink to a regular file.
-    """
-    text = os.fspath(dest)
-    path = Path(text)
-    if path.is_dir():
-        path = path / (uri.label.rsplit("/", 1)[-1] if uri.label else uri.sha1)
-    elif text.endswith(("/", os.sep)):
-        raise InvalidInputError(
-            f"destination {text!r} is not a directory", "create the directory first"
-        )
-    if not path.parent.is_dir():
-        raise InvalidInputError(
-            f"destination directory {str(path.parent)!r} does not exist", "create it first"
-        )
-    _check_replaceable(path)
-    return path
-
-
-def _check_replaceable(path: Path) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    kind = _kind(st.st_mode)
-    if kind == "symbolic link":
-        try:
-            target = os.stat(path)
-        except OSError:
-            raise InvalidInputError(
-                f"destination {str(path)!r} is a symbolic link to nothing",
-                "remove it, or give another --dest",
-            ) from None
-        if stat.S_ISREG(target.st_mode):
-            return  # the link is replaced by the copy; the file it points to is left alone
-        raise InvalidInputError(
-            f"destination {str(path)!r} is a symbolic link to a {_kind(target.st_mode)}, "
-            "not a regular file",
-            "give a file path",
-        )
-    if kind != "regular file":
-        raise InvalidInputError(
-            f"destination {str(path)!r} is a {kind}, not a regular file",
-            "give a file path (only regular files are replaced)",
-        )
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISREG, "regular file"),
-        (stat.S_ISDIR, "directory"),
-        (stat.S_ISLNK, "symbolic link"),
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False

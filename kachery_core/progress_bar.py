@@ -34,14 +34,18 @@ class ProgressBar:
         self._last_draw = now
         self._drawn = True
         rate = done / max(now - self.started, 1e-6)
-        text = f"{self.label}: {_size(done)}"
+        self.stream.write(f"\r{self.label}: {self.text(done, rate)} ")
+        self.stream.flush()
+
+    def text(self, done: int, rate: float) -> str:
+        """What the bar shows after its label."""
+        text = _size(done)
         if self.total:
             fraction = min(done / self.total, 1.0)
             filled = int(fraction * 30)
             bar = "#" * filled + "." * (30 - filled)
-            text = f"{self.label} [{bar}] {fraction:4.0%} {_size(done)}/{_size(self.total)}"
-        self.stream.write(f"\r{text} {_size(int(rate))}/s ")
-        self.stream.flush()
+            text = f"[{bar}] {fraction:4.0%} {_size(done)}/{_size(self.total)}"
+        return f"{text} {_size(int(rate))}/s"
 
     def close(self) -> None:
         if self._drawn:
@@ -54,6 +58,36 @@ def progress_bar(label: str, total: Optional[int] = None) -> Optional[ProgressBa
     if not sys.stderr.isatty():
         return None
     return ProgressBar(label, total, sys.stderr)
+
+
+class TreeProgressBar(ProgressBar):
+    """A bar for a batch: call with (files done, bytes done)."""
+
+    def __init__(
+        self, label: str, files: Optional[int], total: Optional[int], stream: TextIO
+    ) -> None:
+        super().__init__(label, total, stream)
+        self.files = files
+        self._files_done = 0
+
+    def __call__(self, files: int, done: int = 0) -> None:  # type: ignore[override]
+        self._files_done = files
+        super().__call__(done)
+
+    def text(self, done: int, rate: float) -> str:
+        count = (
+            f"{self._files_done}/{self.files} files" if self.files else f"{self._files_done} files"
+        )
+        return f"{count}, {super().text(done, rate)}"
+
+
+def tree_progress_bar(
+    label: str, files: Optional[int] = None, total: Optional[int] = None
+) -> Optional[TreeProgressBar]:
+    """A files-and-bytes bar when stderr is a terminal, else None."""
+    if not sys.stderr.isatty():
+        return None
+    return TreeProgressBar(label, files, total, sys.stderr)
 
 
 def as_callback(bar: Optional[ProgressBar]) -> Optional[Progress]:

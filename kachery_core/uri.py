@@ -1,4 +1,5 @@
-"""Content URIs: `sha1://<hash>[/<label>][?manifest=<hash>&chunkOf=<hash>~<start>~<end>]`.
+"""Content URIs: `sha1://<hash>[/<label>][?manifest=<hash>&chunkOf=<hash>~<start>~<end>]`,
+and directory URIs: `sha1dir://<hash>[.<label>][/<path inside>]`.
 
 This is the one parser of URIs in kachery. A URI names bytes by their SHA-1; the label
 is informational and is never used as a filesystem path. Anything malformed is refused
@@ -9,18 +10,21 @@ with an `InvalidUriError` that quotes the input.
     ('943a702d06f34599aee1f8da8ef9f7296031d699', 'hello.txt')
     >>> str(uri)
     'sha1://943a702d06f34599aee1f8da8ef9f7296031d699/hello.txt'
+    >>> parse_any_uri("sha1dir://fb52d510d2543634e247e0d2d1d4390be9ed9e20.synth/a/b.bin").path
+    ('a', 'b.bin')
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple, Union
 from urllib.parse import quote, unquote
 
 from .errors import InvalidUriError
 
 SCHEME = "sha1://"
+DIR_SCHEME = "sha1dir://"
 _SHA1_RE = re.compile(r"[0-9a-fA-F]{40}")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _LABEL_SAFE = "/~!$&'()*+,;=:@-._"
@@ -101,6 +105,8 @@ def parse_uri(text: object) -> ContentUri:
         hint = "expected sha1://<40 hex digits>[/<name>]"
         if "://" not in text:
             hint += " (to store a local file, use store-file)"
+        elif text.startswith(DIR_SCHEME):
+            hint = "name a file inside the directory: sha1dir://<hash>.<label>/<path>"
         raise InvalidUriError(f"invalid URI {text!r}: not a sha1:// URI", hint)
     rest = text[len(SCHEME) :]
     rest, _, query = rest.partition("?")
@@ -128,7 +134,7 @@ def _parse_label(text: str, raw: str) -> Optional[str]:
     label = unquote(raw)
     if not label:
         return None
-    bad = any(ord(c) < 32 or ord(c) == 127 for c in label)
+    bad = _has_control(label)
     parts = label.split("/")
     if bad or any(p in ("", ".", "..") for p in parts) or "\\" in label:
         raise InvalidUriError(
@@ -162,3 +168,81 @@ def _parse_chunk_of(text: str, value: str) -> ChunkOf:
         f"invalid URI {text!r}: chunkOf={value!r} is malformed",
         "expected chunkOf=<sha1>~<start>~<end> with start <= end",
     )
+
+
+@dataclass(frozen=True)
+class DirUri:
+    """A parsed `sha1dir://` URI: a directory object, and a path of names inside it.
+
+    `path` is empty for the directory itself. The label is free text without `/` (it may
+    contain dots: only the first `.` after the hash separates the two).
+    """
+
+    sha1: str
+    label: Optional[str] = None
+    path: Tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return format_dir_uri(self.sha1, self.label, self.path)
+
+    def root(self) -> DirUri:
+        """The directory object's own URI (no path)."""
+        return DirUri(self.sha1, self.label)
+
+    def join(self, *names: str) -> DirUri:
+        """The URI of an entry below this one."""
+        return DirUri(self.sha1, self.label, self.path + tuple(names))
+
+
+def format_dir_uri(sha1: str, label: Optional[str] = None, path: Tuple[str, ...] = ()) -> str:
+    """The canonical text of a directory URI (label and names percent-encoded where needed)."""
+    text = DIR_SCHEME + check_sha1(sha1)
+    if label:
+        text += "." + quote(label, safe=_LABEL_SAFE.replace("/", ""))
+    for name in path:
+        text += "/" + quote(name, safe=_LABEL_SAFE.replace("/", ""))
+    return text
+
+
+def parse_dir_uri(text: object) -> DirUri:
+    """Parse and validate a `sha1dir://` URI; raise `InvalidUriError` quoting `text` if bad."""
+    if not isinstance(text, str) or not text.startswith(DIR_SCHEME):
+        raise InvalidUriError(
+            f"invalid URI {text!r}: not a sha1dir:// URI",
+            "expected sha1dir://<40 hex digits>[.<label>][/<path>]",
+        )
+    rest = text[len(DIR_SCHEME) :].partition("?")[0].partition("#")[0]
+    head, slash, path_text = rest.partition("/")
+    sha1, dot, label_text = head[:40], head[40:41], head[41:]
+    if not is_sha1(sha1) or dot not in ("", "."):
+        raise InvalidUriError(
+            f"invalid URI {text!r}: {head!r} does not start with a SHA-1 hash",
+            "the part after sha1dir:// is 40 hexadecimal digits, then optionally .<label>",
+        )
+    label = unquote(label_text) or None
+    if label is not None and (_has_control(label) or "/" in label):
+        raise InvalidUriError(
+            f"invalid URI {text!r}: bad label {label!r}",
+            "a label may not contain '/' or control characters",
+        )
+    path: Tuple[str, ...] = ()
+    if slash and path_text.strip("/"):
+        checked = _parse_label(text, path_text.rstrip("/"))
+        path = tuple(checked.split("/")) if checked else ()
+    return DirUri(sha1.lower(), label, path)
+
+
+def parse_any_uri(text: object) -> Union[ContentUri, DirUri]:
+    """A `sha1://` or a `sha1dir://` URI, parsed; anything else is an `InvalidUriError`."""
+    if isinstance(text, str) and text.startswith(DIR_SCHEME):
+        return parse_dir_uri(text)
+    if isinstance(text, str) and text.startswith(SCHEME):
+        return parse_uri(text)
+    hint = "expected sha1://<40 hex digits>[/<name>] or sha1dir://<40 hex digits>.<label>[/<path>]"
+    if isinstance(text, str) and "://" not in text:
+        hint += " (to store a local file or folder, use store-file [-r])"
+    raise InvalidUriError(f"invalid URI {text!r}: not a sha1:// or sha1dir:// URI", hint)
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)

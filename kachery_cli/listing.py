@@ -1,0 +1,75 @@
+"""`kachery-client ls`: the entries of a `sha1dir://` directory, for people and scripts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, List, Tuple
+
+import click
+
+if TYPE_CHECKING:
+    from kachery_client.client import Client
+    from kachery_core.directory import Directory, FileEntry
+    from kachery_core.uri import DirUri
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    """The path below the listed URI (`/`-separated)."""
+    type: str
+    """`file` or `dir`."""
+    size: int
+    """A file's size; for a folder, the total size of the files below it."""
+    uri: str
+
+
+def list_entries(client: Client, uri: str, recursive: bool) -> List[Entry]:
+    """The entries of the directory (or the one file) `uri` names, sorted by name."""
+    from kachery_core.datasets import read_directory
+    from kachery_core.directory import FileEntry
+    from kachery_core.uri import parse_dir_uri
+
+    parsed = parse_dir_uri(uri)
+    found = read_directory(client.transport, parsed).lookup(parsed.path, str(parsed.root()))
+    if isinstance(found, FileEntry):
+        return [_file(parsed.path[-1], parsed.path[-1], found)]
+    entries: List[Entry] = []
+    _collect(found, parsed, (), recursive, entries)
+    return entries
+
+
+def _collect(
+    directory: Directory,
+    uri: DirUri,
+    prefix: Tuple[str, ...],
+    recursive: bool,
+    entries: List[Entry],
+) -> None:
+    for name in sorted({*directory.dirs, *directory.files}):
+        path = prefix + (name,)
+        if name in directory.files:
+            entries.append(_file("/".join(path), name, directory.files[name]))
+            continue
+        sub = directory.dirs[name]
+        entries.append(Entry("/".join(path) + "/", "dir", sub.totals()[1], str(uri.join(*path))))
+        if recursive:
+            _collect(sub, uri, path, recursive, entries)
+
+
+def _file(shown: str, name: str, entry: FileEntry) -> Entry:
+    uri = str(entry.uri(name)) if entry.sha1 else "(no sha1: cannot be loaded)"
+    return Entry(shown, "file", entry.size, uri)
+
+
+def print_entries(entries: List[Entry], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([asdict(e) for e in entries], indent=1))
+        return
+    if not entries:
+        return
+    name_width = max(len(e.name) for e in entries)
+    size_width = max(len(str(e.size)) for e in entries)
+    for e in entries:
+        click.echo(f"{e.name:<{name_width}}  {e.size:>{size_width}}  {e.uri}")

@@ -1,0 +1,376 @@
+"""Datasets: whole folders stored, listed and loaded by one `sha1dir://` URI.
+
+Everything here works through the `DaemonTransport` interface, so every backend (and
+every plugin) gets directories without code of its own: the files are ordinary objects
+and the directory object is one more. A backend that can move several files at once sets
+`parallel_transfers`; batches then run on that many threads over its one connection pool.
+
+    >>> uri = store_tree(transport, Path("recording"))                 # doctest: +SKIP
+    >>> materialize(transport, parse_dir_uri(str(uri)), Path("copy"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, TypeVar, Union
+
+from .dest_copy import link_verified, write_verified_copy
+from .directory import MAX_DIRECTORY_OBJECT_BYTES, Directory, FileEntry, not_a_directory
+from .errors import IntegrityError, InvalidInputError
+from .manifest import MANIFEST_THRESHOLD
+from .tree_scan import TreeProblemsError, scan_tree
+from .uri import ContentUri, DirUri
+from .verified_read import open_verified
+from .verified_store import link_file_checked, store_file_checked, store_stream_checked
+
+if TYPE_CHECKING:
+    from .hashing import Progress
+    from .storage import StoredObject
+    from .transport import DaemonTransport
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+TreeReport = Callable[[int, int], None]
+"""Called with (files done, bytes done) as a batch goes on."""
+
+
+class TreeProgress:
+    """Counts files and bytes across a batch whose files move on several threads."""
+
+    def __init__(self, report: Optional[TreeReport]) -> None:
+        self._report = report
+        self._lock = threading.Lock()
+        self.files = 0
+        self.bytes = 0
+
+    def for_file(self) -> FileProgress:
+        return FileProgress(self)
+
+    def add(self, files: int, size: int) -> None:
+        with self._lock:
+            self.files += files
+            self.bytes += size
+            if self._report is not None:
+                self._report(self.files, self.bytes)
+
+
+class FileProgress:
+    """One file's bytes, passed on to its batch's totals; `done(size)` when it ends."""
+
+    def __init__(self, batch: TreeProgress) -> None:
+        self._batch = batch
+        self._seen = 0
+
+    def __call__(self, done: int) -> None:
+        self._batch.add(0, done - self._seen)
+        self._seen = done
+
+    def done(self, size: int) -> None:
+        self._batch.add(1, size - self._seen)
+        self._seen = size
+
+
+def run_batch(items: Sequence[T], work: Callable[[T], R], parallel: int) -> List[R]:
+    """`[work(item) for item in items]`, on up to `parallel` threads, results in order.
+
+    The first failure stops the batch: what has not started is cancelled, and the
+    failure is raised once the started ones end.
+    """
+    if parallel <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="kachery-batch") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def parallel_transfers(transport: DaemonTransport) -> int:
+    return max(1, int(getattr(transport, "parallel_transfers", 1)))
+
+
+# -- storing ---------------------------------------------------------------------------
+
+
+def store_paths(
+    transport: DaemonTransport,
+    paths: Sequence[str],
+    link: bool = False,
+    progress: Optional[TreeReport] = None,
+) -> List[StoredObject]:
+    """Store (or link) several files as one batch; results in the order given."""
+    counter = TreeProgress(progress)
+
+    def one(path: str) -> StoredObject:
+        file_progress = counter.for_file()
+        stored = _store_one(transport, path, link, file_progress)
+        file_progress.done(stored.size)
+        return stored
+
+    return run_batch(paths, one, parallel_transfers(transport))
+
+
+def store_tree(
+    transport: DaemonTransport,
+    root: Path,
+    label: Optional[str] = None,
+    *,
+    link: bool = False,
+    skip_errors: bool = False,
+    on_skipped: Optional[Callable[[str], None]] = None,
+    progress: Optional[TreeReport] = None,
+) -> DirUri:
+    """Store every file below `root` and the directory object naming them all.
+
+    The folder is walked first: entries that cannot be stored (broken links, FIFOs,
+    devices, links to directories) raise `TreeProblemsError` before anything is stored,
+    unless `skip_errors`, which leaves them out (each passed to `on_skipped`). The label
+    defaults to the folder's name.
+    """
+    tree = scan_tree(root)
+    if tree.problems and not skip_errors:
+        raise TreeProblemsError(root, tree.problems)
+    for problem in tree.problems:
+        if on_skipped is not None:
+            on_skipped(problem)
+    stored = store_paths(transport, [f.local_path for f in tree.files], link, progress)
+    directory = Directory()
+    for path in tree.dirs:
+        directory.subdir(path)
+    for scanned, obj in zip(tree.files, stored):
+        directory.add_file(scanned.path, _entry(obj))
+    data = directory.to_bytes()
+    root_obj = store_stream_checked(transport, io.BytesIO(data))
+    return DirUri(root_obj.sha1, label or _folder_label(root))
+
+
+def upload_tree(
+    transport: DaemonTransport,
+    uri: DirUri,
+    channel: str,
+    progress: Optional[TreeReport] = None,
+) -> None:
+    """Have the node upload every file of a stored tree, then its directory object."""
+    directory = read_directory(transport, uri.root())
+    entries = list(directory.walk())
+    counter = TreeProgress(progress)
+
+    def one(item: Tuple[Tuple[str, ...], FileEntry]) -> None:
+        path, entry = item
+        transport.upload_to_channel(entry.uri(path[-1]), channel)
+        counter.add(1, entry.size)
+
+    run_batch(entries, one, parallel_transfers(transport))
+    transport.upload_to_channel(ContentUri(uri.sha1), channel)
+
+
+def _store_one(
+    transport: DaemonTransport, path: str, link: bool, progress: Optional[Progress]
+) -> StoredObject:
+    if link:
+        return link_file_checked(transport, path, progress)
+    return store_file_checked(transport, path, progress)
+
+
+def _entry(obj: StoredObject) -> FileEntry:
+    manifest = obj.manifest_sha1 if obj.size > MANIFEST_THRESHOLD else None
+    return FileEntry(obj.size, obj.sha1, manifest)
+
+
+def _folder_label(root: Path) -> Optional[str]:
+    name = os.path.basename(os.path.normpath(os.path.abspath(root)))
+    return name or None
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def read_directory(transport: DaemonTransport, uri: DirUri) -> Directory:
+    """The directory object `uri` names (its root), fetched through `transport` and checked."""
+    where = str(uri.root())
+    with open_verified(transport, ContentUri(uri.sha1)) as stream:
+        data = stream.read(MAX_DIRECTORY_OBJECT_BYTES + 1)
+        if len(data) > MAX_DIRECTORY_OBJECT_BYTES:
+            raise IntegrityError(
+                f"{where} is larger than {MAX_DIRECTORY_OBJECT_BYTES} bytes",
+                "that is not a directory object kachery can read",
+            )
+        stream.read()  # the end of the stream: the hash is checked here
+    return Directory.from_bytes(data, where)
+
+
+def resolve(transport: DaemonTransport, uri: DirUri) -> Union[ContentUri, Directory]:
+    """What a `sha1dir://` URI names: a file's `sha1://` URI, or a directory."""
+    entry = read_directory(transport, uri).lookup(uri.path, str(uri.root()))
+    if isinstance(entry, FileEntry):
+        return entry.uri(uri.path[-1])
+    return entry
+
+
+def resolve_file(transport: DaemonTransport, uri: Union[ContentUri, DirUri]) -> ContentUri:
+    """A `sha1://` URI as it is; a path to a file in a `sha1dir://` URI, looked up."""
+    if isinstance(uri, ContentUri):
+        return uri
+    found = resolve(transport, uri)
+    if isinstance(found, ContentUri):
+        return found
+    raise InvalidInputError(
+        f"{uri} is a directory, not a file",
+        "load a whole directory with `load-file -r URI --dest DIR` (load_dir in Python), "
+        "or list it with `kachery-client ls`",
+    )
+
+
+def resolve_dir(transport: DaemonTransport, uri: DirUri) -> Directory:
+    found = resolve(transport, uri)
+    if isinstance(found, ContentUri):
+        raise not_a_directory(str(uri))
+    return found
+
+
+# -- materializing ---------------------------------------------------------------------
+
+
+def materialize(
+    transport: DaemonTransport,
+    uri: DirUri,
+    dest: Path,
+    *,
+    force: bool = False,
+    copy: bool = False,
+    progress: Optional[TreeReport] = None,
+) -> Path:
+    """Write the tree `uri` names at `dest`; every file is hash-checked before it appears.
+
+    Files are hard links to the objects where the filesystem allows (read-only: they are
+    the store's bytes), copies otherwise or with `copy`. `dest` must be absent or an empty
+    directory: then the tree is built beside it and renamed into place, so a failure
+    leaves nothing. With `force`, an existing folder is filled file by file (each file
+    replaced atomically; other files in it are left alone).
+    """
+    directory = resolve_dir(transport, uri)
+    dest = Path(dest)
+    existing = _check_dest(dest, force)
+    if existing:
+        _check_conflicts(directory, dest)
+        _fill(transport, directory, dest, copy, progress)
+        return dest
+    staging = dest.with_name(f".{dest.name}.kachery-{os.getpid()}-{os.urandom(4).hex()}.part")
+    os.mkdir(staging)
+    try:
+        _fill(transport, directory, staging, copy, progress)
+        os.replace(staging, dest)  # onto an empty directory, or where there was none
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
+def _check_dest(dest: Path, force: bool) -> bool:
+    """True when `dest` is a non-empty folder to fill (`force`); refuse what cannot be used."""
+    if not dest.parent.is_dir():
+        raise InvalidInputError(
+            f"destination directory {str(dest.parent)!r} does not exist", "create it first"
+        )
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise InvalidInputError(
+            f"destination {str(dest)!r} exists and is not a directory",
+            "give a new or empty directory",
+        )
+    if not dest.exists() or not any(os.scandir(dest)):
+        return False
+    if not force:
+        raise InvalidInputError(
+            f"destination {str(dest)!r} is not empty",
+            "give a new or empty directory, or pass --force (force=True) to write into it",
+        )
+    return True
+
+
+def _check_conflicts(directory: Directory, dest: Path) -> None:
+    """Refuse before writing when the folder has a file where the tree has a directory or
+    the other way round, or anything but a regular file where a file goes."""
+    for path in directory.walk_dirs():
+        target = dest.joinpath(*path)
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise InvalidInputError(
+                f"{str(target)!r} exists and is not a directory, but the tree has one there",
+                "remove it, or give another destination",
+            )
+    for path, _entry in directory.walk():
+        target = dest.joinpath(*path)
+        if target.is_dir() and not target.is_symlink():
+            raise InvalidInputError(
+                f"{str(target)!r} is a directory, but the tree has a file there",
+                "remove it, or give another destination",
+            )
+
+
+def _fill(
+    transport: DaemonTransport,
+    directory: Directory,
+    root: Path,
+    copy: bool,
+    progress: Optional[TreeReport],
+) -> None:
+    for path in directory.walk_dirs():
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(root.joinpath(*path))
+    items = list(directory.walk())
+    uris = [entry.uri(path[-1]) for path, entry in items]
+    sources = load_files(transport, uris, progress)
+    for (path, _entry), uri, source in zip(items, uris, sources):
+        target = root.joinpath(*path)
+        source_path = Path(source)
+        if (
+            copy
+            or not _is_object_file(source_path, uri)
+            or not link_verified(source_path, target, uri)
+        ):
+            write_verified_copy(source_path, target, uri)
+
+
+def load_files(
+    transport: DaemonTransport,
+    uris: Sequence[ContentUri],
+    progress: Optional[TreeReport] = None,
+) -> List[str]:
+    """Make several objects available locally; their paths, in order.
+
+    A backend with a batch operation of its own (`load_files`, for instance one request
+    for many small files) is used through it; otherwise `load_file` runs on
+    `parallel_transfers` threads.
+    """
+    batch = getattr(transport, "load_files", None)
+    if batch is not None:
+        return list(batch(uris, progress))
+    counter = TreeProgress(progress)
+
+    def one(uri: ContentUri) -> str:
+        file_progress = counter.for_file()
+        path = transport.load_file(uri, file_progress)
+        file_progress.done(os.stat(path).st_size)
+        return path
+
+    return run_batch(uris, one, parallel_transfers(transport))
+
+
+def _is_object_file(path: Path, uri: ContentUri) -> bool:
+    """An object in a storage directory (named by its hash, read-only), not a linked
+    original: hard-linking a user's own file would tie the copy to later edits of it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return path.name == uri.sha1 and not mode & 0o222

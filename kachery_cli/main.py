@@ -387,8 +387,15 @@ def load_file(
 @click.argument("uri")
 @click.option("-r", "--recursive", is_flag=True, help="List every file and folder below.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, for scripts.")
+@click.option(
+    "--channel",
+    type=CHANNEL,
+    metavar="NAME",
+    help="If the node lacks the directory object, it fetches it from this channel "
+    "(default: KACHERY_CHANNEL).",
+)
 @pass_state
-def ls(state: CliState, uri: str, recursive: bool, as_json: bool) -> None:
+def ls(state: CliState, uri: str, recursive: bool, as_json: bool, channel: Optional[str]) -> None:
     """List a sha1dir:// directory: name, size and URI of each entry.
 
     Folders end in / and show the total size of the files below them. With --json: a list
@@ -396,6 +403,7 @@ def ls(state: CliState, uri: str, recursive: bool, as_json: bool) -> None:
     """
     from .listing import list_entries, print_entries
 
+    state.channel = channel
     entries = list_entries(state.client, uri, recursive)
     print_entries(entries, as_json)
 

@@ -182,8 +182,14 @@ class Client:
         `dest` may be a directory, in which case the file is named after the URI's label
         (or its hash). Raises `NotFoundError` naming the URI and where it looked.
         """
-        parsed = self._file_uri(uri)
-        path = self.transport.load_file(parsed, progress)
+        given = _parsed(uri)
+        if isinstance(given, DirUri):
+            from kachery_core.datasets import load_entry
+
+            parsed, path = load_entry(self.transport, given, progress)
+        else:
+            parsed = given
+            path = self.transport.load_file(parsed, progress)
         if dest is None:
             return path
         return str(copy_verified(Path(path), dest, parsed, progress))

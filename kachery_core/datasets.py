@@ -17,7 +17,16 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 from .dest_copy import link_verified, write_verified_copy
 from .directory import MAX_DIRECTORY_OBJECT_BYTES, Directory, FileEntry, not_a_directory
@@ -25,7 +34,7 @@ from .errors import IntegrityError, InvalidInputError
 from .manifest import MANIFEST_THRESHOLD
 from .tree_scan import TreeProblemsError, scan_tree
 from .uri import ContentUri, DirUri
-from .verified_read import open_verified
+from .verified_read import VerifiedRead, open_verified
 from .verified_store import link_file_checked, store_file_checked, store_stream_checked
 
 if TYPE_CHECKING:
@@ -197,17 +206,41 @@ def _folder_label(root: Path) -> Optional[str]:
 
 
 def read_directory(transport: DaemonTransport, uri: DirUri) -> Directory:
-    """The directory object `uri` names (its root), fetched through `transport` and checked."""
+    """The directory object `uri` names (its root), fetched through `transport` and checked.
+
+    An error names the `sha1dir://` URI the user gave, not only the object's hash.
+    """
     where = str(uri.root())
-    with open_verified(transport, ContentUri(uri.sha1)) as stream:
-        data = stream.read(MAX_DIRECTORY_OBJECT_BYTES + 1)
-        if len(data) > MAX_DIRECTORY_OBJECT_BYTES:
-            raise IntegrityError(
-                f"{where} is larger than {MAX_DIRECTORY_OBJECT_BYTES} bytes",
-                "that is not a directory object kachery can read",
-            )
-        stream.read()  # the end of the stream: the hash is checked here
+    try:
+        with open_verified(transport, ContentUri(uri.sha1)) as stream:
+            data = _read_capped(stream, MAX_DIRECTORY_OBJECT_BYTES)
+    except IntegrityError as exc:
+        raise IntegrityError(f"the directory object of {where}: {exc.message}", exc.hint) from None
+    if data is None:
+        raise IntegrityError(
+            f"{where} is larger than {MAX_DIRECTORY_OBJECT_BYTES} bytes",
+            "that is not a directory object kachery can read",
+        )
     return Directory.from_bytes(data, where)
+
+
+def _read_capped(stream: VerifiedRead, limit: int) -> Optional[bytes]:
+    """The whole stream, read to its end (where a verified read checks the hash), or None
+    as soon as it passes `limit` bytes, so a huge object is never held whole. A stream may
+    return less than asked (a gRPC or HTTP chunk), so this reads until the end."""
+    blocks: List[bytes] = []
+    held = 0
+    while True:
+        block = stream.read(min(_READ_BLOCK, limit + 1 - held))
+        if not block:
+            return b"".join(blocks)
+        blocks.append(block)
+        held += len(block)
+        if held > limit:
+            return None
+
+
+_READ_BLOCK = 1 << 20
 
 
 def resolve(transport: DaemonTransport, uri: DirUri) -> Union[ContentUri, Directory]:
@@ -225,11 +258,43 @@ def resolve_file(transport: DaemonTransport, uri: Union[ContentUri, DirUri]) -> 
     found = resolve(transport, uri)
     if isinstance(found, ContentUri):
         return found
-    raise InvalidInputError(
+    raise _a_directory(uri)
+
+
+def _a_directory(uri: DirUri) -> InvalidInputError:
+    return InvalidInputError(
         f"{uri} is a directory, not a file",
         "load a whole directory with `load-file -r URI --dest DIR` (load_dir in Python), "
         "or list it with `kachery-client ls`",
     )
+
+
+def load_entry(
+    transport: DaemonTransport, uri: DirUri, progress: Optional[Progress] = None
+) -> Tuple[ContentUri, str]:
+    """Load the file a path in a `sha1dir://` URI names: its `sha1://` URI and local path.
+
+    The bytes are checked against the entry's hash by the load; its size is checked here,
+    since a directory object that misstates a size describes its tree untruthfully.
+    """
+    entry = read_directory(transport, uri).lookup(uri.path, str(uri.root()))
+    if not isinstance(entry, FileEntry):
+        raise _a_directory(uri)
+    file_uri = entry.uri(uri.path[-1])
+    path = transport.load_file(file_uri, progress)
+    check_entry_size(str(uri.root()), uri.path, entry, os.stat(path).st_size)
+    return file_uri, path
+
+
+def check_entry_size(where: str, path: Tuple[str, ...], entry: FileEntry, size: int) -> None:
+    """Refuse a file whose object (found by hash, so its bytes are right) is not the size
+    its directory entry says: the directory object misstates the tree."""
+    if size != entry.size:
+        raise IntegrityError(
+            f"{where}: the entry {'/'.join(path)!r} says {entry.size} bytes, but its object "
+            f"sha1://{entry.sha1} has {size}",
+            "the directory object misstates its files; nothing was written",
+        )
 
 
 def resolve_dir(transport: DaemonTransport, uri: DirUri) -> Directory:
@@ -264,12 +329,12 @@ def materialize(
     existing = _check_dest(dest, force)
     if existing:
         _check_conflicts(directory, dest)
-        _fill(transport, directory, dest, copy, progress)
+        _fill(transport, str(uri), directory, dest, copy, progress)
         return dest
     staging = dest.with_name(f".{dest.name}.kachery-{os.getpid()}-{os.urandom(4).hex()}.part")
     os.mkdir(staging)
     try:
-        _fill(transport, directory, staging, copy, progress)
+        _fill(transport, str(uri), directory, staging, copy, progress)
         os.replace(staging, dest)  # onto an empty directory, or where there was none
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -319,17 +384,20 @@ def _check_conflicts(directory: Directory, dest: Path) -> None:
 
 def _fill(
     transport: DaemonTransport,
+    where: str,
     directory: Directory,
     root: Path,
     copy: bool,
     progress: Optional[TreeReport],
 ) -> None:
-    for path in directory.walk_dirs():
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(root.joinpath(*path))
     items = list(directory.walk())
     uris = [entry.uri(path[-1]) for path, entry in items]
     sources = load_files(transport, uris, progress)
+    for (path, entry), source in zip(items, sources):  # all checked before any is written
+        check_entry_size(where, path, entry, os.stat(source).st_size)
+    for path in directory.walk_dirs():
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(root.joinpath(*path))
     for (path, _entry), uri, source in zip(items, uris, sources):
         target = root.joinpath(*path)
         source_path = Path(source)

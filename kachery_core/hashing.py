@@ -189,8 +189,7 @@ def hash_file_copy(
             if progress is not None:
                 progress(state.hashed())
         state.finish()
-        while any(hasher.is_alive() for hasher in hashers):
-            state.wait_for_hashers(0.1)
+        while state.wait_for_hashers(0.1):
             if progress is not None:
                 progress(state.hashed())
     except _KernelCopyUnavailable:
@@ -251,6 +250,7 @@ class _CopyState:
         self._done = False
         self._aborted = False
         self._hashed = [0] * hashers
+        self._running = hashers
         self._failure: Optional[BaseException] = None
 
     def advance(self, count: int) -> None:
@@ -274,9 +274,12 @@ class _CopyState:
         with self._changed:
             return min(self._hashed)
 
-    def wait_for_hashers(self, timeout: float) -> None:
+    def wait_for_hashers(self, timeout: float) -> bool:
+        """Wait for a hasher to move on (or `timeout`); False once all have ended."""
         with self._changed:
-            self._changed.wait(timeout)
+            if self._running:
+                self._changed.wait(timeout)
+            return self._running > 0
 
     def raise_failure(self) -> None:
         if self._failure is not None:
@@ -306,6 +309,10 @@ class _CopyState:
         except BaseException as exc:  # handed to the copying thread, which raises it
             self._failure = exc
             self.abort()
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
 
 
 def consume_mapped(fd: int, start: int, stop: int, consume: Callable[[memoryview], None]) -> None:

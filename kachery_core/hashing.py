@@ -189,9 +189,11 @@ def hash_file_copy(
             if progress is not None:
                 progress(state.hashed())
         state.finish()
-        while state.wait_for_hashers(0.1):
+        hashing = True
+        while hashing:
+            hashing = state.wait_for_hashers(0.1)
             if progress is not None:
-                progress(state.hashed())
+                progress(state.hashed())  # the last call reports everything hashed
     except _KernelCopyUnavailable:
         state.abort()
         for hasher in hashers:

@@ -26,16 +26,19 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Optional, TypeVar
+from typing import Any, BinaryIO, Callable, Dict, Optional, Set, TypeVar
 
 from .atomic_file import write_atomically
 from .errors import IntegrityError, InvalidInputError, NotFoundError, StaleLinkError
 from .hashing import (
+    BLOCK_SIZE,
     HashResult,
     Progress,
     ReadInto,
     _ChunkHasher,
+    hash_file_copy,
     hash_stream,
+    sha1_of_bytes,
     sha1_of_file,
     writer_for,
 )
@@ -50,6 +53,12 @@ QUARANTINE_DIR_NAME = "quarantine"
 
 OBJECT_MODE = 0o444
 """Objects are read-only: `load-file` hands out their paths, and nobody should edit them."""
+
+SMALL_OBJECT_SIZE = BLOCK_SIZE
+"""Inputs shorter than this are read whole, hashed and written in one piece, no threads."""
+
+_KNOWN_DIRS_LIMIT = 65536
+"""Object directories remembered as existing (saves a mkdir per store); bounds memory."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,8 @@ class LocalStorage(Storage):
         self.keep_temp_files = keep_temp_files
         self.fsync = fsync
         self._swept = False
+        self._temp_dir_made = False
+        self._known_dirs: Set[Path] = set()
 
     # -- reading -------------------------------------------------------------------
 
@@ -220,10 +231,24 @@ class LocalStorage(Storage):
     # -- writing -------------------------------------------------------------------
 
     def store_file(self, path: Path, progress: Optional[Progress] = None) -> StoredObject:
-        with open_input_file(path) as (source, st), self._staging_file() as staging:
-            result = hash_stream(source.readinto, writer_for(staging.file), st.st_size, progress)
-            _check_unchanged(path, st, result)
-            return self._commit(staging, result)
+        with open_input_file(path) as (source, st):
+            if st.st_size < SMALL_OBJECT_SIZE:
+                data = _read_small(source, st.st_size)
+                _check_unchanged(path, st, HashResult("", len(data), None))
+                stored = self._store_in_one_piece(data)
+                if progress is not None and data:
+                    progress(len(data))
+                return stored
+            with self._staging_file() as staging:
+                result = hash_file_copy(
+                    source.fileno(), staging.file.fileno(), st.st_size, progress
+                )
+                if result is None:  # no kernel copy between these files: read and write
+                    result = hash_stream(
+                        source.readinto, writer_for(staging.file), st.st_size, progress
+                    )
+                _check_unchanged(path, st, result)
+                return self._commit(staging, result)
 
     def store_stream(
         self,
@@ -237,6 +262,8 @@ class LocalStorage(Storage):
             return self._commit(staging, result, expected_sha1)
 
     def store_bytes(self, data: bytes, expected_sha1: Optional[str] = None) -> StoredObject:
+        if len(data) < SMALL_OBJECT_SIZE:
+            return self._store_in_one_piece(data, expected_sha1)
         return self.store_stream(io.BytesIO(data), expected_sha1)
 
     def object_writer(self, manifest: bool = True) -> ObjectWriter:
@@ -274,9 +301,36 @@ class LocalStorage(Storage):
     # -- internals -----------------------------------------------------------------
 
     def _staging_file(self) -> _StagingFile:
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        if not self._temp_dir_made:
+            self.temp_dir.mkdir(parents=True, exist_ok=True)
+            self._temp_dir_made = True
         self._sweep_dead_staging_files()
-        return _StagingFile(self.temp_dir / _staging_name(), self.keep_temp_files)
+        path = self.temp_dir / _staging_name()
+        try:
+            return _StagingFile(path, self.keep_temp_files)
+        except FileNotFoundError:  # the temp dir was removed since
+            self.temp_dir.mkdir(parents=True, exist_ok=True)
+            return _StagingFile(path, self.keep_temp_files)
+
+    def _store_in_one_piece(self, data: bytes, expected_sha1: Optional[str] = None) -> StoredObject:
+        """Store a small object: hash, then write it unless an identical object is there."""
+        sha1 = sha1_of_bytes(data)
+        if expected_sha1 is not None and sha1 != check_sha1(expected_sha1):
+            raise IntegrityError(
+                f"received bytes hash to {sha1}, expected {expected_sha1}",
+                "the source is corrupt or the transfer was damaged; nothing was stored",
+            )
+        final = self.layout.object_path(sha1)
+        if _holds_exactly(final, data):
+            # Already stored (checked byte for byte, so a damaged copy is replaced below).
+            unlink_quietly(final.with_name(final.name + LINK_SUFFIX))
+        else:
+            with self._staging_file() as staging:
+                writer_for(staging.file)(memoryview(data))
+                staging.finish(self.fsync)
+                self._place(staging.path, final)
+                staging.committed = True
+        return StoredObject(sha1, len(data), None)
 
     def _commit(
         self, staging: _StagingFile, result: HashResult, expected_sha1: Optional[str] = None
@@ -299,10 +353,15 @@ class LocalStorage(Storage):
 
     def _place(self, staged: Path, final: Path) -> None:
         """Rename a finished staging file into place; the object appears atomically."""
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._make_dir(final.parent)
         os.chmod(staged, OBJECT_MODE)
         try:
-            os.replace(staged, final)
+            try:
+                os.replace(staged, final)
+            except FileNotFoundError:  # its directory was removed since we made it
+                self._known_dirs.discard(final.parent)
+                self._make_dir(final.parent)
+                os.replace(staged, final)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
@@ -318,8 +377,16 @@ class LocalStorage(Storage):
         link = final.with_name(final.name + ".link")
         unlink_quietly(link)  # a real copy supersedes any link record
 
+    def _make_dir(self, directory: Path) -> None:
+        if directory in self._known_dirs:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        if len(self._known_dirs) >= _KNOWN_DIRS_LIMIT:
+            self._known_dirs.clear()
+        self._known_dirs.add(directory)
+
     def _write_small_file(self, final: Path, data: bytes) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._make_dir(final.parent)
         write_atomically(final, data, mode=0o600, fsync=self.fsync)
 
     def _sweep_dead_staging_files(self) -> None:
@@ -390,7 +457,8 @@ class _StagingFile:
         self.path = path
         self.keep = keep
         self.committed = False
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Readable too: large stores hash the staging file through a mapping as it fills.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         self.file = os.fdopen(fd, "wb", buffering=0)
 
     def finish(self, fsync: bool) -> None:
@@ -459,6 +527,32 @@ def _check_unchanged(path: Path, before: os.stat_result, result: HashResult) -> 
             f"{str(path)!r} changed while it was being read",
             "wait until whatever writes it is done, then try again",
         )
+
+
+def _read_small(source: io.FileIO, size: int) -> bytes:
+    """All of a file expected to be `size` bytes, with at most one byte more (so a file that
+    grew shows up as the wrong size)."""
+    data = source.read(size + 1)
+    if len(data) == size + 1 or not data:
+        return data
+    pieces = [data]  # a short read: keep going until the end or one byte too many
+    got = len(data)
+    while got <= size:
+        piece = source.read(size + 1 - got)
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return b"".join(pieces)
+
+
+def _holds_exactly(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` exists and holds exactly `data`."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.read(len(data) + 1) == data
+    except OSError:
+        return False
 
 
 def _readinto_from_read(stream: BinaryIO) -> ReadInto:

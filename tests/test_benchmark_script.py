@@ -32,6 +32,7 @@ def test_benchmark_script_produces_every_row(kenv, tmp_path: Path) -> None:
     rows = {row["name"]: row for row in json.loads(out.read_text())}
     assert set(rows) == {
         "store-file",
+        "store 4 MiB vs hashing floor",
         "link-file",
         "cat-file > /dev/null",
         "load-file (startup)",

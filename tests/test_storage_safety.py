@@ -63,7 +63,8 @@ def test_store_killed_halfway_leaves_no_object(kenv, tmp_path: Path) -> None:
         staging = None
         while time.monotonic() < deadline:
             parts = list(temp.glob("*.part")) if temp.exists() else []
-            if parts and parts[0].stat().st_size > 50_000_000:
+            # The staging file is sized up front; its allocated blocks show the copy's progress.
+            if parts and parts[0].stat().st_blocks * 512 > 50_000_000:
                 staging = parts[0]
                 break
             time.sleep(0.005)

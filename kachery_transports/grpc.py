@@ -54,7 +54,7 @@ from .node_session import NodeSession
 
 SEND_BLOCK = 2 << 20
 """Bytes per message of a store."""
-WRITES_AHEAD = 2
+WRITES_AHEAD = 1
 """Received messages that may wait for the hashing/writing thread during a load."""
 
 

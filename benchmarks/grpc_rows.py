@@ -1,4 +1,5 @@
-"""Benchmark row of the `grpc` backend: a load over gRPC into an empty client cache vs cp.
+"""Benchmark row of the `grpc` backend: a load over gRPC into an empty client cache, as a
+multiple of the hashing floor (cp printed beside it).
 
 The node runs with `--grpc-port`; the client's storage dir is its own cache, so every byte
 crosses the socket and is hash-checked before the object appears. The node's peak RSS is
@@ -38,7 +39,7 @@ def grpc_rows(work: Path, data: Path, env: Dict[str, str], repeats: int) -> List
             KACHERY_STORAGE_DIR=str(cache),
             KACHERY_AUTH_CODE_FILE=str(storage / "client-auth"),
         )
-        row = load_into_empty_cache("load via grpc", uri, data, cache, client_env, 2.5, repeats)
+        row = load_into_empty_cache("load via grpc", uri, data, cache, client_env, repeats)
         print(f"load via grpc: node peak RSS {node.peak_rss_mib():.1f} MiB")
         settings = {
             "transport": "grpc",

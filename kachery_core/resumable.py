@@ -129,7 +129,11 @@ class ResumableDownload:
                     break
                 kept = chunk.end
         assert self.file is not None
-        self.file.truncate(kept)
+        if size > kept:
+            # Only when there is something to cut: ext4 flushes a file truncated to
+            # nothing to disk when it is closed (its guard for replace-by-truncate), a
+            # wait of a fraction of a second per GiB for a fresh download.
+            self.file.truncate(kept)
         self.file.seek(kept)
         return kept
 

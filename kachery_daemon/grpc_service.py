@@ -37,6 +37,7 @@ from kachery_core.errors import ConfigError, InvalidInputError, KacheryError, No
 from kachery_core.grpc_api import file_keys
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
+from kachery_core.grpc_api.data_chunks import encode_data_chunk
 from kachery_core.grpc_api.tuning import CHANNEL_OPTIONS, keep_freed_buffers
 from kachery_core.uri import ContentUri
 
@@ -46,8 +47,10 @@ from .feeds import check_feed_id, check_subfeed_hash
 from .json_bodies import parse_json
 from .node import Node, NoSpaceError, report_unexpected
 
-BLOCK = 2 << 20
-"""Bytes per DataChunk sent: well under the 4 MiB default message limit of any client."""
+BLOCK = 1 << 20
+"""Bytes per DataChunk sent: well under the 4 MiB default message limit of any client, and
+small enough that the few a client holds at once (grpc's receive window, the message being
+read, those waiting to be written) keep a 1 GiB load under 64 MiB of RSS."""
 REFUSED = "refused"
 """The error type of a call without a valid credential."""
 
@@ -89,7 +92,7 @@ async def start_grpc_server(node: Node, host: str, port: int) -> aio.Server:
             ("grpc.so_reuseport", 0),  # a port in use is an error, as it is for HTTP
         ]
     )
-    pb_grpc.add_KacheryServicer_to_server(KacheryService(node), server)
+    add_service(server, KacheryService(node))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     _check_can_listen(host, port, address)  # grpc would log its own multi-line error first
     try:
@@ -103,6 +106,38 @@ async def start_grpc_server(node: Node, host: str, port: int) -> aio.Server:
         )
     await server.start()
     return server
+
+
+BULK_ANSWERS = ("Load", "ReadRange")
+"""Answer streams of DataChunks that the service encodes itself (`data_chunks`)."""
+
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def add_service(server: aio.Server, service: KacheryService) -> None:
+    """Register the service's methods as the generated code would, except that the bulk
+    answers are bytes already encoded (`encode_data_chunk`): one copy of each block on its
+    way out instead of three (into the message, serialized, handed to grpc)."""
+    descriptor = pb.DESCRIPTOR.services_by_name["Kachery"]
+    handlers = {}
+    for method in descriptor.methods:
+        kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
+        reply = getattr(pb, method.output_type.name)
+        handlers[method.name] = kind(
+            getattr(service, method.name),
+            request_deserializer=getattr(pb, method.input_type.name).FromString,
+            response_serializer=None if method.name in BULK_ANSWERS else reply.SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(descriptor.full_name, handlers),)
+    )
+    if hasattr(server, "add_registered_method_handlers"):  # newer grpcio: faster lookup
+        server.add_registered_method_handlers(descriptor.full_name, handlers)
 
 
 def _check_can_listen(host: str, port: int, address: str) -> None:
@@ -222,22 +257,19 @@ class KacheryService(pb_grpc.KacheryServicer):
         )
 
     @_streaming("downloadFileData")
-    async def Load(self, request: pb.FileKey, context: Any) -> AsyncIterator[pb.DataChunk]:
+    async def Load(self, request: pb.FileKey, context: Any) -> AsyncIterator[bytes]:
         async for chunk in self._send(file_keys.from_pb(request), 0, None):
             yield chunk
 
     @_streaming("downloadFileData")
-    async def ReadRange(
-        self, request: pb.RangeRequest, context: Any
-    ) -> AsyncIterator[pb.DataChunk]:
+    async def ReadRange(self, request: pb.RangeRequest, context: Any) -> AsyncIterator[bytes]:
         end = request.end if request.HasField("end") else None
         async for chunk in self._send(file_keys.from_pb(request.file_key), request.start, end):
             yield chunk
 
-    async def _send(
-        self, uri: ContentUri, start: int, end: Optional[int]
-    ) -> AsyncIterator[pb.DataChunk]:
-        """Bytes [start, end) of an object, BLOCK by BLOCK; the first chunk says the total.
+    async def _send(self, uri: ContentUri, start: int, end: Optional[int]) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of an object, BLOCK by BLOCK, as encoded DataChunks; the first
+        chunk says the total.
 
         The object may first be cut or assembled from pieces (see `Node.find`). The next
         block is read on a worker thread while this one is sent (disk reads never stall the
@@ -262,7 +294,7 @@ class KacheryService(pb_grpc.KacheryServicer):
                 offset += len(data)
                 if sent < total:
                     reading = read(offset)
-                yield pb.DataChunk(data=data, total_size=total if first else 0)
+                yield encode_data_chunk(data, total if first else 0)
                 first = False
                 if sent >= total:
                     break

@@ -252,20 +252,49 @@ async def _download_file_data(request: web.Request) -> web.StreamResponse:
     start = json_field(doc, "startByte", int, 0)
     end = json_field(doc, "endByte", int, None)
     stream = await node.open_range(uri, start, end)
-    loop = asyncio.get_running_loop()
     try:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.content_length = stream.length
-        await response.prepare(request)
-        buffer = bytearray(max(1, min(BLOCK, stream.length)))  # small files, small buffers
-        while True:
-            n = await loop.run_in_executor(None, stream.readinto, buffer)
-            if not n:
-                break
-            # the transport copies what it cannot send at once, so the buffer can be reused
-            await response.write(memoryview(buffer)[:n])
+        await response.prepare(request)  # sends the headers
+        await _send_range(request, response, stream)
         await response.write_eof()
         node.count("downloadedBytes", stream.length)
         return response
     finally:
         stream.close()
+
+
+async def _send_range(request: web.Request, response: web.StreamResponse, stream: Any) -> None:
+    """The bytes of `stream` (a `FileRange`) after the headers: the kernel copies them from
+    the file to the socket (sendfile) without passing through Python.
+
+    asyncio itself reads and writes blocks where sendfile cannot be used (TLS); a loop
+    without sendfile at all gets blocks written through aiohttp.
+    """
+    loop = asyncio.get_running_loop()
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client went away")
+    if not stream.length:
+        return
+    # asyncio wants a file object with a binary mode; this one shares the descriptor
+    with open(stream.fileno(), "rb", closefd=False) as file:
+        try:
+            sent = await loop.sendfile(transport, file, stream.offset, stream.length)
+        except NotImplementedError:
+            await _write_blocks(response, stream, loop)
+            return
+    if sent != stream.length:
+        raise KacheryError(f"an object ended early while it was read ({sent} of {stream.length})")
+
+
+async def _write_blocks(
+    response: web.StreamResponse, stream: Any, loop: asyncio.AbstractEventLoop
+) -> None:
+    buffer = bytearray(max(1, min(BLOCK, stream.length)))  # small files, small buffers
+    while True:
+        n = await loop.run_in_executor(None, stream.readinto, buffer)
+        if not n:
+            break
+        # the transport copies what it cannot send at once, so the buffer can be reused
+        await response.write(memoryview(buffer)[:n])

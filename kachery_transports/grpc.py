@@ -49,12 +49,12 @@ from kachery_core.transport import JSON, DaemonTransport, NodeInfo, SubfeedWatch
 from kachery_core.uri import ContentUri
 
 from .grpc_client import NodeGrpc
-from .grpc_streams import ChunkStream
+from .grpc_streams import ChunkStream, data_chunks
 from .node_session import NodeSession
 
 SEND_BLOCK = 2 << 20
 """Bytes per message of a store."""
-WRITES_AHEAD = 2
+WRITES_AHEAD = 1
 """Received messages that may wait for the hashing/writing thread during a load."""
 
 
@@ -129,26 +129,35 @@ class GrpcDaemonTransport(DaemonTransport):
     def _download(self, uri: ContentUri, progress: Optional[Progress]) -> None:
         """Stream the object into the cache; it appears only once its SHA-1 checks out.
 
+        Each message's data is a view into the bytes grpc received (no protobuf copies).
         Hashing and writing (`ObjectWriter.write`) run on a worker thread while the next
         message arrives; at most `WRITES_AHEAD` messages wait for it, so memory stays flat.
+        Bytes past the size the node announced are refused before they are written.
         """
         # With a manifest in the URI the node has it: no need to hash chunks again here.
         writer = self.cache.object_writer(manifest=uri.manifest_sha1 is None)
         try:
             total: Optional[int] = None
             done = 0
+            messages = self.node.receive("Load", to_pb(uri), f"the load of {uri}", str(uri), True)
             with ThreadPoolExecutor(1, thread_name_prefix="kachery-grpc-write") as pool:
                 queued: Deque[Future[None]] = deque()
-                for chunk in self.node.receive("Load", to_pb(uri), f"the load of {uri}", str(uri)):
+                for data, size in data_chunks(messages, self.url):
                     if total is None:
-                        total = chunk.total_size
-                    if chunk.data:
-                        queued.append(pool.submit(writer.write, chunk.data))
-                        done += len(chunk.data)
-                        if len(queued) > WRITES_AHEAD:
-                            queued.popleft().result()
-                        if progress is not None:
-                            progress(done)
+                        total = size
+                    if not len(data):
+                        continue
+                    done += len(data)
+                    if done > total:
+                        raise TransportError(
+                            f"the node at {self.url} sent more than the {total} bytes of {uri}",
+                            "the node is faulty or hostile; nothing was stored",
+                        )
+                    queued.append(pool.submit(writer.write, data))
+                    if len(queued) > WRITES_AHEAD:
+                        queued.popleft().result()
+                    if progress is not None:
+                        progress(done)
                 while queued:
                     queued.popleft().result()
             if done != total:
@@ -176,8 +185,8 @@ class GrpcDaemonTransport(DaemonTransport):
         request = pb.RangeRequest(file_key=to_pb(uri), start=start)
         if end is not None:
             request.end = end
-        chunks = self.node.receive("ReadRange", request, f"the read of {uri}", str(uri))
-        return ChunkStream(chunks, self.url)  # type: ignore[return-value]
+        messages = self.node.receive("ReadRange", request, f"the read of {uri}", str(uri), True)
+        return ChunkStream(data_chunks(messages, self.url), self.url)  # type: ignore[return-value]
 
     def store_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
         absolute = Path(os.path.abspath(path))

@@ -19,7 +19,7 @@ import grpc
 from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError, TransportError
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
-from kachery_core.grpc_api.tuning import CHANNEL_OPTIONS
+from kachery_core.grpc_api.tuning import CLIENT_CHANNEL_OPTIONS
 from kachery_core.hashing import Progress
 from kachery_core.wire import AUTH_METADATA, ERROR_TYPE_METADATA, one_line
 
@@ -66,7 +66,7 @@ class NodeGrpc:
         if self._probe is not None:
             return self._probe
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+            self._channel = grpc.insecure_channel(self.address, options=CLIENT_CHANNEL_OPTIONS)
             self._stub = pb_grpc.KacheryStub(self._channel)
         answer = self._probe_call(pb.ProbeRequest())
         self.session.check_identity(
@@ -116,16 +116,19 @@ class NodeGrpc:
         return self.session.with_credential(attempt)
 
     def receive(
-        self, method: str, request: Any, what: str, subject: str = ""
-    ) -> Iterator[pb.DataChunk]:
+        self, method: str, request: Any, what: str, subject: str = "", raw: bool = False
+    ) -> Iterator[Any]:
         """The messages of an answer stream, each within `read_timeout` of asking for it.
 
         A refusal can only come before the first message, so only opening is retried.
+        `raw` gives each message as the bytes grpc received, not parsed (a bulk stream
+        parses its DataChunks itself, see `grpc_api.data_chunks`).
         """
         self.connect()
+        rpc = self._raw_answers(method, request) if raw else getattr(self._stub, method)
 
-        def open_stream(credential: str) -> Tuple[Any, Watchdog, Optional[pb.DataChunk]]:
-            call = getattr(self._stub, method)(request, metadata=_metadata(credential))
+        def open_stream(credential: str) -> Tuple[Any, Watchdog, Optional[Any]]:
+            call = rpc(request, metadata=_metadata(credential))
             watchdog = Watchdog(call, self.read_timeout)
             try:
                 return call, watchdog, _next_message(call, watchdog)
@@ -146,6 +149,15 @@ class NodeGrpc:
         finally:
             watchdog.stop()
             call.cancel()  # nothing once finished; ends the stream if abandoned early
+
+    def _raw_answers(self, method: str, request: Any) -> Any:
+        """The answer-stream `method` of the Kachery service, its answers left as bytes."""
+        service = pb.DESCRIPTOR.services_by_name["Kachery"].full_name
+        return self._channel.unary_stream(
+            f"/{service}/{method}",
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=None,
+        )
 
     def send(
         self,
@@ -222,7 +234,7 @@ def _metadata(credential: str) -> Tuple[Tuple[str, str], ...]:
     return ((AUTH_METADATA, credential),)
 
 
-def _next_message(call: Any, watchdog: Watchdog) -> Optional[pb.DataChunk]:
+def _next_message(call: Any, watchdog: Watchdog) -> Optional[Any]:
     """The next message of an answer stream (None at its end), watched for a stall."""
     watchdog.arm()
     try:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import io
 import threading
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Tuple
 
 from kachery_core.errors import TransportError
 from kachery_core.grpc_api import kachery_pb2 as pb
+from kachery_core.grpc_api.data_chunks import MalformedChunk, decode_data_chunk
 from kachery_core.hashing import Progress
 
 
@@ -110,19 +111,38 @@ class RequestSender:
         return pb.DataChunk(data=data)
 
 
-class ChunkStream(io.RawIOBase):
-    """The messages of a ReadRange call as a readable binary stream."""
+def data_chunks(messages: Iterator[bytes], url: str) -> Iterator[Tuple[memoryview, int]]:
+    """(data, total_size) of each raw DataChunk message of a bulk stream; the data is a
+    view into the message (no copy). The stream is closed when this generator is."""
+    try:
+        for raw in messages:
+            try:
+                yield decode_data_chunk(raw)
+            except MalformedChunk as exc:
+                raise TransportError(f"the node at {url} sent a malformed message: {exc}") from None
+    finally:
+        messages.close()  # type: ignore[attr-defined]
 
-    def __init__(self, chunks: Iterator[pb.DataChunk], url: str) -> None:
+
+class ChunkStream(io.RawIOBase):
+    """The messages of a ReadRange call, as `data_chunks` yields them, as a binary stream."""
+
+    def __init__(self, chunks: Iterator[Tuple[memoryview, int]], url: str) -> None:
         super().__init__()
         self._chunks = chunks
         self._url = url
         first = next(chunks, None)  # errors (not found, bad range) surface on open
         if first is None:
             raise TransportError(f"the node at {url} ended a read without any answer")
-        self._total = first.total_size
-        self._got = len(first.data)
-        self._view = memoryview(first.data)
+        self._view, self._total = first
+        self._got = len(self._view)
+        self._check_size()
+
+    def _check_size(self) -> None:
+        if self._got > self._total:
+            raise TransportError(
+                f"the node at {self._url} sent more than the {self._total} bytes it announced"
+            )
 
     def readable(self) -> bool:
         return True
@@ -137,8 +157,9 @@ class ChunkStream(io.RawIOBase):
                         "try again",
                     )
                 return 0
-            self._got += len(chunk.data)
-            self._view = memoryview(chunk.data)
+            self._view = chunk[0]
+            self._got += len(self._view)
+            self._check_size()
         n = min(len(buffer), len(self._view))
         buffer[:n] = self._view[:n]
         self._view = self._view[n:]

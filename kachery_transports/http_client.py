@@ -269,13 +269,17 @@ class ResponseStream(io.RawIOBase):
         self._base_url = base_url or _origin(response.url)
         self._what = what
         self._read_timeout = read_timeout
+        direct = _socket_body(response)
+        self._readinto: Callable[[Any], Optional[int]] = (
+            direct.readinto if direct is not None else response.raw.readinto
+        )
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         try:
-            n = self._response.raw.readinto(buffer)
+            n = self._readinto(buffer)
         except Exception as exc:
             error = read_error(exc, self._base_url, self._what, self._read_timeout)
             if error is exc:
@@ -290,6 +294,25 @@ class ResponseStream(io.RawIOBase):
         if not self.closed:
             self._response.close()
         super().close()
+
+
+def _socket_body(response: requests.Response) -> Optional[Any]:
+    """The standard library's response under urllib3's, when the body can be read from it
+    as it is (no content coding), else None.
+
+    Its `readinto` receives straight from the socket into the caller's buffer, where
+    urllib3's reads into a new bytes object and copies it again (two extra copies of every
+    block, and fresh memory for each). It stops at the Content-Length and keeps the
+    socket's read timeout; a body cut short reads as an early end, which `readinto` above
+    reports as a lost node.
+    """
+    import http.client
+
+    coding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        return None
+    body = getattr(response.raw, "_fp", None)
+    return body if isinstance(body, http.client.HTTPResponse) else None
 
 
 class UploadBody:

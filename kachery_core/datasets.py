@@ -329,7 +329,7 @@ def _fill(
             os.mkdir(root.joinpath(*path))
     items = list(directory.walk())
     uris = [entry.uri(path[-1]) for path, entry in items]
-    sources = load_files(transport, uris, progress)
+    sources = load_files(transport, uris, progress, [entry.size for _path, entry in items])
     for (path, _entry), uri, source in zip(items, uris, sources):
         target = root.joinpath(*path)
         source_path = Path(source)
@@ -345,16 +345,18 @@ def load_files(
     transport: DaemonTransport,
     uris: Sequence[ContentUri],
     progress: Optional[TreeReport] = None,
+    sizes: Optional[Sequence[int]] = None,
 ) -> List[str]:
     """Make several objects available locally; their paths, in order.
 
-    A backend with a batch operation of its own (`load_files`, for instance one request
-    for many small files) is used through it; otherwise `load_file` runs on
-    `parallel_transfers` threads.
+    A backend with a batch operation of its own (`load_files(uris, progress, sizes)`, for
+    instance one request for many small files) is used through it; otherwise `load_file`
+    runs on `parallel_transfers` threads. `sizes` (what a directory says, when known) lets
+    a batch check each object's size before reading it.
     """
     batch = getattr(transport, "load_files", None)
     if batch is not None:
-        return list(batch(uris, progress))
+        return list(batch(uris, progress, sizes))
     counter = TreeProgress(progress)
 
     def one(uri: ContentUri) -> str:

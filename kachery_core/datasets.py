@@ -392,7 +392,7 @@ def _fill(
 ) -> None:
     items = list(directory.walk())
     uris = [entry.uri(path[-1]) for path, entry in items]
-    sources = load_files(transport, uris, progress)
+    sources = load_files(transport, uris, progress, [entry.size for _path, entry in items])
     for (path, entry), source in zip(items, sources):  # all checked before any is written
         check_entry_size(where, path, entry, os.stat(source).st_size)
     for path in directory.walk_dirs():
@@ -413,16 +413,18 @@ def load_files(
     transport: DaemonTransport,
     uris: Sequence[ContentUri],
     progress: Optional[TreeReport] = None,
+    sizes: Optional[Sequence[int]] = None,
 ) -> List[str]:
     """Make several objects available locally; their paths, in order.
 
-    A backend with a batch operation of its own (`load_files`, for instance one request
-    for many small files) is used through it; otherwise `load_file` runs on
-    `parallel_transfers` threads.
+    A backend with a batch operation of its own (`load_files(uris, progress, sizes)`, for
+    instance one request for many small files) is used through it; otherwise `load_file`
+    runs on `parallel_transfers` threads. `sizes` (what a directory says, when known) lets
+    a batch check each object's size before reading it.
     """
     batch = getattr(transport, "load_files", None)
     if batch is not None:
-        return list(batch(uris, progress))
+        return list(batch(uris, progress, sizes))
     counter = TreeProgress(progress)
 
     def one(uri: ContentUri) -> str:

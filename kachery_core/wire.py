@@ -190,6 +190,43 @@ def read_frames(read: Callable[[int], bytes]) -> Iterator[Dict[str, Any]]:
             yield message
 
 
+# -- batch downloads -----------------------------------------------------------------
+#
+# `POST /downloadFiles {"files": [{"sha1": S}, ...]}` answers many small objects in one
+# framed stream, one frame per object asked for, in the order asked:
+#
+#   {"type": "file", "sha1": S, "size": N}    then exactly N raw bytes of the object
+#   {"type": "notFound", "sha1": S, "error": str, "errorType": str}    not on the node
+#   {"type": "notSent", "sha1": S, "size": N, "reason": str}    left out of this answer (larger
+#       than BATCH_MAX_OBJECT_BYTES, or over the answer's BATCH_MAX_BYTES): fetch it alone
+#       (`/downloadFileData`)
+#
+# then `{"type": "finished"}`; an `error` frame (as above) ends a batch that failed as a
+# whole. A client checks each object's size and hash before keeping it, and reads no more
+# than the size announced. A node without the route answers 404: fetch one by one.
+
+BATCH_MAX_FILES = 1000
+"""Most objects one batch request may ask for (more: 400)."""
+BATCH_MAX_OBJECT_BYTES = 1 << 20
+"""Largest object sent inside a batch; larger ones are `notSent`, to go alone."""
+BATCH_MAX_BYTES = 64 << 20
+"""Most object bytes in one batch answer; objects past it are `notSent`."""
+
+
+def batch_file_frame(sha1: str, size: int) -> Dict[str, Any]:
+    return {"type": "file", "sha1": sha1, "size": size}
+
+
+def batch_not_found_frame(sha1: str, exc: BaseException) -> Dict[str, Any]:
+    message = error_frame(exc)
+    message.update(type="notFound", sha1=sha1)
+    return message
+
+
+def batch_not_sent_frame(sha1: str, size: int, reason: str) -> Dict[str, Any]:
+    return {"type": "notSent", "sha1": sha1, "size": size, "reason": reason}
+
+
 # -- FileKeys ------------------------------------------------------------------------
 
 

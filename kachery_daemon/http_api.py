@@ -13,6 +13,8 @@ block. Nothing holds a whole file in memory.
     POST /loadFile            {"fileKey", "channelName"?, "channelTimeout"?} -> frames:
                               progress, then finished {"localFilePath"} or error
     POST /downloadFileData    {"fileKey", "startByte"?, "endByte"?} -> the bytes
+    POST /downloadFiles       {"files": [FileKey, ...]} -> many small objects, framed
+                              (see batch_routes.py)
     POST /mutable/*, /feed/*  see feed_routes.py
     POST /channel/upload      see channels/routes.py
 
@@ -45,6 +47,7 @@ from kachery_core import wire
 from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError
 from kachery_core.storage import StoredObject
 
+from .batch_routes import add_batch_routes
 from .channels.routes import add_channel_routes
 from .feed_routes import add_mutable_and_feed_routes
 from .http_util import (
@@ -99,6 +102,7 @@ def create_app(node: Node, body_idle_seconds: Optional[float] = None) -> web.App
     app.router.add_post("/linkFile", _link_file)
     app.router.add_post("/loadFile", _load_file)
     app.router.add_post("/downloadFileData", _download_file_data)
+    add_batch_routes(app, node)
     add_mutable_and_feed_routes(app, node)
     add_channel_routes(app, node)
     return app

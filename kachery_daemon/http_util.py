@@ -21,8 +21,9 @@ from .json_bodies import MAX_INT64, MAX_JSON_BODY, parse_json
 from .node import report_unexpected
 
 T = TypeVar("T")
-Send = Callable[[Mapping[str, Any]], Awaitable[None]]
-"""Sends one framed message of a streamed answer."""
+Send = Callable[[Union[Mapping[str, Any], bytes]], Awaitable[None]]
+"""Sends one framed message of a streamed answer (bytes: written as they are, for the raw
+object bytes that follow a batch download's `file` frames)."""
 
 
 class BadRequest(InvalidInputError):
@@ -123,8 +124,8 @@ async def framed_answer(
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     await response.prepare(request)
 
-    async def send(message: Mapping[str, Any]) -> None:
-        await response.write(wire.encode_frame(message))
+    async def send(message: Union[Mapping[str, Any], bytes]) -> None:
+        await response.write(message if isinstance(message, bytes) else wire.encode_frame(message))
 
     try:
         await answer(send)

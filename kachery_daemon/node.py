@@ -30,12 +30,14 @@ from typing import (
     TYPE_CHECKING,
     Any,
     AsyncIterable,
+    AsyncIterator,
     Awaitable,
     Callable,
     Dict,
     Iterator,
     List,
     Optional,
+    Sequence,
     Tuple,
     TypeVar,
     Union,
@@ -57,6 +59,7 @@ from .path_policy import ClientFile, PathPolicy
 from .tokens import TokenStore
 
 if TYPE_CHECKING:
+    from .batch_send import BatchItem
     from .channels.bucket import ChannelBucket
     from .channels.service import ChannelService, TransferState
 
@@ -301,6 +304,13 @@ class Node:
         """Bytes [start, end) of the object, opened for reading (the caller closes it)."""
         await self.find(uri)
         return await _run(self.storage.open_range, uri.sha1, start, end)
+
+    def read_batch(self, sha1s: Sequence[str]) -> AsyncIterator[List[BatchItem]]:
+        """Small objects for one batch download, in order, a slice at a time: each one's
+        bytes, or why they are not sent (see batch_send.py for the bounds)."""
+        from .batch_send import read_batch
+
+        return read_batch(self, sha1s)
 
     # -- mutables -------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ OPERATIONS: Dict[str, Operation] = {
     "probe": Operation(PUBLIC, "probing"),
     "loadFile": Operation(READ, "loading"),  # through a channel too: loading is reading
     "downloadFileData": Operation(READ, "reading bytes"),
+    "downloadFiles": Operation(READ, "reading bytes"),  # a batch of downloadFileData
     "mutable/get": Operation(READ, "reading a mutable"),
     "feed/getFeedId": Operation(READ, "looking up a feed"),
     "feed/getFeedInfo": Operation(READ, "reading a feed"),

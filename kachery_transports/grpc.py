@@ -61,6 +61,11 @@ WRITES_AHEAD = 1
 class GrpcDaemonTransport(DaemonTransport):
     name = "grpc"
     unsupported_hint = None
+    parallel_transfers = 4
+    """Batches run `load_file`/`store_file` on this many threads, all over the one channel
+    (HTTP/2 streams side by side; a gRPC channel is thread-safe, and `NodeGrpc.connect`
+    opens it once). As for HTTP (http_client.PARALLEL_TRANSFERS): enough to overlap the
+    node's work with the client's hashing and writing, no more."""
 
     def __init__(self, config: Config) -> None:
         host, port = config.daemon_host, config.grpc_port

@@ -12,6 +12,7 @@ refused. A failed call becomes the `KacheryError` its error type names (trailing
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Iterator, Optional, Tuple
 
 import grpc
@@ -58,6 +59,7 @@ class NodeGrpc:
         self._channel: Any = None
         self._stub: Any = None
         self._probe: Optional[pb.ProbeReply] = None
+        self._connecting = threading.Lock()
 
     # -- connecting ----------------------------------------------------------------------
 
@@ -65,15 +67,19 @@ class NodeGrpc:
         """Probe once: is a node there, and is it the expected one?"""
         if self._probe is not None:
             return self._probe
-        if self._channel is None:
-            self._channel = grpc.insecure_channel(self.address, options=CLIENT_CHANNEL_OPTIONS)
-            self._stub = pb_grpc.KacheryStub(self._channel)
-        answer = self._probe_call(pb.ProbeRequest())
-        self.session.check_identity(
-            answer.node_id, lambda nonce: self._probe_call(pb.ProbeRequest(nonce=nonce)).signature
-        )
-        self._probe = answer
-        return answer
+        with self._connecting:  # one channel and one probe for all of a batch's threads
+            if self._probe is not None:
+                return self._probe
+            if self._channel is None:
+                self._channel = grpc.insecure_channel(self.address, options=CLIENT_CHANNEL_OPTIONS)
+                self._stub = pb_grpc.KacheryStub(self._channel)
+            answer = self._probe_call(pb.ProbeRequest())
+            self.session.check_identity(
+                answer.node_id,
+                lambda nonce: self._probe_call(pb.ProbeRequest(nonce=nonce)).signature,
+            )
+            self._probe = answer
+            return answer
 
     def _probe_call(self, request: pb.ProbeRequest) -> pb.ProbeReply:
         try:

@@ -16,6 +16,7 @@ against `<storage>/kachery-node-id`. The storage directory is `KACHERY_STORAGE_D
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
@@ -34,13 +35,24 @@ from kachery_core.transport import JSON, NodeInfo, SubfeedWatch
 from kachery_core.uri import ContentUri
 from kachery_core.wire import file_key
 
-from .http_client import STREAM_BLOCK, NodeHttp, ResponseStream, UploadBody, stored_object, url_host
+from .http_client import (
+    PARALLEL_TRANSFERS,
+    STREAM_BLOCK,
+    NodeHttp,
+    ResponseStream,
+    UploadBody,
+    stored_object,
+    url_host,
+)
 from .node_session import NodeSession, storage_owner
 from .storage_backed import StorageBackedTransport
 
 
 class HttpDaemonTransport(StorageBackedTransport):
     name = "http"
+    parallel_transfers = PARALLEL_TRANSFERS
+    """Batches (store-file -r, load-file -r) run on this many threads over one connection
+    pool: safe, since the session, the probe and credentials are (see http_client.py)."""
     unsupported_hint = None
     no_node_hint = (
         "start one with `kachery-daemon start`, or unset --backend/KACHERY_BACKEND "
@@ -59,6 +71,7 @@ class HttpDaemonTransport(StorageBackedTransport):
         self.channel = config.channel
         self.channel_timeout = config.channel_timeout
         self._probe: Optional[ProbeAnswer] = None
+        self._connecting = threading.Lock()
         self.node_session = NodeSession(config, self.base_url, self._auth_code_file)
         self.http = NodeHttp(self.base_url, self.node_session, self.timeout, self._tls)
 
@@ -71,10 +84,12 @@ class HttpDaemonTransport(StorageBackedTransport):
     def _connect(self) -> ProbeAnswer:
         if self._probe is not None:
             return self._probe
-        answer = self._identify()
-        self.storage = self._attach_storage(answer)
-        self._probe = answer
-        return answer
+        with self._connecting:  # one probe, whichever thread of a batch comes first
+            if self._probe is None:
+                answer = self._identify()
+                self.storage = self._attach_storage(answer)
+                self._probe = answer
+            return self._probe
 
     def _identify(self) -> ProbeAnswer:
         """Probe the node and check it is the expected one (by its signature, when one is)."""

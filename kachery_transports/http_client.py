@@ -14,6 +14,7 @@ public for the backends built on it.
 from __future__ import annotations
 
 import io
+import threading
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Optional, Tuple, Type
 
 from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError, TransportError
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
 
 STREAM_BLOCK = 4 << 20
 """Bytes per block of a stream sent to `/store`."""
+PARALLEL_TRANSFERS = 4
+"""Threads a batch of files runs on over one node connection pool (`parallel_transfers` of
+the http and remote backends). Enough to keep a node busy while the client hashes and
+writes what came back, and to hide a network's round trips; more adds little with CPython's
+one interpreter lock on the client and the node's one event loop (measured in
+benchmarks/README.md), and each thread holds a connection."""
+POOL_CONNECTIONS = 2 * PARALLEL_TRANSFERS
+"""Connections kept open to the node: one per batch thread, and room for a thread's
+nested request (a manifest fetched while a download waits) without discarding any."""
 
 
 class NodeHttp:
@@ -46,13 +56,16 @@ class NodeHttp:
         self.timeout = timeout
         self._tls = tls
         self._requests: Optional[requests.Session] = None
+        self._creating = threading.Lock()
 
     @property
     def requests_session(self) -> requests.Session:
+        """One session for every thread: its pool holds `POOL_CONNECTIONS` connections, so
+        a batch's threads reuse them instead of opening one per file."""
         if self._requests is None:
-            import requests
-
-            self._requests = requests.Session()
+            with self._creating:
+                if self._requests is None:
+                    self._requests = _pooled_session()
         return self._requests
 
     def request(
@@ -188,6 +201,17 @@ class NodeHttp:
         if self._requests is not None:
             self._requests.close()
             self._requests = None
+
+
+def _pooled_session() -> requests.Session:
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    for scheme in ("http://", "https://"):
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_CONNECTIONS)
+        session.mount(scheme, adapter)
+    return session
 
 
 def lost_node(base_url: str, what: str) -> TransportError:

@@ -22,7 +22,7 @@ create`) in the same header. Timeouts come from `connect_timeout` and `read_time
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from kachery_core.config import Config
 from kachery_core.errors import (
@@ -45,6 +45,9 @@ from .http import HttpDaemonTransport
 from .http_client import ResponseStream
 from .node_session import storage_owner
 
+if TYPE_CHECKING:
+    from kachery_core.datasets import TreeReport
+
 
 def default_cache_dir() -> Path:
     return user_cache_dir() / "storage"
@@ -60,6 +63,8 @@ class RemoteDaemonTransport(HttpDaemonTransport):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.shared = False
+        self.batch_route: Optional[bool] = None
+        """Whether the node has `/downloadFiles` (None: not asked yet)."""
 
     @classmethod
     def from_config(cls, config: Config) -> RemoteDaemonTransport:
@@ -106,6 +111,18 @@ class RemoteDaemonTransport(HttpDaemonTransport):
             "the node cannot see files on this machine; use store-file, or mount the node's "
             "storage and point KACHERY_STORAGE_DIR at it",
         )
+
+    def load_files(
+        self,
+        uris: Sequence[ContentUri],
+        progress: Optional[TreeReport] = None,
+        sizes: Optional[Sequence[int]] = None,
+    ) -> List[str]:
+        """Several objects at once: small ones in batch requests (see batch_download.py)."""
+        self._connect()
+        from .batch_download import load_files
+
+        return load_files(self, uris, progress, sizes)
 
     def _load_through_node(self, uri: ContentUri, progress: Optional[Progress]) -> str:
         if self.shared:

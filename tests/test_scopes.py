@@ -118,6 +118,7 @@ HTTP_CASES: List[HttpCase] = [
         200,
     ),
     ("POST", "/downloadFileData", "read", lambda n, w, t: {"fileKey": {"sha1": HELLO_SHA1}}, 200),
+    ("POST", "/downloadFiles", "read", lambda n, w, t: {"files": [{"sha1": HELLO_SHA1}]}, 200),
     ("POST", "/mutable/get", "read", lambda n, w, t: {"key": "k"}, 200),
     ("POST", "/feed/getFeedId", "read", lambda n, w, t: {"feedName": "main"}, 200),
     ("POST", "/feed/getFeedInfo", "read", lambda n, w, t: {"feedId": _feed(n, "main")}, 200),

@@ -251,11 +251,10 @@ def test_a_directory_object_larger_than_a_read_block(
     assert one.stdout == "a leaf 0\n", one
 
 
+@pytest.mark.parametrize("stored", ["remote", "grpc"], indirect=True)  # http: no tokens
 def test_a_read_only_token_lists_and_loads_but_cannot_store(
     stored: Stored, shared: Shared, cli: Any, tmp_path: Path
 ) -> None:
-    if stored.backend == "http":
-        pytest.skip("the http backend uses the client-auth code, not tokens")
     token = make_token(stored.node, "read")
     env = backend_env(stored.backend, stored.node, tmp_path / "cache", token=token)
     assert cli("ls", "-r", stored.uri, env=env).returncode == 0
@@ -275,11 +274,10 @@ def test_a_read_only_token_lists_and_loads_but_cannot_store(
     assert not StorageLayout(stored.node.storage_dir).object_path(new_sha1).exists()
 
 
+@pytest.mark.parametrize("stored", ["http"], indirect=True)  # only a node on this machine
 def test_link_file_r_links_the_files_on_the_node(
     stored: Stored, shared: Shared, cli: Any, tmp_path: Path
 ) -> None:
-    if stored.backend != "http":
-        pytest.skip("only a node on this machine can link local paths")
     tree = tmp_path / "linked"
     (tree / "sub").mkdir(parents=True)
     (tree / "sub" / "data.txt").write_text("linked, not copied\n")

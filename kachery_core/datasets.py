@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Typ
 
 from .dest_copy import link_verified, write_verified_copy
 from .directory import MAX_DIRECTORY_OBJECT_BYTES, Directory, FileEntry, not_a_directory
-from .errors import IntegrityError, InvalidInputError
+from .errors import IntegrityError, InvalidInputError, InvalidUriError
 from .manifest import MANIFEST_THRESHOLD
 from .tree_scan import TreeProblemsError, scan_tree
-from .uri import ContentUri, DirUri
+from .uri import ContentUri, DirUri, check_dir_label
 from .verified_read import open_verified
 from .verified_store import link_file_checked, store_file_checked, store_stream_checked
 
@@ -138,6 +138,7 @@ def store_tree(
     unless `skip_errors`, which leaves them out (each passed to `on_skipped`). The label
     defaults to the folder's name.
     """
+    label = check_dir_label(label) if label else _folder_label(root)
     tree = scan_tree(root)
     if tree.problems and not skip_errors:
         raise TreeProblemsError(root, tree.problems)
@@ -152,7 +153,7 @@ def store_tree(
         directory.add_file(scanned.path, _entry(obj))
     data = directory.to_bytes()
     root_obj = store_stream_checked(transport, io.BytesIO(data))
-    return DirUri(root_obj.sha1, label or _folder_label(root))
+    return DirUri(root_obj.sha1, label)
 
 
 def upload_tree(
@@ -189,8 +190,12 @@ def _entry(obj: StoredObject) -> FileEntry:
 
 
 def _folder_label(root: Path) -> Optional[str]:
+    """The folder's name, unless it cannot be a label (control characters): then none."""
     name = os.path.basename(os.path.normpath(os.path.abspath(root)))
-    return name or None
+    try:
+        return check_dir_label(name) or None
+    except InvalidUriError:
+        return None
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -324,11 +329,11 @@ def _fill(
     copy: bool,
     progress: Optional[TreeReport],
 ) -> None:
-    for path in directory.walk_dirs():
+    items = list(directory.walk())
+    uris = [entry.uri(path[-1]) for path, entry in items]  # refuses entries without a hash
+    for path in directory.walk_dirs():  # only then: a refused tree changes nothing
         with contextlib.suppress(FileExistsError):
             os.mkdir(root.joinpath(*path))
-    items = list(directory.walk())
-    uris = [entry.uri(path[-1]) for path, entry in items]
     sources = load_files(transport, uris, progress)
     for (path, _entry), uri, source in zip(items, uris, sources):
         target = root.joinpath(*path)

@@ -377,6 +377,15 @@ def test_hard_links_and_copies(cli, kenv, tmp_path: Path) -> None:
     (copied / "a.txt").write_bytes(b"changed")
     assert layout.object_path(_sha1(TREE["a.txt"])).read_bytes() == TREE["a.txt"]
     assert (linked / "a.txt").read_bytes() == TREE["a.txt"]
+    # --copy over an earlier load's hard links: they become copies, the store is untouched
+    again = cli("load-file", "-r", uri, "--dest", str(linked), "--force", "--copy")
+    assert again.returncode == 0, again
+    for rel, data in TREE.items():
+        obj = layout.object_path(_sha1(data))
+        assert os.stat(linked / rel).st_ino != os.stat(obj).st_ino
+        assert os.stat(linked / rel).st_mode & 0o200
+        assert (linked / rel).read_bytes() == data
+    assert _files_below(linked) == TREE
 
 
 def test_damaged_object_leaves_nothing(cli, kenv, tmp_path: Path) -> None:

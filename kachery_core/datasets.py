@@ -30,10 +30,10 @@ from typing import (
 
 from .dest_copy import link_verified, write_verified_copy
 from .directory import MAX_DIRECTORY_OBJECT_BYTES, Directory, FileEntry, not_a_directory
-from .errors import IntegrityError, InvalidInputError
+from .errors import IntegrityError, InvalidInputError, InvalidUriError
 from .manifest import MANIFEST_THRESHOLD
 from .tree_scan import TreeProblemsError, scan_tree
-from .uri import ContentUri, DirUri
+from .uri import ContentUri, DirUri, check_dir_label
 from .verified_read import VerifiedRead, open_verified
 from .verified_store import link_file_checked, store_file_checked, store_stream_checked
 
@@ -147,6 +147,7 @@ def store_tree(
     unless `skip_errors`, which leaves them out (each passed to `on_skipped`). The label
     defaults to the folder's name.
     """
+    label = check_dir_label(label) if label else _folder_label(root)
     tree = scan_tree(root)
     if tree.problems and not skip_errors:
         raise TreeProblemsError(root, tree.problems)
@@ -161,7 +162,7 @@ def store_tree(
         directory.add_file(scanned.path, _entry(obj))
     data = directory.to_bytes()
     root_obj = store_stream_checked(transport, io.BytesIO(data))
-    return DirUri(root_obj.sha1, label or _folder_label(root))
+    return DirUri(root_obj.sha1, label)
 
 
 def upload_tree(
@@ -198,8 +199,12 @@ def _entry(obj: StoredObject) -> FileEntry:
 
 
 def _folder_label(root: Path) -> Optional[str]:
+    """The folder's name, unless it cannot be a label (control characters): then none."""
     name = os.path.basename(os.path.normpath(os.path.abspath(root)))
-    return name or None
+    try:
+        return check_dir_label(name) or None
+    except InvalidUriError:
+        return None
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -391,11 +396,11 @@ def _fill(
     progress: Optional[TreeReport],
 ) -> None:
     items = list(directory.walk())
-    uris = [entry.uri(path[-1]) for path, entry in items]
+    uris = [entry.uri(path[-1]) for path, entry in items]  # refuses entries without a hash
     sources = load_files(transport, uris, progress, [entry.size for _path, entry in items])
     for (path, entry), source in zip(items, sources):  # all checked before any is written
         check_entry_size(where, path, entry, os.stat(source).st_size)
-    for path in directory.walk_dirs():
+    for path in directory.walk_dirs():  # only then: a refused tree changes nothing
         with contextlib.suppress(FileExistsError):
             os.mkdir(root.joinpath(*path))
     for (path, _entry), uri, source in zip(items, uris, sources):

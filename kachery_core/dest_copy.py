@@ -39,9 +39,10 @@ def write_verified_copy(
     source: Path, final: Path, uri: ContentUri, progress: Optional[Progress] = None
 ) -> Path:
     """Copy `source` to the file path `final`, checked against `uri` before it appears."""
-    if _same_file(source, final):
+    if _same_path(source, final):
         # A linked file loaded onto itself: check it, but do not replace it (that would
-        # give it a new inode, and so make its link stale).
+        # give it a new inode, and so make its link stale). Another name of the same
+        # inode (a hard link to an object, made by an earlier load) is replaced by a copy.
         with open(source, "rb", buffering=0) as src:
             result = hash_stream(src.readinto, None, progress=progress, manifest=False)
         _check_hash(source, result.sha1, uri)
@@ -165,8 +166,9 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _same_path(a: Path, b: Path) -> bool:
+    """The same file reached by the same path (symlinks resolved), not only the same inode."""
     try:
-        return os.path.samefile(a, b)
+        return os.path.samefile(a, b) and os.path.realpath(a) == os.path.realpath(b)
     except OSError:
         return False

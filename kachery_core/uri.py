@@ -195,13 +195,32 @@ class DirUri:
 
 
 def format_dir_uri(sha1: str, label: Optional[str] = None, path: Tuple[str, ...] = ()) -> str:
-    """The canonical text of a directory URI (label and names percent-encoded where needed)."""
+    """The canonical text of a directory URI (label and names percent-encoded where needed).
+
+    A label or name that `parse_dir_uri` would refuse is refused here too, so no URI is
+    printed that does not parse back to the same tree and path.
+    """
     text = DIR_SCHEME + check_sha1(sha1)
     if label:
-        text += "." + quote(label, safe=_LABEL_SAFE.replace("/", ""))
+        text += "." + quote(check_dir_label(label), safe=_LABEL_SAFE.replace("/", ""))
     for name in path:
+        if name in ("", ".", "..") or "/" in name or "\\" in name or _has_control(name):
+            raise InvalidUriError(
+                f"invalid name {name!r} in a sha1dir:// path",
+                "a name may not be empty, '.', '..', or contain '/', '\\' or control characters",
+            )
         text += "/" + quote(name, safe=_LABEL_SAFE.replace("/", ""))
     return text
+
+
+def check_dir_label(label: str) -> str:
+    """`label` if it can be the label of a `sha1dir://` URI; `InvalidUriError` if not."""
+    if "/" in label or _has_control(label):
+        raise InvalidUriError(
+            f"invalid label {label!r} for a sha1dir:// URI",
+            "a label may not contain '/' or control characters",
+        )
+    return label
 
 
 def parse_dir_uri(text: object) -> DirUri:

@@ -12,7 +12,7 @@ import contextlib
 import os
 import stat
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .errors import IntegrityError, InvalidInputError
 from .hashing import Progress, hash_stream, writer_for
@@ -44,14 +44,16 @@ def write_verified_copy(
         # give it a new inode, and so make its link stale). Another name of the same
         # inode (a hard link to an object, made by an earlier load) is replaced by a copy.
         with open(source, "rb", buffering=0) as src:
-            result = hash_stream(src.readinto, None, progress=progress, manifest=False)
+            result = hash_stream(src.readinto, None, _size(src), progress=progress, manifest=False)
         _check_hash(source, result.sha1, uri)
         return final
     staging = _staging_beside(final)
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o666)
     try:
         with open(source, "rb", buffering=0) as src, os.fdopen(fd, "wb", buffering=0) as out:
-            result = hash_stream(src.readinto, writer_for(out), progress=progress, manifest=False)
+            result = hash_stream(
+                src.readinto, writer_for(out), _size(src), progress=progress, manifest=False
+            )
         _check_hash(source, result.sha1, uri)
         _check_replaceable(final)  # again: it may have changed while the bytes were copied
         os.replace(staging, final)
@@ -70,7 +72,7 @@ def link_verified(source: Path, final: Path, uri: ContentUri) -> bool:
     inode and so its read-only mode.
     """
     with open(source, "rb", buffering=0) as src:
-        result = hash_stream(src.readinto, None, manifest=False)
+        result = hash_stream(src.readinto, None, _size(src), manifest=False)
     _check_hash(source, result.sha1, uri)
     staging = _staging_beside(final)
     try:
@@ -90,6 +92,11 @@ def _staging_beside(final: Path) -> Path:
 
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _size(file: Any) -> int:
+    """The size of an open file: buffers for hashing a small file are sized to it."""
+    return os.fstat(file.fileno()).st_size
 
 
 def _check_hash(source: Path, sha1: str, uri: ContentUri) -> None:

@@ -177,7 +177,7 @@ def name_problem(name: object) -> Optional[str]:
         return "is a relative path component"
     if "/" in name or "\\" in name:
         return "contains a path separator"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):  # C0, DEL and C1 controls
         return "contains control characters"
     try:
         name.encode("utf-8")

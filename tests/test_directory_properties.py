@@ -345,3 +345,11 @@ def test_earlier_writers_format_reads_to_the_same_tree() -> None:
         b'{"dirs":{"sub":{"dirs":{},"files":{}}},"files":{"a.txt":{"size":0},'
         b'"z.txt":{"sha1":"' + sha1.encode() + b'","size":3}}}'
     )
+
+
+@pytest.mark.parametrize("name", ["a\u009b2J", "\u0085", "x\x7fy", "tab\there"])
+def test_names_with_control_characters_are_refused(name: str) -> None:
+    """C0, DEL and C1 controls (U+009B starts a terminal escape) never reach `ls` output."""
+    doc = {"files": {name: {"size": 1, "sha1": "a" * 40}}, "dirs": {}}
+    with pytest.raises(IntegrityError, match="control characters"):
+        Directory.from_bytes(json.dumps(doc).encode(), "sha1dir://" + "b" * 40)

@@ -11,7 +11,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import click
 
@@ -22,6 +22,7 @@ from kachery_core.progress_bar import progress_bar, tree_progress_bar
 if TYPE_CHECKING:
     from kachery_client.client import Client
     from kachery_core.local_storage import LocalStorage
+    from kachery_core.tree_scan import ScannedTree
 
 PROG = "kachery-client"
 
@@ -185,6 +186,7 @@ def _store_each(
             f"{sorted(folders)[0]!r} is a directory, not a file",
             "pass -r to store folders (as sha1dir:// URIs)",
         )
+    scans = _check_folders(sorted(folders), skip_errors)  # all of them, before any store
     run: List[str] = []
     for path in [*paths, None]:
         if path is not None and path not in folders:
@@ -194,7 +196,30 @@ def _store_each(
             _store_run(state, run, label, channel, link)
             run = []
         if path is not None:
-            _store_folder(state, path, label, skip_errors, channel, link)
+            _store_folder(state, path, label, scans[path], channel, link)
+
+
+def _check_folders(folders: List[str], skip_errors: bool) -> Dict[str, ScannedTree]:
+    """Walk every folder first: one `Cannot store:` line per problem, then the error, and
+    nothing stored; with --skip-errors, `Skipped:` lines."""
+    from kachery_core.datasets import check_tree
+    from kachery_core.tree_scan import TreeProblemsError
+
+    scans: Dict[str, ScannedTree] = {}
+    failures: List[TreeProblemsError] = []
+    for folder in folders:
+        try:
+            scans[folder] = check_tree(Path(folder), skip_errors)
+        except TreeProblemsError as exc:
+            failures.append(exc)
+            for line in exc.problems:
+                click.echo(f"Cannot store: {line}", err=True)
+            continue
+        for line in scans[folder].problems:
+            click.echo(f"Skipped: {line}", err=True)
+    if failures:
+        raise failures[0]
+    return scans
 
 
 def _store_run(
@@ -226,33 +251,22 @@ def _store_folder(
     state: CliState,
     path: str,
     label: Optional[str],
-    skip_errors: bool,
+    scanned: ScannedTree,
     channel: Optional[str],
     link: bool,
 ) -> None:
     from kachery_core.datasets import store_tree
-    from kachery_core.tree_scan import TreeProblemsError
 
     client = state.client
-    with _tree_progress("linking" if link else "storing", None, None) as bar:
-        try:
-            uri = store_tree(
-                client.transport,
-                Path(path),
-                label,
-                link=link,
-                skip_errors=skip_errors,
-                on_skipped=lambda line: click.echo(f"Skipped: {line}", err=True),
-                progress=bar,
-            )
-        except TreeProblemsError as exc:
-            for line in exc.problems:
-                click.echo(f"Cannot store: {line}", err=True)
-            raise
+    files, size = len(scanned.files), scanned.total_size
+    with _tree_progress("linking" if link else "storing", files, size) as bar:
+        uri = store_tree(
+            client.transport, Path(path), label, link=link, progress=bar, scanned=scanned
+        )
     click.echo(str(uri))
     if channel:
         sys.stdout.flush()
-        with _tree_progress(f"uploading to {channel}", None, None) as bar:
+        with _tree_progress(f"uploading to {channel}", files, size):
             client.upload_to_channel(str(uri), channel)
         click.echo(f"uploaded to channel {channel}", err=True)
 

@@ -32,7 +32,7 @@ from .dest_copy import link_verified, write_verified_copy
 from .directory import MAX_DIRECTORY_OBJECT_BYTES, Directory, FileEntry, not_a_directory
 from .errors import IntegrityError, InvalidInputError, InvalidUriError
 from .manifest import MANIFEST_THRESHOLD
-from .tree_scan import TreeProblemsError, scan_tree
+from .tree_scan import ScannedTree, TreeProblemsError, scan_tree
 from .uri import ContentUri, DirUri, check_dir_label
 from .verified_read import VerifiedRead, open_verified
 from .verified_store import link_file_checked, store_file_checked, store_stream_checked
@@ -139,18 +139,18 @@ def store_tree(
     skip_errors: bool = False,
     on_skipped: Optional[Callable[[str], None]] = None,
     progress: Optional[TreeReport] = None,
+    scanned: Optional[ScannedTree] = None,
 ) -> DirUri:
     """Store every file below `root` and the directory object naming them all.
 
     The folder is walked first: entries that cannot be stored (broken links, FIFOs,
     devices, links to directories) raise `TreeProblemsError` before anything is stored,
     unless `skip_errors`, which leaves them out (each passed to `on_skipped`). The label
-    defaults to the folder's name.
+    defaults to the folder's name. `scanned` is the walk, when the caller made it already
+    (to check several folders before storing any).
     """
     label = check_dir_label(label) if label else _folder_label(root)
-    tree = scan_tree(root)
-    if tree.problems and not skip_errors:
-        raise TreeProblemsError(root, tree.problems)
+    tree = scanned if scanned is not None else check_tree(root, skip_errors)
     for problem in tree.problems:
         if on_skipped is not None:
             on_skipped(problem)
@@ -158,11 +158,19 @@ def store_tree(
     directory = Directory()
     for path in tree.dirs:
         directory.subdir(path)
-    for scanned, obj in zip(tree.files, stored):
-        directory.add_file(scanned.path, _entry(obj))
+    for file, obj in zip(tree.files, stored):
+        directory.add_file(file.path, _entry(obj))
     data = directory.to_bytes()
     root_obj = store_stream_checked(transport, io.BytesIO(data))
     return DirUri(root_obj.sha1, label)
+
+
+def check_tree(root: Path, skip_errors: bool) -> ScannedTree:
+    """Walk `root`; raise `TreeProblemsError` if anything cannot be stored (unless skipped)."""
+    tree = scan_tree(root)
+    if tree.problems and not skip_errors:
+        raise TreeProblemsError(root, tree.problems)
+    return tree
 
 
 def upload_tree(

@@ -226,6 +226,20 @@ def test_unstorable_entries_fail_before_anything_is_stored(
     assert _objects(_storage(kenv)) == []
 
 
+def test_every_folder_is_checked_before_anything_is_stored(cli, kenv, tmp_path: Path) -> None:
+    """A file and a good folder before a bad folder on one command line: nothing stored."""
+    good = _write_tree(tmp_path / "good")
+    bad = tmp_path / "bad"
+    name = _problem_tree(bad, "broken link")
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"stored only if every folder can be\n")
+    result = cli("store-file", "-r", str(plain), str(good), str(bad))
+    assert result.returncode == 1, result
+    assert result.stdout == ""
+    assert result.stderr.startswith("Cannot store: ") and name in result.stderr.splitlines()[0]
+    assert _objects(_storage(kenv)) == []
+
+
 def test_skip_errors_leaves_them_out(cli, tmp_path: Path) -> None:
     root = tmp_path / "data"
     for kind in KINDS:

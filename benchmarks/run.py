@@ -156,6 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--dir", type=Path, help="work directory (default: a temp dir)")
     parser.add_argument("--no-node", action="store_true", help="skip the rows that run a node")
+    parser.add_argument("--datasets", action="store_true", help="also benchmarks/dataset_rows.py")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else 3
     startup_repeats = 3 if args.quick else 20
@@ -163,6 +164,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="kachery-bench-", dir=args.dir))
     try:
         rows = _run(work, args.size_mib, repeats, startup_repeats, not args.no_node)
+        if args.datasets:  # 1,000 and 10,000 files of 4 KiB; run it alone for more options
+            from dataset_rows import dataset_rows
+
+            rows += dataset_rows(work / "datasets", 1000, 10000, 100, 3, not args.no_node)
     finally:
         remove_tree(work)
     _print_table(rows)

@@ -85,7 +85,7 @@ def load_files(
             wanted[uri.sha1] = Wanted(uri, size)
     batches_possible = not transport.shared and not transport.channel
     batched = [w for w in wanted.values() if batches_possible and w.batchable]
-    alone = [w for w in wanted.values() if w not in batched]
+    alone = [w for w in wanted.values() if not (batches_possible and w.batchable)]
     jobs: List[Callable[[], List[Wanted]]] = [
         _loading_alone(transport, w, counter, paths) for w in alone
     ]

@@ -11,7 +11,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import click
 
@@ -106,20 +106,40 @@ def cli(ctx: click.Context, backend: Optional[str], profile: Optional[str], debu
     ctx.obj = CliState(backend, profile, debug)
 
 
+def _tree_options(verb: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """-r, --label and --skip-errors, as store-file and link-file both take them."""
+
+    def add(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(
+            [
+                click.option(
+                    "-r",
+                    "--recursive",
+                    is_flag=True,
+                    help=f"{verb} folders: print one sha1dir:// URI per folder.",
+                ),
+                click.option(
+                    "--label",
+                    help="Name to put in the URI (default: the file's or folder's base name; "
+                    "one path only).",
+                ),
+                click.option(
+                    "--skip-errors",
+                    is_flag=True,
+                    help="With -r: leave out broken links and special files (listed on "
+                    "stderr) instead of failing.",
+                ),
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return add
+
+
 @cli.command("store-file")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(allow_dash=True, path_type=str))
-@click.option(
-    "-r", "--recursive", is_flag=True, help="Store folders: print one sha1dir:// URI per folder."
-)
-@click.option(
-    "--label",
-    help="Name to put in the URI (default: the file's or folder's base name; one path only).",
-)
-@click.option(
-    "--skip-errors",
-    is_flag=True,
-    help="With -r: leave out broken links and special files (listed on stderr) instead of failing.",
-)
+@_tree_options("Store")
 @click.option(
     "--upload-to-channel",
     "channel",
@@ -302,18 +322,7 @@ def _progress(label: str, size: Optional[int] = None) -> Iterator[Any]:
 
 @cli.command("link-file")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option(
-    "-r", "--recursive", is_flag=True, help="Link folders: print one sha1dir:// URI per folder."
-)
-@click.option(
-    "--label",
-    help="Name to put in the URI (default: the file's or folder's base name; one path only).",
-)
-@click.option(
-    "--skip-errors",
-    is_flag=True,
-    help="With -r: leave out broken links and special files (listed on stderr).",
-)
+@_tree_options("Link")
 @pass_state
 def link_file(
     state: CliState,

@@ -135,7 +135,7 @@ def _check_replaceable(path: Path) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         return
-    kind = _kind(st.st_mode)
+    kind = file_kind(st.st_mode)
     if kind == "symbolic link":
         try:
             target = os.stat(path)
@@ -147,7 +147,7 @@ def _check_replaceable(path: Path) -> None:
         if stat.S_ISREG(target.st_mode):
             return  # the link is replaced by the copy; the file it points to is left alone
         raise InvalidInputError(
-            f"destination {str(path)!r} is a symbolic link to a {_kind(target.st_mode)}, "
+            f"destination {str(path)!r} is a symbolic link to a {file_kind(target.st_mode)}, "
             "not a regular file",
             "give a file path",
         )
@@ -158,7 +158,8 @@ def _check_replaceable(path: Path) -> None:
         )
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a stat mode says the file is, in words for an error message."""
     for test, name in (
         (stat.S_ISREG, "regular file"),
         (stat.S_ISDIR, "directory"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Tuple
 
+from .dest_copy import file_kind
 from .directory import name_problem
 from .errors import InvalidInputError
 
@@ -100,16 +101,4 @@ def _scan(folder: Path, prefix: Tuple[str, ...], tree: ScannedTree) -> None:
             tree.dirs.append(path)
             _scan(Path(entry.path), path, tree)
         else:
-            tree.problems.append(f"{shown!r}: {_kind(st.st_mode)}, not a regular file")
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
+            tree.problems.append(f"{shown!r}: {file_kind(st.st_mode)}, not a regular file")

@@ -17,6 +17,7 @@ import pytest
 import requests
 from conftest import free_port, sha1_file, write_random_file
 from node_fixtures import NodeProcess
+from proxies import proxy_launcher
 
 from kachery_core import wire
 from kachery_core.config import resolve_config
@@ -98,27 +99,9 @@ def _all_verified(cache: Path) -> Set[str]:
 
 @pytest.fixture
 def start_proxy() -> Iterator:
-    started: List[subprocess.Popen] = []
-
-    def start(mode: str, upstream_port: int) -> int:
-        proc = subprocess.Popen(
-            [sys.executable, PROXY, mode, str(upstream_port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        started.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip().isdigit(), f"proxy did not start (exit {proc.poll()})"
-        return int(line)
-
-    try:
+    """tests/batch_proxy.py: start(mode, upstream_port) -> the proxy's port."""
+    with proxy_launcher(PROXY) as start:
         yield start
-    finally:
-        for proc in started:
-            proc.kill()
-            proc.wait()
 
 
 # -- the node's route ------------------------------------------------------------------

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, NamedTuple
 
@@ -20,6 +18,7 @@ import pytest
 import requests
 from dataset_helpers import backend_env, one_error_line, start_node, tree_listing
 from node_fixtures import NodeProcess
+from proxies import proxy_launcher
 
 from kachery_core.layout import StorageLayout
 
@@ -267,24 +266,5 @@ class _Counting(io.RawIOBase):
 @pytest.fixture
 def start_proxy() -> Iterator[Any]:
     """tests/mitm_proxy.py in http mode: every read's bytes replaced on the way back."""
-    started: List[subprocess.Popen] = []
-
-    def start(upstream_port: int, marker: Path) -> int:
-        proc = subprocess.Popen(
-            [sys.executable, PROXY, "http", str(upstream_port), str(marker)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        started.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip().isdigit(), f"proxy did not start (exit {proc.poll()})"
-        return int(line)
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            proc.kill()
-            proc.wait()
+    with proxy_launcher(PROXY) as start:
+        yield lambda upstream_port, marker: start("http", upstream_port, marker)

@@ -20,6 +20,7 @@ import pytest
 from conftest import free_port
 from mitm_proxy import evil_pickle
 from node_fixtures import NodeProcess
+from proxies import proxy_launcher
 
 from kachery_core.layout import StorageLayout
 
@@ -28,27 +29,9 @@ PROXY = str(Path(__file__).with_name("mitm_proxy.py"))
 
 @pytest.fixture
 def start_proxy() -> Iterator:
-    started: List[subprocess.Popen] = []
-
-    def start(mode: str, upstream_port: int, marker: Path) -> int:
-        proc = subprocess.Popen(
-            [sys.executable, PROXY, mode, str(upstream_port), str(marker)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        started.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip().isdigit(), f"proxy did not start (exit {proc.poll()})"
-        return int(line)
-
-    try:
+    """tests/mitm_proxy.py: start(mode, upstream_port, marker) -> the proxy's port."""
+    with proxy_launcher(PROXY) as start:
         yield start
-    finally:
-        for proc in started:
-            proc.kill()
-            proc.wait()
 
 
 def _honest_pickle(tmp_path: Path) -> Path:

@@ -145,8 +145,9 @@ class GrpcDaemonTransport(DaemonTransport):
             total: Optional[int] = None
             done = 0
             messages = self.node.receive("Load", to_pb(uri), f"the load of {uri}", str(uri), True)
-            with ThreadPoolExecutor(1, thread_name_prefix="kachery-grpc-write") as pool:
-                queued: Deque[Future[None]] = deque()
+            pool: Optional[ThreadPoolExecutor] = None  # only for objects of several messages
+            queued: Deque[Future[None]] = deque()
+            try:
                 for data, size in data_chunks(messages, self.url):
                     if total is None:
                         total = size
@@ -158,13 +159,21 @@ class GrpcDaemonTransport(DaemonTransport):
                             f"the node at {self.url} sent more than the {total} bytes of {uri}",
                             "the node is faulty or hostile; nothing was stored",
                         )
-                    queued.append(pool.submit(writer.write, data))
+                    if pool is None and done == total:
+                        writer.write(data)  # the whole object in one message: no thread
+                    else:
+                        if pool is None:
+                            pool = ThreadPoolExecutor(1, thread_name_prefix="kachery-grpc-write")
+                        queued.append(pool.submit(writer.write, data))
                     if len(queued) > WRITES_AHEAD:
                         queued.popleft().result()
                     if progress is not None:
                         progress(done)
                 while queued:
                     queued.popleft().result()
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True)  # no write may follow the abort below
             if done != total:
                 raise TransportError(
                     f"the node at {self.url} sent {done} of {total} bytes of {uri}", "try again"

@@ -87,6 +87,7 @@ def test_dataset_rows_script_produces_every_row(kenv, tmp_path: Path) -> None:
     if not _git_annex_installed():
         assert "pip install git-annex" in proc.stderr  # says what to install
         assert set(rows) == set(baseline)
+        # The [test] extras install git-annex wherever PyPI has it (Python 3.9 and newer).
         pytest.skip("git-annex is not installed (pip install git-annex): no git annex row")
     assert set(rows) == {*baseline, "store -r 20 files"}
     assert rows["store -r 20 files"]["baseline"] == "git annex add"

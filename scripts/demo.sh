@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up kachery in ./.venv and runs the main job on the embedded default backend:
-# store a file, load it back by its URI, and check the bytes are the same.
+# store a file, load it back by its URI, and check the bytes are the same; then the same
+# for a folder (store-file -r, ls, load-file -r).
 # Uses a throwaway storage dir and config so nothing of yours is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,17 @@ echo "$path"
 echo "+ kachery-client cat-file $uri | cmp - data.bin"
 .venv/bin/kachery-client cat-file "$uri" | cmp - "$work/data.bin"
 cmp "$path" "$work/data.bin"
+mkdir -p "$work/recording/raw"
+echo '{"samplerate": 30000}' > "$work/recording/params.json"
+head -c 100000 /dev/urandom > "$work/recording/raw/traces.bin"
+echo "+ kachery-client store-file -r recording"
+dir_uri="$(.venv/bin/kachery-client store-file -r "$work/recording")"
+echo "$dir_uri"
+echo "+ kachery-client ls -r $dir_uri"
+.venv/bin/kachery-client ls -r "$dir_uri"
+echo "+ kachery-client load-file -r $dir_uri --dest copy && diff -r recording copy"
+.venv/bin/kachery-client load-file -r "$dir_uri" --dest "$work/copy" >/dev/null
+diff -r "$work/recording" "$work/copy"
 echo "+ kachery-client info"
 .venv/bin/kachery-client info
-echo "OK: the bytes loaded back by URI are identical to the file stored."
+echo "OK: the bytes loaded back by URI are identical to the file and the folder stored."

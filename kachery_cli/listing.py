@@ -27,12 +27,12 @@ class Entry:
 
 def list_entries(client: Client, uri: str, recursive: bool) -> List[Entry]:
     """The entries of the directory (or the one file) `uri` names, sorted by name."""
-    from kachery_core.datasets import read_directory
+    from kachery_core.datasets import lookup
     from kachery_core.directory import FileEntry
     from kachery_core.uri import parse_dir_uri
 
     parsed = parse_dir_uri(uri)
-    found = read_directory(client.transport, parsed).lookup(parsed.path, str(parsed.root()))
+    found = lookup(client.transport, parsed)
     if isinstance(found, FileEntry):
         return [_file(parsed.path[-1], parsed.path[-1], found)]
     entries: List[Entry] = []

@@ -223,7 +223,7 @@ def _check_folders(folders: List[str], skip_errors: bool) -> Dict[str, ScannedTr
     """Walk every folder first: one `Cannot store:` line per problem, then the error, and
     nothing stored; with --skip-errors, `Skipped:` lines."""
     from kachery_core.datasets import check_tree
-    from kachery_core.tree_scan import TreeProblemsError
+    from kachery_core.errors import TreeProblemsError
 
     scans: Dict[str, ScannedTree] = {}
     failures: List[TreeProblemsError] = []

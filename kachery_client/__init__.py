@@ -24,9 +24,9 @@ from kachery_core.errors import (
     KacheryError,
     NotFoundError,
     StaleLinkError,
+    TreeProblemsError,
     UnsupportedOperation,
 )
-from kachery_core.tree_scan import TreeProblemsError
 from kachery_core.uri import ContentUri, DirUri, parse_any_uri, parse_uri
 
 from .client import Client

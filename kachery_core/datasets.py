@@ -30,9 +30,9 @@ from typing import (
 
 from .dest_copy import link_verified, write_verified_copy
 from .directory import MAX_DIRECTORY_OBJECT_BYTES, Directory, FileEntry, not_a_directory
-from .errors import IntegrityError, InvalidInputError, InvalidUriError
+from .errors import IntegrityError, InvalidInputError, InvalidUriError, TreeProblemsError
 from .manifest import MANIFEST_THRESHOLD
-from .tree_scan import ScannedTree, TreeProblemsError, scan_tree
+from .tree_scan import ScannedTree, scan_tree
 from .uri import ContentUri, DirUri, check_dir_label
 from .verified_read import VerifiedRead, open_verified
 from .verified_store import link_file_checked, store_file_checked, store_stream_checked
@@ -256,9 +256,14 @@ def _read_capped(stream: VerifiedRead, limit: int) -> Optional[bytes]:
 _READ_BLOCK = 1 << 20
 
 
+def lookup(transport: DaemonTransport, uri: DirUri) -> Union[FileEntry, Directory]:
+    """The entry a `sha1dir://` URI's path names in its directory object."""
+    return read_directory(transport, uri).lookup(uri.path, str(uri.root()))
+
+
 def resolve(transport: DaemonTransport, uri: DirUri) -> Union[ContentUri, Directory]:
     """What a `sha1dir://` URI names: a file's `sha1://` URI, or a directory."""
-    entry = read_directory(transport, uri).lookup(uri.path, str(uri.root()))
+    entry = lookup(transport, uri)
     if isinstance(entry, FileEntry):
         return entry.uri(uri.path[-1])
     return entry
@@ -290,7 +295,7 @@ def load_entry(
     The bytes are checked against the entry's hash by the load; its size is checked here,
     since a directory object that misstates a size describes its tree untruthfully.
     """
-    entry = read_directory(transport, uri).lookup(uri.path, str(uri.root()))
+    entry = lookup(transport, uri)
     if not isinstance(entry, FileEntry):
         raise _a_directory(uri)
     file_uri = entry.uri(uri.path[-1])
@@ -406,17 +411,18 @@ def _fill(
     items = list(directory.walk())
     uris = [entry.uri(path[-1]) for path, entry in items]  # refuses entries without a hash
     sources = load_files(transport, uris, progress, [entry.size for _path, entry in items])
-    for (path, entry), source in zip(items, sources):  # all checked before any is written
-        check_entry_size(where, path, entry, os.stat(source).st_size)
+    stats = [os.stat(source) for source in sources]
+    for (path, entry), st in zip(items, stats):  # all checked before any is written
+        check_entry_size(where, path, entry, st.st_size)
     for path in directory.walk_dirs():  # only then: a refused tree changes nothing
         with contextlib.suppress(FileExistsError):
             os.mkdir(root.joinpath(*path))
-    for (path, _entry), uri, source in zip(items, uris, sources):
+    for (path, _entry), uri, source, st in zip(items, uris, sources, stats):
         target = root.joinpath(*path)
         source_path = Path(source)
         if (
             copy
-            or not _is_object_file(source_path, uri)
+            or not _is_object_file(source_path, st, uri)
             or not link_verified(source_path, target, uri)
         ):
             write_verified_copy(source_path, target, uri)
@@ -449,11 +455,7 @@ def load_files(
     return run_batch(uris, one, parallel_transfers(transport))
 
 
-def _is_object_file(path: Path, uri: ContentUri) -> bool:
+def _is_object_file(path: Path, st: os.stat_result, uri: ContentUri) -> bool:
     """An object in a storage directory (named by its hash, read-only), not a linked
     original: hard-linking a user's own file would tie the copy to later edits of it."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return path.name == uri.sha1 and not mode & 0o222
+    return path.name == uri.sha1 and not st.st_mode & 0o222

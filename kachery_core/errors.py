@@ -7,7 +7,7 @@ with `exit_code`; anything else escaping is a bug and is reported as one.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 
 class KacheryError(Exception):
@@ -44,6 +44,19 @@ class StaleLinkError(NotFoundError):
 
 class InvalidInputError(KacheryError):
     """A local file or argument that cannot be used (missing, a directory, unreadable)."""
+
+
+class TreeProblemsError(InvalidInputError):
+    """Entries of a folder that cannot be stored; `problems` has one line for each."""
+
+    def __init__(self, root: object, problems: List[str]) -> None:
+        count = len(problems)
+        super().__init__(
+            f"{count} entr{'y' if count == 1 else 'ies'} of {str(root)!r} cannot be stored "
+            f"({problems[0]}{'; ...' if count > 1 else ''})",
+            "fix or remove them, or pass --skip-errors (skip_errors=True) to leave them out",
+        )
+        self.problems = problems
 
 
 class IntegrityError(KacheryError):

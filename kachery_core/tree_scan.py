@@ -42,19 +42,6 @@ class ScannedTree:
         return sum(f.size for f in self.files)
 
 
-class TreeProblemsError(InvalidInputError):
-    """Entries of a folder that cannot be stored; `problems` has one line for each."""
-
-    def __init__(self, root: Path, problems: List[str]) -> None:
-        count = len(problems)
-        super().__init__(
-            f"{count} entr{'y' if count == 1 else 'ies'} of {str(root)!r} cannot be stored "
-            f"({problems[0]}{'; ...' if count > 1 else ''})",
-            "fix or remove them, or pass --skip-errors (skip_errors=True) to leave them out",
-        )
-        self.problems = problems
-
-
 def scan_tree(root: Path) -> ScannedTree:
     """Walk `root` (a directory) in sorted order; problems are collected, not raised."""
     try:

@@ -27,7 +27,7 @@ UNVERIFIED_READ = (
     "import sys\n"
     "from kachery_cli.output import copy_to_fd\n"
     "from kachery_client.client import Client\n"
-    "from kachery_core.uri import parse_uri\n"
+    "from kachery_core.content.uri import parse_uri\n"
     "with Client().transport.open_range(parse_uri(sys.argv[1])) as stream:\n"
     "    copy_to_fd(stream, 1)\n"
 )

@@ -10,8 +10,8 @@ import click
 
 if TYPE_CHECKING:
     from kachery_client.client import Client
-    from kachery_core.directory import Directory, FileEntry
-    from kachery_core.uri import DirUri
+    from kachery_core.content.directory import Directory, FileEntry
+    from kachery_core.content.uri import DirUri
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,9 @@ class Entry:
 
 def list_entries(client: Client, uri: str, recursive: bool) -> List[Entry]:
     """The entries of the directory (or the one file) `uri` names, sorted by name."""
-    from kachery_core.datasets import lookup
-    from kachery_core.directory import FileEntry
-    from kachery_core.uri import parse_dir_uri
+    from kachery_client.directories.operations import lookup
+    from kachery_core.content.directory import FileEntry
+    from kachery_core.content.uri import parse_dir_uri
 
     parsed = parse_dir_uri(uri)
     found = lookup(client.transport, parsed)

@@ -17,12 +17,12 @@ import click
 
 from kachery_core import __version__
 from kachery_core.errors import KacheryError
-from kachery_core.progress_bar import progress_bar, tree_progress_bar
+from kachery_core.progress import progress_bar, tree_progress_bar
 
 if TYPE_CHECKING:
     from kachery_client.client import Client
-    from kachery_core.local_storage import LocalStorage
-    from kachery_core.tree_scan import ScannedTree
+    from kachery_client.directories.scan import ScannedTree
+    from kachery_core.store.local import LocalStorage
 
 PROG = "kachery-client"
 
@@ -222,7 +222,7 @@ def _store_each(
 def _check_folders(folders: List[str], skip_errors: bool) -> Dict[str, ScannedTree]:
     """Walk every folder first: one `Cannot store:` line per problem, then the error, and
     nothing stored; with --skip-errors, `Skipped:` lines."""
-    from kachery_core.datasets import check_tree
+    from kachery_client.directories.operations import check_tree
     from kachery_core.errors import TreeProblemsError
 
     scans: Dict[str, ScannedTree] = {}
@@ -275,7 +275,7 @@ def _store_folder(
     channel: Optional[str],
     link: bool,
 ) -> None:
-    from kachery_core.datasets import store_tree
+    from kachery_client.directories.operations import store_tree
 
     client = state.client
     files, size = len(scanned.files), scanned.total_size
@@ -471,7 +471,7 @@ def verify(state: CliState, uris: Tuple[str, ...], prune_stale: bool) -> None:
     links are reported. One line per finding on stdout; exit 1 when there were any.
     """
     storage = _active_storage(state.client)
-    from kachery_core.store_check import check_and_report
+    from kachery_core.store.check import check_and_report
 
     sys.exit(check_and_report(storage, list(uris) or None, prune_stale))
 
@@ -479,7 +479,7 @@ def verify(state: CliState, uris: Tuple[str, ...], prune_stale: bool) -> None:
 def _active_storage(client: Client) -> LocalStorage:
     """The directory on this machine that the active backend reads objects from."""
     from kachery_core.errors import UnsupportedOperation
-    from kachery_core.local_storage import LocalStorage
+    from kachery_core.store.local import LocalStorage
 
     transport = client.transport
     for attempt in (0, 1):
@@ -539,8 +539,8 @@ def cat_file(
 @pass_state
 def generate_node_id(state: CliState, key_file: Optional[Path], force: bool) -> None:
     """Create a node key pair, print the node ID, and expect that node from now on."""
-    from kachery_core.config import set_config_file_value
-    from kachery_core.node_key import generate_key_file
+    from kachery_core.protocol.node_key import generate_key_file
+    from kachery_core.settings.config import set_config_file_value
 
     config = state.client.config
     key_path = key_file or config.config_file.parent / "node-key.pem"
@@ -592,7 +592,7 @@ def info(state: CliState) -> None:
 @pass_state
 def config(state: CliState) -> None:
     """Show every setting with its value and where the value came from."""
-    from kachery_core.config import SETTINGS
+    from kachery_core.settings.config import SETTINGS
 
     cfg = state.client.config
     for label, path in (
@@ -614,7 +614,7 @@ def config(state: CliState) -> None:
 @pass_state
 def backends(state: CliState, tracebacks: bool) -> None:
     """List installed backends and the package that provides each, and broken plugins."""
-    from kachery_core.plugins import get_registry
+    from kachery_client.backends.registry import get_registry
 
     registry = get_registry()
     rows = [
@@ -700,7 +700,7 @@ def _print_traceback() -> None:
 
 def _print_plugin_traceback(exc: KacheryError) -> None:
     """A broken backend's own failure: the plugin's traceback, recorded when it broke."""
-    from kachery_core.plugins import BrokenBackendError
+    from kachery_client.backends.registry import BrokenBackendError
 
     if isinstance(exc, BrokenBackendError) and exc.plugin_traceback:
         click.echo(f"the plugin's own error:\n{exc.plugin_traceback.rstrip()}", err=True)
@@ -715,7 +715,7 @@ def _plugin_warnings_as_lines(debug: bool) -> Iterator[None]:
     show_others = warnings.showwarning
 
     def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-        from kachery_core.plugins import KacheryPluginWarning
+        from kachery_client.backends.registry import KacheryPluginWarning
 
         if not isinstance(message, KacheryPluginWarning):
             show_others(message, category, *args, **kwargs)

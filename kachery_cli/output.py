@@ -6,9 +6,9 @@ import os
 import shutil
 from typing import BinaryIO
 
-from kachery_core.hashing import writer_for
-from kachery_core.storage import FileRange
-from kachery_core.verified_read import VerifiedRead
+from kachery_client.verified_read import VerifiedRead
+from kachery_core.content.hashing import writer_for
+from kachery_core.store.base import FileRange
 
 
 def copy_to_fd(stream: BinaryIO, out_fd: int) -> None:

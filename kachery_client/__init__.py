@@ -16,6 +16,7 @@ import os as _os
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from kachery_core import __version__
+from kachery_core.content.uri import ContentUri, DirUri, parse_any_uri, parse_uri
 from kachery_core.errors import (
     ConfigError,
     IntegrityError,
@@ -27,7 +28,6 @@ from kachery_core.errors import (
     TreeProblemsError,
     UnsupportedOperation,
 )
-from kachery_core.uri import ContentUri, DirUri, parse_any_uri, parse_uri
 
 from .client import Client
 

@@ -19,26 +19,26 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Union
 
-from kachery_core.config import SETTINGS, Config, resolve_config
-from kachery_core.dest_copy import copy_verified
-from kachery_core.errors import InvalidInputError
-from kachery_core.hashing import Progress
-from kachery_core.plugins import get_registry
-from kachery_core.selection import Selection, select_backend
-from kachery_core.storage import StoredObject
-from kachery_core.transport import JSON, DaemonTransport
-from kachery_core.uri import ContentUri, DirUri, parse_any_uri, parse_dir_uri
-from kachery_core.verified_read import open_verified
-from kachery_core.verified_store import (
+from kachery_client.backends.registry import get_registry
+from kachery_client.backends.selection import Selection, select_backend
+from kachery_client.dest_copy import copy_verified
+from kachery_client.verified_read import open_verified
+from kachery_client.verified_store import (
     link_file_checked,
     store_file_checked,
     store_stream_checked,
 )
+from kachery_core.backend.base import JSON, DaemonTransport
+from kachery_core.content.hashing import Progress
+from kachery_core.content.uri import ContentUri, DirUri, parse_any_uri, parse_dir_uri
+from kachery_core.errors import InvalidInputError
+from kachery_core.settings.config import SETTINGS, Config, resolve_config
+from kachery_core.store.base import StoredObject
 
 if TYPE_CHECKING:
     import numpy
 
-    from kachery_core.datasets import TreeReport
+    from kachery_core.backend.batch import TreeReport
 
 UriLike = Union[str, ContentUri, DirUri]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -168,7 +168,7 @@ class Client:
         checked = check_channel_name(name)
         parsed = _parsed(uri)
         if isinstance(parsed, DirUri):
-            from kachery_core.datasets import upload_tree
+            from kachery_client.directories.operations import upload_tree
 
             upload_tree(self.transport, parsed, checked)
             return
@@ -184,7 +184,7 @@ class Client:
         """
         given = _parsed(uri)
         if isinstance(given, DirUri):
-            from kachery_core.datasets import load_entry
+            from kachery_client.directories.operations import load_entry
 
             parsed, path = load_entry(self.transport, given, progress)
         else:
@@ -199,7 +199,7 @@ class Client:
         parsed = _parsed(uri)
         if isinstance(parsed, ContentUri):
             return parsed
-        from kachery_core.datasets import resolve_file
+        from kachery_client.directories.operations import resolve_file
 
         return resolve_file(self.transport, parsed)
 
@@ -236,7 +236,7 @@ class Client:
         unless `skip_errors`. `link=True` links the files instead of copying them.
         `progress` is called with (files done, bytes done).
         """
-        from kachery_core.datasets import store_tree, upload_tree
+        from kachery_client.directories.operations import store_tree, upload_tree
 
         if upload_to_channel is not None:
             self.check_upload(upload_to_channel)
@@ -263,7 +263,7 @@ class Client:
 
         Backends that reach a node over the network move several files at once.
         """
-        from kachery_core.datasets import store_paths
+        from kachery_client.directories.operations import store_paths
 
         texts = [os.fspath(p) for p in paths]
         stored = store_paths(self.transport, texts, link, progress)
@@ -275,7 +275,7 @@ class Client:
         Each file entry has `size`, `sha1` and, for files over 20,000,000 bytes,
         `manifestSha1`; sub-directories nest in `dirs`.
         """
-        from kachery_core.datasets import resolve_dir
+        from kachery_client.directories.operations import resolve_dir
 
         return resolve_dir(self.transport, _dir_uri(uri)).to_json()
 
@@ -294,7 +294,7 @@ class Client:
         (read-only) where the filesystem allows, copies otherwise or with `copy=True`.
         `dest` must be new or an empty directory unless `force=True`.
         """
-        from kachery_core.datasets import materialize
+        from kachery_client.directories.operations import materialize
 
         done = materialize(
             self.transport,

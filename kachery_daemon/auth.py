@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from kachery_core.errors import KacheryError
-from kachery_core.layout import StorageLayout
-from kachery_core.wire import AUTH_HEADER, one_line
+from kachery_core.protocol.wire import AUTH_HEADER, one_line
+from kachery_core.store.layout import StorageLayout
 
 from . import scopes
 from .node_files import write_atomically

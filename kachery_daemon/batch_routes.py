@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from kachery_core import wire
+from kachery_core.protocol import wire
 
 from .batch_send import parse_batch_request
 from .http_util import Send, framed_answer, read_json_object

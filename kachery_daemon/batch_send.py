@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple
 
-from kachery_core import wire
 from kachery_core.errors import KacheryError, NotFoundError
+from kachery_core.protocol import wire
 
 if TYPE_CHECKING:
     from .node import Node

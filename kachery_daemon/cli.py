@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 import click
 
 from kachery_core import __version__
-from kachery_core.config import resolve_config
 from kachery_core.errors import ConfigError, KacheryError
+from kachery_core.settings.config import resolve_config
 
 from .scopes import DEFAULT_TOKEN_SCOPE, TOKEN_SCOPES  # only the standard library
 
@@ -185,8 +185,8 @@ def start(
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
 def info(storage_dir: Optional[str]) -> None:
     """Show whether a node runs on the storage directory, and its address and ID."""
-    from kachery_core.layout import StorageLayout
-    from kachery_core.probe import Tls, probe_node
+    from kachery_core.protocol.probe import Tls, probe_node
+    from kachery_core.store.layout import StorageLayout
 
     from .node_files import read_state
 
@@ -252,8 +252,8 @@ def verify(uris: Tuple[str, ...], storage_dir: Optional[str], prune_stale: bool)
     Damaged objects are moved to <dir>/quarantine/; stale links are reported (removed
     with --prune-stale). One line per finding on stdout; exit 1 when there were any.
     """
-    from kachery_core.local_storage import LocalStorage
-    from kachery_core.store_check import check_and_report
+    from kachery_core.store.check import check_and_report
+    from kachery_core.store.local import LocalStorage
 
     root = _storage_dir(storage_dir)
     if not root.is_dir():

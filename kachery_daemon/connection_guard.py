@@ -32,7 +32,7 @@ from typing import Callable, Optional
 
 from aiohttp import web
 
-from kachery_core import wire
+from kachery_core.protocol import wire
 
 from . import empty_upload
 

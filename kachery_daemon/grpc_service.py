@@ -32,14 +32,14 @@ from typing import Any, AsyncIterator, Awaitable, Callable, List, Optional, Tupl
 import grpc
 from grpc import aio
 
-from kachery_core import wire
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import ConfigError, InvalidInputError, KacheryError, NotFoundError
 from kachery_core.grpc_api import file_keys
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
 from kachery_core.grpc_api.data_chunks import encode_data_chunk
 from kachery_core.grpc_api.tuning import CHANNEL_OPTIONS, keep_freed_buffers
-from kachery_core.uri import ContentUri
+from kachery_core.protocol import wire
 
 from . import scopes
 from .feed_watch import Watch

@@ -43,9 +43,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional, Tupl
 
 from aiohttp import web
 
-from kachery_core import wire
 from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError
-from kachery_core.storage import StoredObject
+from kachery_core.protocol import wire
+from kachery_core.store.base import StoredObject
 
 from .batch_routes import add_batch_routes
 from .channels.routes import add_channel_routes

@@ -12,9 +12,9 @@ from typing import Any, Awaitable, Callable, Dict, Mapping, Tuple, Type, TypeVar
 
 from aiohttp import web
 
-from kachery_core import wire
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import InvalidInputError, KacheryError
-from kachery_core.uri import ContentUri
+from kachery_core.protocol import wire
 
 from .connection_guard import DEFAULT_BODY_IDLE_SECONDS
 from .json_bodies import MAX_INT64, MAX_JSON_BODY, parse_json

@@ -43,12 +43,13 @@ from typing import (
     Union,
 )
 
-from kachery_core import __version__, wire
-from kachery_core.assembly import find_or_assemble
+from kachery_core import __version__
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, InvalidInputError, KacheryError, NotFoundError
-from kachery_core.local_storage import LocalStorage
-from kachery_core.storage import FileRange, StoredObject
-from kachery_core.uri import ContentUri
+from kachery_core.protocol import wire
+from kachery_core.store.assembly import find_or_assemble
+from kachery_core.store.base import FileRange, StoredObject
+from kachery_core.store.local import LocalStorage
 
 from .auth import Authorizer, RotatingAuthCode
 from .feed_watch import Appended, Watch, wait_for_messages

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from kachery_core import atomic_file
 from kachery_core.errors import ConfigError
-from kachery_core.layout import StorageLayout
-from kachery_core.node_key import generate_key_file, load_key_file, node_id_of
+from kachery_core.protocol.node_key import generate_key_file, load_key_file, node_id_of
+from kachery_core.store.layout import StorageLayout
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

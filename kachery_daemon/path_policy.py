@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Set, Tuple
 
 from kachery_core.errors import InvalidInputError
-from kachery_core.local_storage import check_regular_file
+from kachery_core.store.local import check_regular_file
 
 MAX_PATH_CHARS = 4096
 """Longest path a client may name (Linux's PATH_MAX)."""

@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 
 from aiohttp import web
 
-from kachery_core.local_storage import LocalStorage
+from kachery_core.store.local import LocalStorage
 
 from .auth import RotatingAuthCode
 from .channels.service import open_channels

@@ -24,10 +24,10 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Callable, Dict, List, Optional, Sequence
 
-from kachery_core import wire
-from kachery_core.datasets import TreeProgress, TreeReport, run_batch
+from kachery_core.backend.batch import TreeProgress, TreeReport, run_batch
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, NotFoundError, TransportError
-from kachery_core.uri import ContentUri
+from kachery_core.protocol import wire
 
 from .http_client import ResponseStream
 

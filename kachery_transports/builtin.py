@@ -1,6 +1,6 @@
 """Registers kachery's built-in backends, exactly as a third-party plugin would.
 
-kachery_core.plugins imports this module by name (`BUILTIN_PLUGINS`); its backend names
+kachery_client.backends.registry imports this module by name (`BUILTIN_PLUGINS`); its backend names
 are reserved: a third-party plugin announcing one of them is refused.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import List
 
-from kachery_core.hookspecs import BackendSpec, hookimpl
+from kachery_core.backend.hookspecs import BackendSpec, hookimpl
 
 
 @hookimpl

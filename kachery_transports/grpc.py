@@ -32,7 +32,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
-from kachery_core.config import Config
+from kachery_core.backend.base import JSON, DaemonTransport, NodeInfo, SubfeedWatch
+from kachery_core.content.hashing import Progress
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
     IntegrityError,
     InvalidInputError,
@@ -42,11 +44,9 @@ from kachery_core.errors import (
 )
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api.file_keys import to_pb
-from kachery_core.hashing import Progress
-from kachery_core.local_storage import LocalStorage, open_input_file
-from kachery_core.storage import StoredObject
-from kachery_core.transport import JSON, DaemonTransport, NodeInfo, SubfeedWatch
-from kachery_core.uri import ContentUri
+from kachery_core.settings.config import Config
+from kachery_core.store.base import StoredObject
+from kachery_core.store.local import LocalStorage, open_input_file
 
 from .grpc_client import NodeGrpc
 from .grpc_streams import ChunkStream, data_chunks

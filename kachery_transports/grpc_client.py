@@ -17,12 +17,12 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 
 import grpc
 
+from kachery_core.content.hashing import Progress
 from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError, TransportError
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
 from kachery_core.grpc_api.tuning import CLIENT_CHANNEL_OPTIONS
-from kachery_core.hashing import Progress
-from kachery_core.wire import AUTH_METADATA, ERROR_TYPE_METADATA, one_line
+from kachery_core.protocol.wire import AUTH_METADATA, ERROR_TYPE_METADATA, one_line
 
 from .grpc_streams import RequestSender, Watchdog
 from .node_session import NodeSession

@@ -15,10 +15,10 @@ import threading
 import time
 from typing import Any, Iterator, Optional, Tuple
 
+from kachery_core.content.hashing import Progress
 from kachery_core.errors import TransportError
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api.data_chunks import MalformedChunk, decode_data_chunk
-from kachery_core.hashing import Progress
 
 
 class Watchdog:

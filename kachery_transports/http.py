@@ -20,20 +20,20 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
-from kachery_core.config import Config
+from kachery_core.backend.base import JSON, NodeInfo, SubfeedWatch
+from kachery_core.content.hashing import Progress
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
     InvalidInputError,
     NodeIdMismatchError,
     NotFoundError,
     TransportError,
 )
-from kachery_core.hashing import Progress
-from kachery_core.local_storage import LocalStorage, open_input_file
-from kachery_core.probe import ProbeAnswer, Tls, probe_node
-from kachery_core.storage import StoredObject
-from kachery_core.transport import JSON, NodeInfo, SubfeedWatch
-from kachery_core.uri import ContentUri
-from kachery_core.wire import file_key
+from kachery_core.protocol.probe import ProbeAnswer, Tls, probe_node
+from kachery_core.protocol.wire import file_key
+from kachery_core.settings.config import Config
+from kachery_core.store.base import StoredObject
+from kachery_core.store.local import LocalStorage, open_input_file
 
 from .http_client import (
     PARALLEL_TRANSFERS,

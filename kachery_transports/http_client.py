@@ -17,11 +17,17 @@ import io
 import threading
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Optional, Tuple, Type
 
+from kachery_core.content.hashing import Progress
 from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError, TransportError
-from kachery_core.hashing import Progress
-from kachery_core.probe import Tls
-from kachery_core.storage import StoredObject
-from kachery_core.wire import AUTH_HEADER, ERROR_TYPE_HEADER, error_from_type, one_line, read_frames
+from kachery_core.protocol.probe import Tls
+from kachery_core.protocol.wire import (
+    AUTH_HEADER,
+    ERROR_TYPE_HEADER,
+    error_from_type,
+    one_line,
+    read_frames,
+)
+from kachery_core.store.base import StoredObject
 
 from .node_session import NodeSession
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-from kachery_core.config import Config
+from kachery_core.content.hashing import Progress
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import NotFoundError, StaleLinkError, UnsupportedOperation
-from kachery_core.hashing import Progress
-from kachery_core.local_storage import LocalStorage
-from kachery_core.node_key import check_node_id
-from kachery_core.storage import StoredObject
-from kachery_core.uri import ContentUri
+from kachery_core.protocol.node_key import check_node_id
+from kachery_core.settings.config import Config
+from kachery_core.store.base import StoredObject
+from kachery_core.store.local import LocalStorage
 
 from .storage_backed import StorageBackedTransport
 

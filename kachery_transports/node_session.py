@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
-from kachery_core.config import Config
 from kachery_core.errors import (
     KacheryError,
     NodeIdMismatchError,
@@ -29,8 +28,14 @@ from kachery_core.errors import (
     TransportError,
     UnsupportedOperation,
 )
-from kachery_core.node_key import check_node_id
-from kachery_core.wire import ERROR_TYPES, error_from_type, new_probe_nonce, probe_signature_ok
+from kachery_core.protocol.node_key import check_node_id
+from kachery_core.protocol.wire import (
+    ERROR_TYPES,
+    error_from_type,
+    new_probe_nonce,
+    probe_signature_ok,
+)
+from kachery_core.settings.config import Config
 
 T = TypeVar("T")
 

@@ -7,9 +7,9 @@ message that names offline mode and the variable.
 
 from __future__ import annotations
 
-from kachery_core.config import Config
 from kachery_core.errors import ConfigError
-from kachery_core.local_storage import LocalStorage
+from kachery_core.settings.config import Config
+from kachery_core.store.local import LocalStorage
 
 from .storage_backed import StorageBackedTransport
 

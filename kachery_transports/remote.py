@@ -24,29 +24,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
-from kachery_core.config import Config
+from kachery_core.content.hashing import Progress, hash_stream, writer_for
+from kachery_core.content.manifest import Manifest
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
     IntegrityError,
     NotFoundError,
     TransportError,
     UnsupportedOperation,
 )
-from kachery_core.hashing import Progress, hash_stream, writer_for
-from kachery_core.local_storage import LocalStorage
-from kachery_core.manifest import Manifest
-from kachery_core.paths import user_cache_dir
-from kachery_core.probe import ProbeAnswer
-from kachery_core.resumable import ResumableDownload
-from kachery_core.storage import StoredObject
-from kachery_core.uri import ContentUri
-from kachery_core.wire import file_key
+from kachery_core.protocol.probe import ProbeAnswer
+from kachery_core.protocol.wire import file_key
+from kachery_core.settings.config import Config
+from kachery_core.settings.paths import user_cache_dir
+from kachery_core.store.base import StoredObject
+from kachery_core.store.local import LocalStorage
+from kachery_core.store.resumable import ResumableDownload
 
 from .http import HttpDaemonTransport
 from .http_client import ResponseStream
 from .node_session import storage_owner
 
 if TYPE_CHECKING:
-    from kachery_core.datasets import TreeReport
+    from kachery_core.backend.batch import TreeReport
 
 
 def default_cache_dir() -> Path:

@@ -3,7 +3,7 @@
 Beyond a plain lookup, a load can be satisfied from pieces already present: a chunk
 (`?chunkOf=`) cut from its whole file, or a whole file (`?manifest=`) assembled from its
 chunks. Either way the bytes are hash-checked before the object appears; the rule is
-`kachery_core.assembly`, shared with the node.
+`kachery_core.store.assembly`, shared with the node.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-from kachery_core.assembly import find_or_assemble
+from kachery_core.backend.base import DaemonTransport, NodeInfo
+from kachery_core.content.hashing import Progress
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import NotFoundError
-from kachery_core.hashing import Progress
-from kachery_core.local_storage import LocalStorage
-from kachery_core.transport import DaemonTransport, NodeInfo
-from kachery_core.uri import ContentUri
+from kachery_core.store.assembly import find_or_assemble
+from kachery_core.store.local import LocalStorage
 
 
 class StorageBackedTransport(DaemonTransport):

@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable, List, Tuple
 
 from mitm_proxy import Relayed, serve_http
 
-from kachery_core.wire import encode_frame
+from kachery_core.protocol.wire import encode_frame
 
 
 def split(body: bytes) -> List[Tuple[dict, bytes]]:

@@ -127,7 +127,8 @@ def kenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, 
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
-    from kachery_core import plugins, probe
+    from kachery_client.backends import registry as plugins
+    from kachery_core.protocol import probe
 
     probe._cache.clear()
     plugins._registry = None
@@ -187,7 +188,7 @@ def write_random_file(path: Path, size: int, seed: int = 0) -> Path:
 
 
 def sha1_file(path: Path) -> str:
-    from kachery_core.hashing import sha1_of_file
+    from kachery_core.content.hashing import sha1_of_file
 
     return sha1_of_file(path)
 

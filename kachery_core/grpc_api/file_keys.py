@@ -1,11 +1,12 @@
 """FileKeys as protobuf messages, both ways: the one place the gRPC API's `FileKey` is built
-and read (the JSON form is in `kachery_core.wire`)."""
+and read (the JSON form is in `kachery_core.protocol.wire`)."""
 
 from __future__ import annotations
 
+from kachery_core.content.uri import ChunkOf, ContentUri, check_sha1
+from kachery_core.protocol.wire import MAX_BYTE_OFFSET
+
 from ..errors import InvalidInputError
-from ..uri import ChunkOf, ContentUri, check_sha1
-from ..wire import MAX_BYTE_OFFSET
 from . import kachery_pb2 as pb
 
 

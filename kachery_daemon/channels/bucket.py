@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
+from kachery_core.content.manifest import CHUNK_SIZE
 from kachery_core.errors import (
     ConfigError,
     IntegrityError,
@@ -35,7 +36,6 @@ from kachery_core.errors import (
     NotFoundError,
     TransportError,
 )
-from kachery_core.manifest import CHUNK_SIZE
 
 from .config import ChannelConfig
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from kachery_core.config import CHANNEL_NAME
 from kachery_core.errors import ConfigError
-from kachery_core.toml_file import read_toml_file
+from kachery_core.settings.config import CHANNEL_NAME
+from kachery_core.settings.toml import read_toml_file
 
 NODE_CONFIG_NAME = "kachery-node.toml"
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")

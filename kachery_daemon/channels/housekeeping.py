@@ -24,8 +24,8 @@ from typing import Any, Dict, List
 
 from kachery_core.atomic_file import write_atomically
 from kachery_core.errors import KacheryError, NotFoundError
-from kachery_core.local_storage import LocalStorage
-from kachery_core.resumable import SUFFIX as DOWNLOAD_SUFFIX
+from kachery_core.store.local import LocalStorage
+from kachery_core.store.resumable import SUFFIX as DOWNLOAD_SUFFIX
 
 DOWNLOAD_MAX_AGE = 7 * 86400.0
 REQUEST_MAX_AGE = 3600.0

@@ -4,7 +4,7 @@ No pub/sub: every `poll_seconds` the provider lists `<prefix>requests/`, and for
 request whose object it holds and the bucket lacks (or holds a copy some node refused as
 corrupt, `refusedEtag`), it uploads the object with its manifest. A request for a chunk
 (`"chunkOf": "<sha1>~<start>~<end>"`) is served by a provider holding the whole file: it
-cuts the chunk (kachery_core.assembly) and uploads it as an object of its own. The requester polls for
+cuts the chunk (kachery_core.store.assembly) and uploads it as an object of its own. The requester polls for
 the object, so the latency of a request is about one poll interval plus the upload.
 
 A request is looked at again only when it changes (its ETag), so a request nobody deletes
@@ -18,9 +18,9 @@ import json
 import sys
 from typing import Any, Dict, Optional, Tuple
 
-from kachery_core.assembly import cut_chunk
+from kachery_core.content.uri import ContentUri, is_sha1, parse_uri
 from kachery_core.errors import KacheryError, StaleLinkError
-from kachery_core.uri import ContentUri, is_sha1, parse_uri
+from kachery_core.store.assembly import cut_chunk
 
 from .bucket import ChannelBucket, ChannelUnreachable
 from .service import ChannelService, discard_outcome

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from kachery_core import wire
-from kachery_core.uri import ContentUri
+from kachery_core.content.uri import ContentUri
+from kachery_core.protocol import wire
 
 from ..http_util import Send, file_key_field, framed_answer, read_json_object
 from ..http_util import field as json_field

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
     ConfigError,
     IntegrityError,
@@ -34,8 +35,7 @@ from kachery_core.errors import (
     KacheryError,
     NotFoundError,
 )
-from kachery_core.local_storage import LocalStorage
-from kachery_core.uri import ContentUri
+from kachery_core.store.local import LocalStorage
 
 from .bucket import ChannelBucket
 from .config import NodeConfig

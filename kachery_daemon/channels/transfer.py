@@ -26,12 +26,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
+from kachery_core.content.hashing import hash_stream
+from kachery_core.content.manifest import MANIFEST_THRESHOLD, Chunk, Manifest
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, KacheryError, NotFoundError
-from kachery_core.hashing import hash_stream
-from kachery_core.local_storage import LocalStorage, open_input_file
-from kachery_core.manifest import MANIFEST_THRESHOLD, Chunk, Manifest
-from kachery_core.resumable import ResumableDownload, hash_range
-from kachery_core.uri import ContentUri
+from kachery_core.store.local import LocalStorage, open_input_file
+from kachery_core.store.resumable import ResumableDownload, hash_range
 
 from .bucket import MANIFEST_METADATA, SHA1_METADATA, ChannelBucket, ObjectInfo
 

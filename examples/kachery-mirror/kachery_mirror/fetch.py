@@ -12,10 +12,10 @@ from typing import Optional
 
 import requests
 
+from kachery_core.content.hashing import BLOCK_SIZE, Progress
 from kachery_core.errors import IntegrityError, TransportError
-from kachery_core.hashing import BLOCK_SIZE, Progress
-from kachery_core.layout import StorageLayout
-from kachery_core.local_storage import LocalStorage
+from kachery_core.store.layout import StorageLayout
+from kachery_core.store.local import LocalStorage
 
 from . import __version__
 from .settings import TABLE, URL_ENV

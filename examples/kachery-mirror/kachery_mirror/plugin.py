@@ -10,12 +10,12 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, List, Optional
 
-from kachery_core.hookspecs import BackendSpec, hookimpl
+from kachery_core.backend.hookspecs import BackendSpec, hookimpl
 
 from .settings import PLUGIN_NAME, MirrorSettings
 
 if TYPE_CHECKING:
-    from kachery_core.config import Config
+    from kachery_core.settings.config import Config
 
 
 @hookimpl

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from kachery_core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from kachery_core.config import Config
+    from kachery_core.settings.config import Config
 
 PLUGIN_NAME = "mirror"
 TABLE = "[plugins.mirror]"

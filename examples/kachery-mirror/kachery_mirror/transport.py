@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, Optional, cast
 
-from kachery_core.config import Config
+from kachery_core.backend.base import DaemonTransport, NodeInfo
+from kachery_core.content.hashing import BLOCK_SIZE, Progress
+from kachery_core.content.manifest import Manifest
+from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, NotFoundError, StaleLinkError
-from kachery_core.hashing import BLOCK_SIZE, Progress
-from kachery_core.local_storage import LocalStorage
-from kachery_core.manifest import Manifest
-from kachery_core.transport import DaemonTransport, NodeInfo
-from kachery_core.uri import ContentUri
+from kachery_core.settings.config import Config
+from kachery_core.store.local import LocalStorage
 
 from .fetch import ObjectFetcher
 from .settings import PLUGIN_NAME, MirrorSettings

@@ -1,0 +1,412 @@
+"""Datasets: whole folders stored, listed and loaded by one `sha1dir://` URI.
+
+Everything here works through the `DaemonTransport` interface, so every backend (and
+every plugin) gets directories without code of its own: the files are ordinary objects
+and the directory object is one more. A backend that can move several files at once sets
+`parallel_transfers`; batches then run on that many threads over its one connection pool.
+
+    >>> uri = store_tree(transport, Path("recording"))                 # doctest: +SKIP
+    >>> materialize(transport, parse_dir_uri(str(uri)), Path("copy"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+from kachery_client.dest_copy import link_verified, write_verified_copy
+from kachery_client.directories.scan import ScannedTree, scan_tree
+from kachery_client.verified_read import VerifiedRead, open_verified
+from kachery_client.verified_store import (
+    link_file_checked,
+    store_file_checked,
+    store_stream_checked,
+)
+from kachery_core.backend.batch import TreeProgress, TreeReport, run_batch
+from kachery_core.content.directory import (
+    MAX_DIRECTORY_OBJECT_BYTES,
+    Directory,
+    FileEntry,
+    not_a_directory,
+)
+from kachery_core.content.manifest import MANIFEST_THRESHOLD
+from kachery_core.content.uri import ContentUri, DirUri, check_dir_label
+from kachery_core.errors import (
+    IntegrityError,
+    InvalidInputError,
+    InvalidUriError,
+    TreeProblemsError,
+)
+
+if TYPE_CHECKING:
+    from kachery_core.backend.base import DaemonTransport
+    from kachery_core.content.hashing import Progress
+    from kachery_core.store.base import StoredObject
+
+
+def parallel_transfers(transport: DaemonTransport) -> int:
+    return max(1, int(getattr(transport, "parallel_transfers", 1)))
+
+
+# -- storing ---------------------------------------------------------------------------
+
+
+def store_paths(
+    transport: DaemonTransport,
+    paths: Sequence[str],
+    link: bool = False,
+    progress: Optional[TreeReport] = None,
+) -> List[StoredObject]:
+    """Store (or link) several files as one batch; results in the order given."""
+    counter = TreeProgress(progress)
+
+    def one(path: str) -> StoredObject:
+        file_progress = counter.for_file()
+        stored = _store_one(transport, path, link, file_progress)
+        file_progress.done(stored.size)
+        return stored
+
+    return run_batch(paths, one, parallel_transfers(transport))
+
+
+def store_tree(
+    transport: DaemonTransport,
+    root: Path,
+    label: Optional[str] = None,
+    *,
+    link: bool = False,
+    skip_errors: bool = False,
+    on_skipped: Optional[Callable[[str], None]] = None,
+    progress: Optional[TreeReport] = None,
+    scanned: Optional[ScannedTree] = None,
+) -> DirUri:
+    """Store every file below `root` and the directory object naming them all.
+
+    The folder is walked first: entries that cannot be stored (broken links, FIFOs,
+    devices, links to directories) raise `TreeProblemsError` before anything is stored,
+    unless `skip_errors`, which leaves them out (each passed to `on_skipped`). The label
+    defaults to the folder's name. `scanned` is the walk, when the caller made it already
+    (to check several folders before storing any).
+    """
+    label = check_dir_label(label) if label else _folder_label(root)
+    tree = scanned if scanned is not None else check_tree(root, skip_errors)
+    for problem in tree.problems:
+        if on_skipped is not None:
+            on_skipped(problem)
+    stored = store_paths(transport, [f.local_path for f in tree.files], link, progress)
+    directory = Directory()
+    for path in tree.dirs:
+        directory.subdir(path)
+    for file, obj in zip(tree.files, stored):
+        directory.add_file(file.path, _entry(obj))
+    data = directory.to_bytes()
+    root_obj = store_stream_checked(transport, io.BytesIO(data))
+    return DirUri(root_obj.sha1, label)
+
+
+def check_tree(root: Path, skip_errors: bool) -> ScannedTree:
+    """Walk `root`; raise `TreeProblemsError` if anything cannot be stored (unless skipped)."""
+    tree = scan_tree(root)
+    if tree.problems and not skip_errors:
+        raise TreeProblemsError(root, tree.problems)
+    return tree
+
+
+def upload_tree(
+    transport: DaemonTransport,
+    uri: DirUri,
+    channel: str,
+    progress: Optional[TreeReport] = None,
+) -> None:
+    """Have the node upload every file of a stored tree, then its directory object."""
+    directory = read_directory(transport, uri.root())
+    entries = list(directory.walk())
+    counter = TreeProgress(progress)
+
+    def one(item: Tuple[Tuple[str, ...], FileEntry]) -> None:
+        path, entry = item
+        transport.upload_to_channel(entry.uri(path[-1]), channel)
+        counter.add(1, entry.size)
+
+    run_batch(entries, one, parallel_transfers(transport))
+    transport.upload_to_channel(ContentUri(uri.sha1), channel)
+
+
+def _store_one(
+    transport: DaemonTransport, path: str, link: bool, progress: Optional[Progress]
+) -> StoredObject:
+    if link:
+        return link_file_checked(transport, path, progress)
+    return store_file_checked(transport, path, progress)
+
+
+def _entry(obj: StoredObject) -> FileEntry:
+    manifest = obj.manifest_sha1 if obj.size > MANIFEST_THRESHOLD else None
+    return FileEntry(obj.size, obj.sha1, manifest)
+
+
+def _folder_label(root: Path) -> Optional[str]:
+    """The folder's name, unless it cannot be a label (control characters): then none."""
+    name = os.path.basename(os.path.normpath(os.path.abspath(root)))
+    try:
+        return check_dir_label(name) or None
+    except InvalidUriError:
+        return None
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def read_directory(transport: DaemonTransport, uri: DirUri) -> Directory:
+    """The directory object `uri` names (its root), fetched through `transport` and checked.
+
+    An error names the `sha1dir://` URI the user gave, not only the object's hash.
+    """
+    where = str(uri.root())
+    try:
+        with open_verified(transport, ContentUri(uri.sha1)) as stream:
+            data = _read_capped(stream, MAX_DIRECTORY_OBJECT_BYTES)
+    except IntegrityError as exc:
+        raise IntegrityError(f"the directory object of {where}: {exc.message}", exc.hint) from None
+    if data is None:
+        raise IntegrityError(
+            f"{where} is larger than {MAX_DIRECTORY_OBJECT_BYTES} bytes",
+            "that is not a directory object kachery can read",
+        )
+    return Directory.from_bytes(data, where)
+
+
+def _read_capped(stream: VerifiedRead, limit: int) -> Optional[bytes]:
+    """The whole stream, read to its end (where a verified read checks the hash), or None
+    as soon as it passes `limit` bytes, so a huge object is never held whole. A stream may
+    return less than asked (a gRPC or HTTP chunk), so this reads until the end."""
+    blocks: List[bytes] = []
+    held = 0
+    while True:
+        block = stream.read(min(_READ_BLOCK, limit + 1 - held))
+        if not block:
+            return b"".join(blocks)
+        blocks.append(block)
+        held += len(block)
+        if held > limit:
+            return None
+
+
+_READ_BLOCK = 1 << 20
+
+
+def lookup(transport: DaemonTransport, uri: DirUri) -> Union[FileEntry, Directory]:
+    """The entry a `sha1dir://` URI's path names in its directory object."""
+    return read_directory(transport, uri).lookup(uri.path, str(uri.root()))
+
+
+def resolve(transport: DaemonTransport, uri: DirUri) -> Union[ContentUri, Directory]:
+    """What a `sha1dir://` URI names: a file's `sha1://` URI, or a directory."""
+    entry = lookup(transport, uri)
+    if isinstance(entry, FileEntry):
+        return entry.uri(uri.path[-1])
+    return entry
+
+
+def resolve_file(transport: DaemonTransport, uri: Union[ContentUri, DirUri]) -> ContentUri:
+    """A `sha1://` URI as it is; a path to a file in a `sha1dir://` URI, looked up."""
+    if isinstance(uri, ContentUri):
+        return uri
+    found = resolve(transport, uri)
+    if isinstance(found, ContentUri):
+        return found
+    raise _a_directory(uri)
+
+
+def _a_directory(uri: DirUri) -> InvalidInputError:
+    return InvalidInputError(
+        f"{uri} is a directory, not a file",
+        "load a whole directory with `load-file -r URI --dest DIR` (load_dir in Python), "
+        "or list it with `kachery-client ls`",
+    )
+
+
+def load_entry(
+    transport: DaemonTransport, uri: DirUri, progress: Optional[Progress] = None
+) -> Tuple[ContentUri, str]:
+    """Load the file a path in a `sha1dir://` URI names: its `sha1://` URI and local path.
+
+    The bytes are checked against the entry's hash by the load; its size is checked here,
+    since a directory object that misstates a size describes its tree untruthfully.
+    """
+    entry = lookup(transport, uri)
+    if not isinstance(entry, FileEntry):
+        raise _a_directory(uri)
+    file_uri = entry.uri(uri.path[-1])
+    path = transport.load_file(file_uri, progress)
+    check_entry_size(str(uri.root()), uri.path, entry, os.stat(path).st_size)
+    return file_uri, path
+
+
+def check_entry_size(where: str, path: Tuple[str, ...], entry: FileEntry, size: int) -> None:
+    """Refuse a file whose object (found by hash, so its bytes are right) is not the size
+    its directory entry says: the directory object misstates the tree."""
+    if size != entry.size:
+        raise IntegrityError(
+            f"{where}: the entry {'/'.join(path)!r} says {entry.size} bytes, but its object "
+            f"sha1://{entry.sha1} has {size}",
+            "the directory object misstates its files; nothing was written",
+        )
+
+
+def resolve_dir(transport: DaemonTransport, uri: DirUri) -> Directory:
+    found = resolve(transport, uri)
+    if isinstance(found, ContentUri):
+        raise not_a_directory(str(uri))
+    return found
+
+
+# -- materializing ---------------------------------------------------------------------
+
+
+def materialize(
+    transport: DaemonTransport,
+    uri: DirUri,
+    dest: Path,
+    *,
+    force: bool = False,
+    copy: bool = False,
+    progress: Optional[TreeReport] = None,
+) -> Path:
+    """Write the tree `uri` names at `dest`; every file is hash-checked before it appears.
+
+    Files are hard links to the objects where the filesystem allows (read-only: they are
+    the store's bytes), copies otherwise or with `copy`. `dest` must be absent or an empty
+    directory: then the tree is built beside it and renamed into place, so a failure
+    leaves nothing. With `force`, an existing folder is filled file by file (each file
+    replaced atomically; other files in it are left alone).
+    """
+    directory = resolve_dir(transport, uri)
+    dest = Path(dest)
+    existing = _check_dest(dest, force)
+    if existing:
+        _check_conflicts(directory, dest)
+        _fill(transport, str(uri), directory, dest, copy, progress)
+        return dest
+    staging = dest.with_name(f".{dest.name}.kachery-{os.getpid()}-{os.urandom(4).hex()}.part")
+    os.mkdir(staging)
+    try:
+        _fill(transport, str(uri), directory, staging, copy, progress)
+        os.replace(staging, dest)  # onto an empty directory, or where there was none
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
+def _check_dest(dest: Path, force: bool) -> bool:
+    """True when `dest` is a non-empty folder to fill (`force`); refuse what cannot be used."""
+    if not dest.parent.is_dir():
+        raise InvalidInputError(
+            f"destination directory {str(dest.parent)!r} does not exist", "create it first"
+        )
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise InvalidInputError(
+            f"destination {str(dest)!r} exists and is not a directory",
+            "give a new or empty directory",
+        )
+    if not dest.exists() or not any(os.scandir(dest)):
+        return False
+    if not force:
+        raise InvalidInputError(
+            f"destination {str(dest)!r} is not empty",
+            "give a new or empty directory, or pass --force (force=True) to write into it",
+        )
+    return True
+
+
+def _check_conflicts(directory: Directory, dest: Path) -> None:
+    """Refuse before writing when the folder has a file where the tree has a directory or
+    the other way round, or anything but a regular file where a file goes."""
+    for path in directory.walk_dirs():
+        target = dest.joinpath(*path)
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise InvalidInputError(
+                f"{str(target)!r} exists and is not a directory, but the tree has one there",
+                "remove it, or give another destination",
+            )
+    for path, _entry in directory.walk():
+        target = dest.joinpath(*path)
+        if target.is_dir() and not target.is_symlink():
+            raise InvalidInputError(
+                f"{str(target)!r} is a directory, but the tree has a file there",
+                "remove it, or give another destination",
+            )
+
+
+def _fill(
+    transport: DaemonTransport,
+    where: str,
+    directory: Directory,
+    root: Path,
+    copy: bool,
+    progress: Optional[TreeReport],
+) -> None:
+    items = list(directory.walk())
+    uris = [entry.uri(path[-1]) for path, entry in items]  # refuses entries without a hash
+    sources = load_files(transport, uris, progress, [entry.size for _path, entry in items])
+    stats = [os.stat(source) for source in sources]
+    for (path, entry), st in zip(items, stats):  # all checked before any is written
+        check_entry_size(where, path, entry, st.st_size)
+    for path in directory.walk_dirs():  # only then: a refused tree changes nothing
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(root.joinpath(*path))
+    for (path, _entry), uri, source, st in zip(items, uris, sources, stats):
+        target = root.joinpath(*path)
+        source_path = Path(source)
+        if (
+            copy
+            or not _is_object_file(source_path, st, uri)
+            or not link_verified(source_path, target, uri)
+        ):
+            write_verified_copy(source_path, target, uri)
+
+
+def load_files(
+    transport: DaemonTransport,
+    uris: Sequence[ContentUri],
+    progress: Optional[TreeReport] = None,
+    sizes: Optional[Sequence[int]] = None,
+) -> List[str]:
+    """Make several objects available locally; their paths, in order.
+
+    A backend with a batch operation of its own (`load_files(uris, progress, sizes)`, for
+    instance one request for many small files) is used through it; otherwise `load_file`
+    runs on `parallel_transfers` threads. `sizes` (what a directory says, when known) lets
+    a batch check each object's size before reading it.
+    """
+    batch = getattr(transport, "load_files", None)
+    if batch is not None:
+        return list(batch(uris, progress, sizes))
+    counter = TreeProgress(progress)
+
+    def one(uri: ContentUri) -> str:
+        file_progress = counter.for_file()
+        path = transport.load_file(uri, file_progress)
+        file_progress.done(os.stat(path).st_size)
+        return path
+
+    return run_batch(uris, one, parallel_transfers(transport))
+
+
+def _is_object_file(path: Path, st: os.stat_result, uri: ContentUri) -> bool:
+    """An object in a storage directory (named by its hash, read-only), not a linked
+    original: hard-linking a user's own file would tie the copy to later edits of it."""
+    return path.name == uri.sha1 and not st.st_mode & 0o222

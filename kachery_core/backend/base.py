@@ -1,0 +1,164 @@
+"""`DaemonTransport`: what every backend offers, whatever carries the bytes.
+
+A client talks to exactly one node; a transport is how it does so (or, for the embedded
+`local` and `offline` backends, how it stands in for one). The interface is small and
+uses plain types: paths as `str`, URIs as `ContentUri`, byte streams as binary file
+objects, JSON values as Python objects.
+
+    >>> from kachery_core.settings.config import resolve_config
+    >>> from kachery_transports.local import LocalTransport
+    >>> transport = LocalTransport.from_config(resolve_config())
+    >>> stored = transport.store_file("data.bin")               # doctest: +SKIP
+    >>> transport.load_file(stored.uri("data.bin"))             # doctest: +SKIP
+    '/home/me/kachery-storage/sha1/94/3a/70/943a70...'
+
+A backend that cannot do something (store while offline, feeds without a node) need not
+override that method: the default raises `UnsupportedOperation`, which the CLI shows as
+a one-line error naming the backend and, through `unsupported_hint`, what to do.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Dict, List, Optional, Tuple
+
+from kachery_core.content.hashing import Progress
+from kachery_core.content.uri import ContentUri
+from kachery_core.errors import UnsupportedOperation
+from kachery_core.store.base import StoredObject
+
+if TYPE_CHECKING:
+    from kachery_core.settings.config import Config
+
+JSON = Any
+"""A value that `json.dumps` accepts."""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Who is at the other end. `node_id` is None where no node is involved."""
+
+    backend: str
+    node_id: Optional[str]
+    storage_dir: Optional[str]
+    daemon_version: Optional[str] = None
+    address: Optional[str] = None
+    details: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubfeedWatch:
+    feed_id: str
+    subfeed_hash: str
+    position: int
+    channel_name: Optional[str] = None
+
+
+class DaemonTransport(ABC):
+    """One way of reaching a node. Subclasses set `name` and implement the abstract methods."""
+
+    name: ClassVar[str] = "unnamed"
+    unsupported_hint: ClassVar[Optional[str]] = None
+    """Appended to every `UnsupportedOperation` this backend raises."""
+    channel: Optional[str] = None
+    """The channel a load asks the node to fetch from when it lacks the file (`config.channel`).
+
+    A backend that supports channels sets it from its config; `Client(channel="x")` and
+    `--channel x` work by setting that config value explicitly.
+    """
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: Config) -> DaemonTransport:
+        """Build the transport from resolved settings. Do no network I/O here."""
+
+    # -- node ---------------------------------------------------------------------
+
+    @abstractmethod
+    def node_info(self) -> NodeInfo:
+        """Describe the node (or storage) this transport reaches; may contact it."""
+
+    # -- files --------------------------------------------------------------------
+
+    @abstractmethod
+    def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
+        """Make the object available locally; return the path of a file holding its bytes.
+
+        Raises `NotFoundError` naming the URI and where it looked.
+        """
+
+    @abstractmethod
+    def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
+        """A readable binary stream of bytes [start, end) of the object."""
+
+    def store_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
+        """Store a copy of a local file."""
+        raise self.unsupported("storing files")
+
+    def store_stream(self, stream: BinaryIO, progress: Optional[Progress] = None) -> StoredObject:
+        """Store the bytes read from `stream` until its end."""
+        raise self.unsupported("storing data")
+
+    def link_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
+        """Make a local file available by reference, without copying it."""
+        raise self.unsupported("linking files")
+
+    # -- channels -----------------------------------------------------------------
+
+    def check_channels(self, channel: str) -> None:
+        """Raise now if this backend cannot use channels, before a store does any work."""
+        raise self.unsupported("channels")
+
+    def upload_to_channel(
+        self, uri: ContentUri, channel: str, progress: Optional[Progress] = None
+    ) -> None:
+        """Have the node upload a file it holds (with its manifest) to its channel `channel`."""
+        raise self.unsupported("channels")
+
+    # -- mutables -----------------------------------------------------------------
+
+    def mutable_get(self, key: JSON) -> Tuple[bool, JSON]:
+        """Return (found, value) for a mutable key."""
+        raise self.unsupported("mutables (get/set/delete)")
+
+    def mutable_set(self, key: JSON, value: JSON, update: bool = True) -> None:
+        raise self.unsupported("mutables (get/set/delete)")
+
+    def mutable_delete(self, key: JSON) -> None:
+        raise self.unsupported("mutables (get/set/delete)")
+
+    # -- feeds --------------------------------------------------------------------
+
+    def create_feed(self, feed_name: Optional[str] = None) -> str:
+        """Create a feed and return its ID."""
+        raise self.unsupported("feeds")
+
+    def get_feed_id(self, feed_name: str) -> Optional[str]:
+        raise self.unsupported("feeds")
+
+    def delete_feed(self, feed_id: str) -> None:
+        raise self.unsupported("feeds")
+
+    def append_messages(self, feed_id: str, subfeed_hash: str, messages: List[JSON]) -> None:
+        raise self.unsupported("feeds")
+
+    def get_num_messages(self, feed_id: str, subfeed_hash: str) -> int:
+        raise self.unsupported("feeds")
+
+    def watch_for_new_messages(
+        self,
+        watches: Dict[str, SubfeedWatch],
+        wait_msec: int,
+        max_num_messages: int = 0,
+    ) -> Dict[str, List[JSON]]:
+        """Wait up to `wait_msec` for new messages on any watch; return them by watch name."""
+        raise self.unsupported("feeds")
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027 - optional for subclasses
+        """Release connections and files. Safe to call more than once."""
+
+    def unsupported(self, operation: str) -> UnsupportedOperation:
+        return UnsupportedOperation(self.name, operation, self.unsupported_hint)

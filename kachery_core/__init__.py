@@ -1,4 +1,8 @@
-"""Core of kachery: URIs, storage layout, configuration, the transport interface and plugins.
+"""Core of kachery: only what the node and the clients share.
+
+Floors, lowest first (tests/system/test_layers.py enforces them; ARCHITECTURE.md draws
+them): this package's own modules (errors, atomic files, progress), then `content`,
+`settings`, `protocol`, `store`, `grpc_api` and `backend`.
 
 Importing this package is cheap on purpose: the CLI imports it on every call, so
 heavy modules (numpy, cryptography, network libraries) are imported only where used.

@@ -3,7 +3,7 @@
 A per-file request costs a client and a node a millisecond or two of Python each, which is
 most of the time a tree of thousands of small files takes to move. Here one request names
 up to `wire.BATCH_MAX_FILES` objects and the answer carries them all, each as a header
-frame and its raw bytes (the frames are in `kachery_core/wire.py`).
+frame and its raw bytes (the frames are in `kachery_core/protocol/wire.py`).
 
 Bounds: only objects up to `wire.BATCH_MAX_OBJECT_BYTES` travel in a batch, and at most
 `wire.BATCH_MAX_BYTES` of them per answer; the rest are answered `notSent` (the client

@@ -70,7 +70,7 @@ OPERATIONS: Dict[str, Operation] = {
     "linkFile": Operation(LOCAL, "linking a file by its path"),
 }
 """Operation -> the scope it needs. A route or RPC missing here is refused to all but local
-users (`needed`), and tests/test_scopes.py fails until it is added."""
+users (`needed`), and tests/daemon/test_scopes.py fails until it is added."""
 
 ANY_ROUTE = Operation(READ, "this request")
 """A request that matches no route: any valid credential, then a 404 or 405."""

@@ -2,7 +2,7 @@
 
 Objects already in the cache are not fetched. Small missing ones (up to
 `wire.BATCH_MAX_OBJECT_BYTES`) go in batch requests (`POST /downloadFiles`, frames in
-`kachery_core/wire.py`), several batches at a time; larger ones, and those a node leaves out
+`kachery_core/protocol/wire.py`), several batches at a time; larger ones, and those a node leaves out
 of a batch, go one by one through the backend's `load_file` (resumable, with manifests).
 All of it on the backend's `parallel_transfers` threads over its one connection pool.
 

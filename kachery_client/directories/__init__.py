@@ -1,0 +1,1 @@
+"""Directories (`sha1dir://`): whole folders stored, read and materialized over any backend."""

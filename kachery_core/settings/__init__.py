@@ -1,0 +1,5 @@
+"""Where settings come from: the config files, the environment, profiles and paths.
+
+`config.resolve_config()` is the one place a setting is resolved; nothing else reads
+`KACHERY_*` variables or config files.
+"""

@@ -54,7 +54,7 @@ FORBIDDEN: Dict[str, Tuple[str, ...]] = {
 }
 
 # Old plugin-facing import paths, kept for one release as aliases of the moved modules
-# (tests/test_compat_paths.py checks each). They name their new home only, so they are
+# (tests/system/test_compat_paths.py checks each). They name their new home only, so they are
 # left out of the layer rules: `kachery_core.testing` naming `kachery_client.testing` is
 # the alias itself, not a dependency of the core.
 COMPAT_SHIMS: Dict[str, str] = {

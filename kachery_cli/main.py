@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional
 
 import click
+from click.core import ParameterSource
 
 from kachery_core import __version__
 from kachery_core.errors import KacheryError
@@ -21,13 +22,64 @@ from . import files, listing, node_commands
 from .state import PROG, CliState
 
 
+def with_global_options(group: click.Group, command: click.Command) -> click.Command:
+    """`command` taking the group's global options too, anywhere among its own.
+
+    A global option given after the subcommand wins over the same one given before it (as
+    the later of two options does); the group's callback then runs again with the merged
+    values, so a new global option needs no code here. An option the command defines
+    itself (`backends --debug`) stays the command's.
+    """
+    if command.callback is None or group.callback is None:
+        raise RuntimeError(f"{PROG} {command.name} has no callback")
+    group_callback, command_callback = group.callback, command.callback
+    own = {opt for p in command.params for opt in p.opts} | {p.name for p in command.params}
+    extra = [p for p in group.params if p.name not in own and not set(p.opts) & own]
+    names = [p.name for p in extra if p.expose_value and p.name]
+
+    def run(**values: Any) -> Any:
+        ctx = click.get_current_context()
+        before = ctx.parent.params if ctx.parent is not None else {}
+        merged = {
+            n: values[n]
+            if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE or n not in before
+            else before[n]
+            for n in names
+        }
+        for n in names:
+            del values[n]
+        for p in group.params:  # one the command took for itself: its value from before
+            if p.expose_value and p.name and p.name not in merged:
+                merged[p.name] = before.get(p.name, p.default)
+        ctx.invoke(group_callback, **merged)
+        return ctx.invoke(command_callback, **values)
+
+    return click.Command(
+        command.name,
+        params=[*command.params, *extra],
+        callback=run,
+        help=command.help,
+        short_help=command.short_help,
+        context_settings={**group.context_settings, **command.context_settings},
+    )
+
+
+class _Group(click.Group):
+    """The `kachery-client` group: each command takes the global options after its own
+    arguments as well (`kachery-client store-file a.bin --debug`), as the short aliases do."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        command = super().get_command(ctx, cmd_name)
+        return None if command is None else with_global_options(self, command)
+
+
 def _print_version(ctx: click.Context, _param: object, value: bool) -> None:
     if value and not ctx.resilient_parsing:
         click.echo(f"{PROG} {__version__}")
         ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--backend",
     "--transport",

@@ -88,12 +88,29 @@ def _file(shown: str, name: str, entry: FileEntry) -> Entry:
 
 
 def print_entries(entries: List[Entry], as_json: bool) -> None:
+    """One line per entry for people (names escaped, see `shown`); JSON names stay exact."""
     if as_json:
         click.echo(json.dumps([asdict(e) for e in entries], indent=1))
         return
     if not entries:
         return
-    name_width = max(len(e.name) for e in entries)
+    names = [shown(e.name) for e in entries]
+    name_width = max(len(n) for n in names)
     size_width = max(len(str(e.size)) for e in entries)
-    for e in entries:
-        click.echo(f"{e.name:<{name_width}}  {e.size:>{size_width}}  {e.uri}")
+    for name, e in zip(names, entries):
+        click.echo(f"{name:<{name_width}}  {e.size:>{size_width}}  {shown(e.uri)}")
+
+
+def shown(text: str) -> str:
+    """`text` for a terminal line, every character Python does not call printable written
+    as `\\uXXXX`: bidi controls (U+202E makes a name show reversed), line and paragraph
+    separators (U+2028 and U+2029 split one entry into several lines for
+    `str.splitlines()`), zero-width and other format characters. Names never hold a
+    backslash (a directory object refuses one), so an escape cannot be taken for a name."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"

@@ -131,8 +131,9 @@ class Client:
         self, path: PathLike, label: Optional[str] = None, progress: Optional[Progress] = None
     ) -> str:
         """Make a file available without copying it; it is served only while unchanged."""
+        name = label or _basename(path)  # refused before any work
         stored = link_file_checked(self.transport, os.fspath(path), progress)
-        return str(stored.uri(label or _basename(path)))
+        return str(stored.uri(name))
 
     def store_stream(
         self,
@@ -293,8 +294,9 @@ class Client:
         from kachery_client.directories.operations import store_paths
 
         texts = [os.fspath(p) for p in paths]
+        names = [_basename(p) for p in texts]  # every name checked before any store
         stored = store_paths(self.transport, texts, link, progress)
-        return [str(obj.uri(_basename(p))) for obj, p in zip(stored, texts)]
+        return [str(obj.uri(name)) for obj, name in zip(stored, names)]
 
     def read_dir(self, uri: UriLike) -> Dict[str, Any]:
         """The directory a `sha1dir://` URI names, as `{"files": {...}, "dirs": {...}}`.
@@ -426,5 +428,13 @@ def _dir_uri(uri: UriLike) -> DirUri:
 
 
 def _basename(path: PathLike) -> Optional[str]:
+    """The name a file's URI gets; a name that is not UTF-8 cannot be one (a URI is text)."""
     name = os.path.basename(os.path.normpath(os.fspath(path)))
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"the file name {os.fsencode(name)!r} is not UTF-8, so it cannot be its URI's name",
+            "name it with --label NAME (label= in Python; one file at a time), or rename it",
+        ) from None
     return name or None

@@ -159,11 +159,13 @@ def _entry(obj: StoredObject) -> FileEntry:
 
 
 def _folder_label(root: Path) -> Optional[str]:
-    """The folder's name, unless it cannot be a label (control characters): then none."""
+    """The folder's name, unless it cannot be a label (control characters, not UTF-8):
+    then none."""
     name = os.path.basename(os.path.normpath(os.path.abspath(root)))
     try:
+        name.encode("utf-8")
         return check_dir_label(name) or None
-    except InvalidUriError:
+    except (InvalidUriError, UnicodeEncodeError):
         return None
 
 

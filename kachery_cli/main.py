@@ -19,7 +19,7 @@ from kachery_core import __version__
 from kachery_core.errors import KacheryError
 
 from . import files, listing, node_commands
-from .state import PROG, CliState
+from .state import PROG, CliState, ReaderGone
 
 
 def with_global_options(group: click.Group, command: click.Command) -> click.Command:
@@ -52,7 +52,10 @@ def with_global_options(group: click.Group, command: click.Command) -> click.Com
             if p.expose_value and p.name and p.name not in merged:
                 merged[p.name] = before.get(p.name, p.default)
         ctx.invoke(group_callback, **merged)
-        return ctx.invoke(command_callback, **values)
+        try:
+            return ctx.invoke(command_callback, **values)
+        except BrokenPipeError as exc:
+            raise ReaderGone() from exc
 
     return click.Command(
         command.name,
@@ -137,6 +140,7 @@ def main(
     try:
         with _plugin_warnings_as_lines(debug):
             code = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+            sys.stdout.flush()  # a closed pipe shows here, not in the flush at exit
     except click.UsageError as exc:
         hint = (
             f" (see '{prog_name} --help')"
@@ -153,7 +157,7 @@ def main(
             _print_traceback()
             _print_plugin_traceback(exc)
         _fail(str(exc), exc.exit_code)
-    except BrokenPipeError:
+    except (ReaderGone, BrokenPipeError):
         # The reader went away (`kachery-client cat-file ... | head`): not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

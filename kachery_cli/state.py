@@ -45,6 +45,14 @@ class CliState:
 pass_state = click.make_pass_decorator(CliState)
 
 
+class ReaderGone(Exception):
+    """stdout's reader went away (`kachery-client cat-file URI | head -c 10`): not an error.
+
+    Not an `OSError`, because click ends the program with exit code 1 on any EPIPE that
+    reaches it; `main` turns this into exit 0.
+    """
+
+
 class ChannelName(click.ParamType):
     """A channel name, checked by the one rule for them before the command does any work."""
 

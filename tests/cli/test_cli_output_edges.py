@@ -1,14 +1,17 @@
-"""Names at the edges of the CLI's output, through the real `kachery-client`: names that
-would reorder or split a line of `ls`, and file names that are not UTF-8."""
+"""Names and pipes at the edges of the CLI's output, through the real `kachery-client`:
+names that would reorder or split a line of `ls`, file names that are not UTF-8, and a
+reader that closes the pipe early."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from conftest import command
 
 import kachery_client as kc
 from kachery_core.errors import InvalidInputError
@@ -98,3 +101,31 @@ def test_python_api_refuses_a_name_that_is_not_utf8(kenv: Dict[str, str], not_ut
     with pytest.raises(InvalidInputError, match="is not UTF-8"):
         client.store_file(not_utf8)
     assert client.store_file(not_utf8, "named.bin").endswith("/named.bin")
+
+
+@pytest.mark.parametrize("program", ["kachery-client", "kachery-cat"])
+def test_cat_file_into_a_pipe_closed_early_exits_0(
+    cli, kenv: Dict[str, str], tmp_path: Path, program: str
+) -> None:
+    """`cat-file BIG | head -c 10`: the reader going away is not an error (exit 0, silent)."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 << 20))  # over the 4 MiB read whole before writing
+    uri = cli("store-file", str(big)).stdout.strip()
+    args = ["cat-file", uri] if program == "kachery-client" else [uri]
+    proc = subprocess.Popen(
+        [command(program), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(kenv),
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(10) == big.read_bytes()[:10]
+        proc.stdout.close()  # as `head -c 10` does
+        code = proc.wait(timeout=60)
+        stderr = proc.stderr.read().decode("utf-8", "replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (code, stderr) == (0, "")

@@ -402,7 +402,7 @@ class TransportContract:
     #
     # A backend gets directories for free: `kachery_client.directories.operations` stores, reads and
     # materializes trees through the transport's ordinary methods. These cases show that
-    # it does so for yours (and use its `load_files` / `parallel_transfers` if it has them).
+    # it does so for yours (through its `load_files` and `parallel_transfers`, as declared).
 
     def test_directory_read_and_materialize(self, backend: ContractBackend, tmp_path: Path) -> None:
         """A tree put in the backend file by file, with its directory object, reads back."""

@@ -20,6 +20,7 @@ import stat
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from kachery_client.file_kinds import file_kind
 from kachery_core.content.hashing import Progress, hash_stream, writer_for
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, InvalidInputError
@@ -221,22 +222,6 @@ def check_replaceable(
             f"destination {shown!r} is a {kind}, not a regular file",
             hint or "give a file path (only regular files are replaced)",
         )
-
-
-def file_kind(mode: int) -> str:
-    """What a stat mode says the file is, in words for an error message."""
-    for test, name in (
-        (stat.S_ISREG, "regular file"),
-        (stat.S_ISDIR, "directory"),
-        (stat.S_ISLNK, "symbolic link"),
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
 
 
 def _same_file(source: Path, dir_fd: int, name: str, full: Path) -> bool:

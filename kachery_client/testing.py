@@ -384,11 +384,25 @@ class TransportContract:
         assert stored.sha1 == hashlib.sha1(data).hexdigest()
         assert Path(backend.transport.load_file(stored.uri())).read_bytes() == data
 
+    def test_declared_capabilities(self, backend: ContractBackend) -> None:
+        """What the interface declares, the client reads as declared: a thread count, a
+        flag, a batch load giving paths in order, and the local store loads read from."""
+        t = backend.transport
+        assert isinstance(t.parallel_transfers, int) and t.parallel_transfers >= 1
+        assert isinstance(t.stores_in_process, bool)
+        blobs = [os.urandom(3_000 + n) for n in range(3)]
+        uris = [backend.put(data) for data in blobs]
+        paths = t.load_files(uris, None, [len(data) for data in blobs])
+        assert [Path(path).read_bytes() for path in paths] == blobs
+        store = t.local_store()
+        if store is not None:  # then `verify` checks it: what a load read must be in it
+            assert all(store.find(uri.sha1) is not None for uri in uris)
+
     # -- directories (sha1dir://) --------------------------------------------------------
     #
     # A backend gets directories for free: `kachery_client.directories.operations` stores, reads and
     # materializes trees through the transport's ordinary methods. These cases show that
-    # it does so for yours (and use its `load_files` / `parallel_transfers` if it has them).
+    # it does so for yours (through its `load_files` and `parallel_transfers`, as declared).
 
     def test_directory_read_and_materialize(self, backend: ContractBackend, tmp_path: Path) -> None:
         """A tree put in the backend file by file, with its directory object, reads back."""

@@ -40,6 +40,7 @@ from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
 from kachery_core.grpc_api.data_chunks import encode_data_chunk
 from kachery_core.grpc_api.tuning import CHANNEL_OPTIONS, keep_freed_buffers
 from kachery_core.protocol import wire
+from kachery_core.protocol.address import host_port
 
 from . import scopes
 from .feed_watch import Watch
@@ -93,7 +94,7 @@ async def start_grpc_server(node: Node, host: str, port: int) -> aio.Server:
         ]
     )
     add_service(server, KacheryService(node))
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = host_port(host, port)
     _check_can_listen(host, port, address)  # grpc would log its own multi-line error first
     try:
         bound = server.add_insecure_port(address)

@@ -2,8 +2,9 @@
 
 Everything here works through the `DaemonTransport` interface, so every backend (and
 every plugin) gets directories without code of its own: the files are ordinary objects
-and the directory object is one more. A backend that can move several files at once sets
-`parallel_transfers`; batches then run on that many threads over its one connection pool.
+and the directory object is one more. A backend that can move several files at once says
+so in `parallel_transfers`; batches then run on that many threads over its one connection
+pool, and loads go through its `load_files` (a batch request, where it has one).
 
     >>> uri = store_tree(transport, Path("recording"))                 # doctest: +SKIP
     >>> materialize(transport, parse_dir_uri(str(uri)), Path("copy"))  # doctest: +SKIP
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
 
 def parallel_transfers(transport: DaemonTransport) -> int:
-    return max(1, int(getattr(transport, "parallel_transfers", 1)))
+    return max(1, transport.parallel_transfers)
 
 
 # -- storing ---------------------------------------------------------------------------
@@ -156,11 +157,13 @@ def _entry(obj: StoredObject) -> FileEntry:
 
 
 def _folder_label(root: Path) -> Optional[str]:
-    """The folder's name, unless it cannot be a label (control characters): then none."""
+    """The folder's name, unless it cannot be a label (control characters, not UTF-8):
+    then none."""
     name = os.path.basename(os.path.normpath(os.path.abspath(root)))
     try:
+        name.encode("utf-8")
         return check_dir_label(name) or None
-    except InvalidUriError:
+    except (InvalidUriError, UnicodeEncodeError):
         return None
 
 
@@ -313,22 +316,8 @@ def load_files(
     progress: Optional[TreeReport] = None,
     sizes: Optional[Sequence[int]] = None,
 ) -> List[str]:
-    """Make several objects available locally; their paths, in order.
-
-    A backend with a batch operation of its own (`load_files(uris, progress, sizes)`, for
-    instance one request for many small files) is used through it; otherwise `load_file`
-    runs on `parallel_transfers` threads. `sizes` (what a directory says, when known) lets
-    a batch check each object's size before reading it.
-    """
-    batch = getattr(transport, "load_files", None)
-    if batch is not None:
-        return list(batch(uris, progress, sizes))
-    counter = TreeProgress(progress)
-
-    def one(uri: ContentUri) -> str:
-        file_progress = counter.for_file()
-        path = transport.load_file(uri, file_progress)
-        file_progress.done(os.stat(path).st_size)
-        return path
-
-    return run_batch(uris, one, parallel_transfers(transport))
+    """Make several objects available locally; their paths, in order (the backend's
+    `load_files`: one request for many small files where it has one, else `load_file` on
+    its `parallel_transfers` threads). `sizes` (what a directory says, when known) lets a
+    batch check each object's size before reading it."""
+    return list(transport.load_files(uris, progress, sizes))

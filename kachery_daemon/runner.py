@@ -83,9 +83,6 @@ def run_node(options: NodeOptions) -> None:
             config_file=options.node_config,
             path_identity=options.path_identity,
         )
-        print(
-            f"kachery-daemon: {node.path_policy.identity.describe()}", file=sys.stderr, flush=True
-        )
         node.channels = open_channels(options.node_config, node.storage, identity.node_id)
         try:
             ssl_context = _ssl_context(*options.tls) if options.tls else None
@@ -167,6 +164,7 @@ async def _serve(
         file=sys.stderr,
         flush=True,
     )
+    print(f"kachery-daemon: {node.path_policy.identity.describe()}", file=sys.stderr, flush=True)
     rotation = asyncio.ensure_future(_rotate(node))
     try:
         await stop.wait()

@@ -56,6 +56,15 @@ def cli() -> None:
     help="PEM key from `kachery-client generate-node-id`.",
 )
 @click.option("--auth-group", default=None, help="Group allowed to read the client-auth file.")
+@click.option(
+    "--path-identity",
+    type=click.Choice(["auto", "node-user", "group", "none"]),
+    default="auto",
+    show_default=True,
+    help="Whom path requests (/storeFile, /linkFile) are read for: the node's user, any "
+    "member of the client-auth group, or nobody; auto: the group (the node's user when it "
+    "is alone in it), nobody when the group's members cannot be known.",
+)
 @click.option("--label", default="", help="A name for this node, shown by the probe.")
 @click.option(
     "--auth-rotate-seconds",
@@ -135,6 +144,7 @@ def start(
     storage_dir: Optional[str],
     node_key: Optional[Path],
     auth_group: Optional[str],
+    path_identity: str,
     label: str,
     auth_rotate_seconds: float,
     allow_short_rotation: bool,
@@ -170,6 +180,7 @@ def start(
         port=port or config.daemon_port,
         node_key=node_key,
         auth_group=group,
+        path_identity=path_identity,
         label=label,
         rotate_seconds=auth_rotate_seconds,
         shutdown_grace_seconds=shutdown_grace_seconds,

@@ -52,6 +52,7 @@ class NodeOptions:
     port: int = 20431
     node_key: Optional[Path] = None
     auth_group: Optional[int] = None
+    path_identity: str = "auto"
     label: str = ""
     rotate_seconds: float = 300.0
     shutdown_grace_seconds: float = 10.0
@@ -80,6 +81,7 @@ def run_node(options: NodeOptions) -> None:
             feeds=FeedStore(storage_dir / FEEDS_FILE),
             label=options.label,
             config_file=options.node_config,
+            path_identity=options.path_identity,
         )
         node.channels = open_channels(options.node_config, node.storage, identity.node_id)
         try:
@@ -162,6 +164,7 @@ async def _serve(
         file=sys.stderr,
         flush=True,
     )
+    print(f"kachery-daemon: {node.path_policy.identity.describe()}", file=sys.stderr, flush=True)
     rotation = asyncio.ensure_future(_rotate(node))
     try:
         await stop.wait()

@@ -30,6 +30,7 @@ from .connection_guard import GuardedSite, ServerLimits
 from .feeds import FILE_NAME as FEEDS_FILE
 from .feeds import FeedStore
 from .http_api import create_app
+from .http_log import server_logger
 from .mutables import FILE_NAME as MUTABLES_FILE
 from .mutables import MutableStore
 from .node import Node
@@ -119,6 +120,7 @@ async def _serve(
         shutdown_timeout=grace_seconds,
         access_log=None,
         keepalive_timeout=limits.keepalive_seconds,
+        logger=server_logger(),  # one line per malformed request, not a traceback
     )
     await runner.setup()
     grpc_server = None

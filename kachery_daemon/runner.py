@@ -116,7 +116,7 @@ async def _serve(
     grace_seconds = options.shutdown_grace_seconds
     limits = options.limits
     runner = web.AppRunner(
-        create_app(node, limits.body_idle_seconds),
+        create_app(node, limits),
         shutdown_timeout=grace_seconds,
         access_log=None,
         keepalive_timeout=limits.keepalive_seconds,

@@ -26,9 +26,10 @@ bad request gets a 4xx with a one-line plain-text reason (`http_status` below); 
 unexpected exception is logged with its traceback to stderr and answered 500 with one line,
 never a stack trace. Every 4xx/5xx also carries `KACHERY-ERROR-TYPE`
 (`wire.ERROR_TYPE_HEADER`: `wire.error_type` of the failure, "refused" for a 403) so a
-client raises the same exception whichever backend it uses. Limits (docs-node-limits.md):
-a JSON body over 16 MiB is 413, a body that stalls is 408, a full disk is 507 (error type
-"error"), connections beyond the cap get 503 (connection_guard.py).
+client raises the same exception whichever backend it uses. Limits (README, "Limits,
+hostile peers and file modes"): a JSON body over 16 MiB is 413, a body that stalls or comes
+too slowly is 408 (and its connection closed), a full disk is 507 (error type "error"),
+connections beyond the cap get 503 (connection_guard.py).
 
 Probe with a nonce: `GET /probe?nonce=<1 to 128 hex digits>` adds `"signature"`, the hex
 Ed25519 signature by the node key of `wire.probe_message(nonce)` (the UTF-8 bytes of

@@ -82,7 +82,7 @@ def open_file_limit(limit: int) -> Iterator[None]:
 
 def test_pipelined_answers_nobody_reads_do_not_hold_the_cap(make_node) -> None:
     cap = 10
-    node = make_node("--max-connections", str(cap), "--write-timeout", "5")
+    node = make_node("--max-connections", str(cap), "--write-timeout", "8")
     pipeline = PROBE * (320_000 // len(PROBE))  # about 320 KB of requests, no credential
     attackers: List[socket.socket] = []
     try:
@@ -102,7 +102,7 @@ def test_pipelined_answers_nobody_reads_do_not_hold_the_cap(make_node) -> None:
 
 
 def test_a_download_nobody_reads_does_not_hold_the_cap(make_node) -> None:
-    node = make_node("--max-connections", "2", "--write-timeout", "4")
+    node = make_node("--max-connections", "2", "--write-timeout", "6")
     data = os.urandom(48 << 20)  # far more than the kernel's socket buffers hold
     sha1 = requests.post(node.url + "/store", data=data, headers=node.headers(), timeout=60).json()[
         "sha1"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import time
 
-from kachery_daemon.http_log import BURST
+from kachery_daemon.http_log import BURST, WINDOW
 
 
 def exchange(port: int, raw: bytes, timeout: float = 10.0) -> bytes:
@@ -61,13 +61,14 @@ def test_each_malformed_request_is_one_rate_limited_log_line(node) -> None:
         b"GET /probe HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n",
         b"GET /probe HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
     ]
-    sent = 0
+    sent, started = 0, time.monotonic()
     for _ in range(5):
         for raw in bad:
             answer = exchange(node.port, raw)
             assert status(answer) == 400, (raw, answer[:200])
             sent += 1
     assert sent == 20
+    one_window = time.monotonic() - started < WINDOW  # else a second window may log more
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         logged = node.log.read_text()[len(before) :]
@@ -76,7 +77,7 @@ def test_each_malformed_request_is_one_rate_limited_log_line(node) -> None:
             break
         time.sleep(0.2)
     assert "Traceback" not in logged, logged[:2000]
-    assert len(lines) == BURST, logged[:2000]  # 20 refused, the first BURST logged
+    assert (len(lines) == BURST) if one_window else (BURST <= len(lines) < sent), logged[:2000]
     assert all(line.startswith("kachery-daemon: refused") and "127.0.0.1" in line for line in lines)
-    assert len(logged.splitlines()) == BURST, logged[:2000]  # and nothing else
+    assert len(logged.splitlines()) == len(lines), logged[:2000]  # and nothing else
     assert node.probe() is not None

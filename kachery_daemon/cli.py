@@ -125,6 +125,28 @@ def cli() -> None:
     help="Seconds an upload may send nothing before it is answered 408.",
 )
 @click.option(
+    "--body-min-rate",
+    type=click.FloatRange(min=1),
+    default=1024.0,
+    show_default=True,
+    help="Bytes per second a request body must average, after a head start of "
+    "--body-idle-timeout (uploads) or --json-body-timeout (JSON bodies); slower is 408.",
+)
+@click.option(
+    "--json-body-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a JSON request body has before --body-min-rate applies.",
+)
+@click.option(
+    "--write-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds an answer may wait for the client to read it before the connection is closed.",
+)
+@click.option(
     "--keepalive-timeout",
     type=click.FloatRange(min=0.1),
     default=75.0,
@@ -135,7 +157,8 @@ def cli() -> None:
     "--max-connections",
     type=click.IntRange(min=1),
     default=None,
-    help="Open HTTP connections at most; more are answered 503 at once "
+    help="Open HTTP connections at most; at the cap a connection still sending its first "
+    "headers makes room, else new ones are answered 503 at once "
     "(default: 1000, or half the open-file limit if lower).",
 )
 def start(
@@ -155,6 +178,9 @@ def start(
     node_config: Optional[Path],
     header_timeout: float,
     body_idle_timeout: float,
+    body_min_rate: float,
+    json_body_timeout: float,
+    write_timeout: float,
     keepalive_timeout: float,
     max_connections: Optional[int],
 ) -> None:
@@ -187,7 +213,15 @@ def start(
         grpc_port=grpc_port,
         tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
         node_config=node_config,
-        limits=ServerLimits(header_timeout, body_idle_timeout, keepalive_timeout, max_connections),
+        limits=ServerLimits(
+            header_seconds=header_timeout,
+            body_idle_seconds=body_idle_timeout,
+            keepalive_seconds=keepalive_timeout,
+            max_connections=max_connections,
+            write_seconds=write_timeout,
+            json_body_seconds=json_body_timeout,
+            body_min_rate=body_min_rate,
+        ),
     )
     run_node(options)
 

@@ -30,6 +30,7 @@ from .connection_guard import GuardedSite, ServerLimits
 from .feeds import FILE_NAME as FEEDS_FILE
 from .feeds import FeedStore
 from .http_api import create_app
+from .http_log import server_logger
 from .mutables import FILE_NAME as MUTABLES_FILE
 from .mutables import MutableStore
 from .node import Node
@@ -117,10 +118,11 @@ async def _serve(
     grace_seconds = options.shutdown_grace_seconds
     limits = options.limits
     runner = web.AppRunner(
-        create_app(node, limits.body_idle_seconds),
+        create_app(node, limits),
         shutdown_timeout=grace_seconds,
         access_log=None,
         keepalive_timeout=limits.keepalive_seconds,
+        logger=server_logger(),  # one line per malformed request, not a traceback
     )
     await runner.setup()
     grpc_server = None

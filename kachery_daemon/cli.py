@@ -115,21 +115,23 @@ def cli() -> None:
     type=click.FloatRange(min=0.1),
     default=10.0,
     show_default=True,
-    help="Seconds a new connection has to send its request headers before it is closed.",
+    help="Seconds a new connection has to send its request headers (gRPC: finish its "
+    "handshake) before it is closed.",
 )
 @click.option(
     "--body-idle-timeout",
     type=click.FloatRange(min=0.1),
     default=60.0,
     show_default=True,
-    help="Seconds an upload may send nothing before it is answered 408.",
+    help="Seconds an upload may send nothing before it is answered 408 (gRPC: a Store "
+    "stream is ended with DEADLINE_EXCEEDED).",
 )
 @click.option(
     "--keepalive-timeout",
     type=click.FloatRange(min=0.1),
     default=75.0,
     show_default=True,
-    help="Seconds an idle kept-alive connection stays open.",
+    help="Seconds an idle kept-alive connection (gRPC: one with no call) stays open.",
 )
 @click.option(
     "--max-connections",
@@ -137,6 +139,13 @@ def cli() -> None:
     default=None,
     help="Open HTTP connections at most; more are answered 503 at once "
     "(default: 1000, or half the open-file limit if lower).",
+)
+@click.option(
+    "--grpc-max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Open gRPC connections at most; more are closed at once (default: 1000, or a "
+    "quarter of what --max-connections leaves of the open-file limit if lower).",
 )
 def start(
     host: str,
@@ -157,6 +166,7 @@ def start(
     body_idle_timeout: float,
     keepalive_timeout: float,
     max_connections: Optional[int],
+    grpc_max_connections: Optional[int],
 ) -> None:
     """Run the node in the foreground until stopped (Ctrl-C, SIGTERM or `kachery-daemon stop`)."""
     from .connection_guard import ServerLimits
@@ -188,6 +198,7 @@ def start(
         tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
         node_config=node_config,
         limits=ServerLimits(header_timeout, body_idle_timeout, keepalive_timeout, max_connections),
+        grpc_max_connections=grpc_max_connections,
     )
     run_node(options)
 

@@ -45,6 +45,7 @@ from kachery_core.protocol.address import host_port
 from . import scopes
 from .feed_watch import Watch
 from .feeds import check_feed_id, check_subfeed_hash
+from .grpc_limits import GrpcLimits
 from .json_bodies import parse_json
 from .node import Node, NoSpaceError, report_unexpected
 
@@ -57,8 +58,14 @@ REFUSED = "refused"
 
 Method = Callable[..., Awaitable[Any]]
 
+
+class StreamStalled(InvalidInputError):
+    """An upload stream sent no message for the message idle timeout (HTTP's 408)."""
+
+
 STATUS_CODES: Tuple[Tuple[Type[BaseException], grpc.StatusCode], ...] = (
     (NoSpaceError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StreamStalled, grpc.StatusCode.DEADLINE_EXCEEDED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (KacheryError, grpc.StatusCode.INVALID_ARGUMENT),  # InvalidInputError, IntegrityError, ...
     (UnicodeError, grpc.StatusCode.INVALID_ARGUMENT),  # a lone surrogate in *_json text
@@ -84,16 +91,18 @@ def status_code(exc: BaseException) -> Optional[grpc.StatusCode]:
     return None
 
 
-async def start_grpc_server(node: Node, host: str, port: int) -> aio.Server:
-    """Serve the gRPC API of `node` on host:port; `ConfigError` when it cannot listen."""
+async def start_grpc_server(node: Node, host: str, port: int, limits: GrpcLimits) -> aio.Server:
+    """Serve the gRPC API of `node` on host:port within `limits` (connection cap and
+    timeouts, see grpc_limits); `ConfigError` when it cannot listen."""
     keep_freed_buffers()
     server = aio.server(
         options=[
             *CHANNEL_OPTIONS,
+            *limits.server_options(),
             ("grpc.so_reuseport", 0),  # a port in use is an error, as it is for HTTP
         ]
     )
-    add_service(server, KacheryService(node))
+    add_service(server, KacheryService(node, limits.message_idle_seconds))
     address = host_port(host, port)
     _check_can_listen(host, port, address)  # grpc would log its own multi-line error first
     try:
@@ -214,8 +223,10 @@ def _streaming(
 
 
 class KacheryService(pb_grpc.KacheryServicer):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, message_idle_seconds: float) -> None:
         self.node = node
+        self.message_idle_seconds = message_idle_seconds
+        """An upload stream silent for this long is ended (`_messages`)."""
 
     def authorize(self, context: aio.ServicerContext, operation: str) -> None:
         """The same check as the HTTP header's: `Refused` unless the credential may do
@@ -249,7 +260,7 @@ class KacheryService(pb_grpc.KacheryServicer):
     @_rpc("store")
     async def Store(self, requests: AsyncIterator[pb.DataChunk], context: Any) -> pb.StoredReply:
         async def pieces() -> AsyncIterator[bytes]:
-            async for chunk in requests:
+            async for chunk in _messages(requests, self.message_idle_seconds):
                 yield chunk.data
 
         stored = await self.node.store_upload(pieces())
@@ -392,3 +403,20 @@ def _json(text: str, what: str) -> Any:
     if not text:
         raise InvalidInputError(f"missing {what}")
     return parse_json(text, what)
+
+
+async def _messages(requests: AsyncIterator[Any], idle_seconds: float) -> AsyncIterator[Any]:
+    """The messages of a client's stream; `StreamStalled` when none comes for `idle_seconds`
+    (the node then ends the call, and `Node.store_upload` removes its staging file)."""
+    iterator = requests.__aiter__()
+    while True:
+        try:
+            message = await asyncio.wait_for(iterator.__anext__(), idle_seconds)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise StreamStalled(
+                f"the upload stalled: no message for {idle_seconds:g} s; nothing was kept, "
+                "send it again"
+            ) from None
+        yield message

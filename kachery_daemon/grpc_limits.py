@@ -19,18 +19,22 @@ same rules as HTTP's (connection_guard), enforced by grpc itself with server opt
   without data get it disconnected (grpc's ping strikes);
 * streams: at most MAX_CONCURRENT_STREAMS calls at once per connection (a client queues
   the rest);
-* message idle timeout: an upload stream (`Store`) that sends no message for
-  `message_idle_seconds` (the HTTP body idle timeout) is ended with DEADLINE_EXCEEDED and
-  its staging file removed (grpc_service).
+* message idle timeout: a call whose request message does not come within
+  `message_idle_seconds` (the HTTP body idle timeout), or an upload stream (`Store`) that
+  sends no message for that long, is ended with DEADLINE_EXCEEDED (`StreamStalled`); an
+  upload's staging file is removed (grpc_service, `Node.store_upload`).
 
 This module does not import grpc: the CLI and runner use it to compute the limits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import resource
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, AsyncIterator, List, Optional, Tuple
+
+from kachery_core.errors import InvalidInputError
 
 DEFAULT_MAX_CONNECTIONS = 1000
 GRPC_SHARE = 4
@@ -93,3 +97,32 @@ class GrpcLimits:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+class StreamStalled(InvalidInputError):
+    """A call's client sent no message for the message idle timeout (HTTP's 408)."""
+
+
+async def next_message(
+    iterator: AsyncIterator[Any], idle_seconds: float, what: str, then: str = ""
+) -> Any:
+    """The next message from a client's stream (None at its end); `StreamStalled` naming
+    `what` (and saying `then`) if none comes within `idle_seconds`."""
+    try:
+        return await asyncio.wait_for(iterator.__anext__(), idle_seconds)
+    except StopAsyncIteration:
+        return None
+    except asyncio.TimeoutError:
+        raise StreamStalled(f"{what} stalled: no message for {idle_seconds:g} s{then}") from None
+
+
+async def upload_messages(requests: AsyncIterator[Any], idle_seconds: float) -> AsyncIterator[Any]:
+    """The messages of an upload stream, each within `idle_seconds` of the one before."""
+    iterator = requests.__aiter__()
+    while True:
+        message = await next_message(
+            iterator, idle_seconds, "the upload", "; nothing was kept, send it again"
+        )
+        if message is None:
+            return
+        yield message

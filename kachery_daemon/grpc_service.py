@@ -45,7 +45,7 @@ from kachery_core.protocol.address import host_port
 from . import scopes
 from .feed_watch import Watch
 from .feeds import check_feed_id, check_subfeed_hash
-from .grpc_limits import GrpcLimits
+from .grpc_limits import GrpcLimits, StreamStalled, next_message, upload_messages
 from .json_bodies import parse_json
 from .node import Node, NoSpaceError, report_unexpected
 
@@ -57,10 +57,6 @@ REFUSED = "refused"
 """The error type of a call without a valid credential."""
 
 Method = Callable[..., Awaitable[Any]]
-
-
-class StreamStalled(InvalidInputError):
-    """An upload stream sent no message for the message idle timeout (HTTP's 408)."""
 
 
 STATUS_CODES: Tuple[Tuple[Type[BaseException], grpc.StatusCode], ...] = (
@@ -130,16 +126,23 @@ _HANDLER_KINDS = {
 
 
 def add_service(server: aio.Server, service: KacheryService) -> None:
-    """Register the service's methods as the generated code would, except that the bulk
-    answers are bytes already encoded (`encode_data_chunk`): one copy of each block on its
-    way out instead of three (into the message, serialized, handed to grpc)."""
+    """Register the service's methods as the generated code would, except that:
+
+    * the bulk answers are bytes already encoded (`encode_data_chunk`): one copy of each
+      block on its way out instead of three (into the message, serialized, handed to grpc);
+    * a method with one request message takes it as a stream (`_one_request`), so that a
+      call whose message never comes is ended after the message idle timeout; grpc would
+      wait for it forever (the wire is the same: clients see no difference)."""
     descriptor = pb.DESCRIPTOR.services_by_name["Kachery"]
     handlers = {}
     for method in descriptor.methods:
-        kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
+        kind = _HANDLER_KINDS[(True, method.server_streaming)]
         reply = getattr(pb, method.output_type.name)
+        call = getattr(service, method.name)
+        if not method.client_streaming:
+            call = _one_request(call, method.server_streaming, service.message_idle_seconds)
         handlers[method.name] = kind(
-            getattr(service, method.name),
+            call,
             request_deserializer=getattr(pb, method.input_type.name).FromString,
             response_serializer=None if method.name in BULK_ANSWERS else reply.SerializeToString,
         )
@@ -148,6 +151,29 @@ def add_service(server: aio.Server, service: KacheryService) -> None:
     )
     if hasattr(server, "add_registered_method_handlers"):  # newer grpcio: faster lookup
         server.add_registered_method_handlers(descriptor.full_name, handlers)
+
+
+def _one_request(call: Any, streaming: bool, idle_seconds: float) -> Any:
+    """`call(request, context)` as a handler of a request stream: its one message must come
+    within `idle_seconds`, else the call ends with DEADLINE_EXCEEDED."""
+
+    async def request(requests: AsyncIterator[Any], context: aio.ServicerContext) -> Any:
+        try:
+            message = await next_message(requests.__aiter__(), idle_seconds, "the request")
+            if message is None:
+                raise InvalidInputError("the call had no request message")
+            return message
+        except Exception as exc:
+            await _abort(context, exc)
+
+    async def answer(requests: AsyncIterator[Any], context: aio.ServicerContext) -> Any:
+        return await call(await request(requests, context), context)
+
+    async def answers(requests: AsyncIterator[Any], context: aio.ServicerContext) -> Any:
+        async for reply in call(await request(requests, context), context):
+            yield reply
+
+    return answers if streaming else answer
 
 
 def _check_can_listen(host: str, port: int, address: str) -> None:
@@ -226,7 +252,8 @@ class KacheryService(pb_grpc.KacheryServicer):
     def __init__(self, node: Node, message_idle_seconds: float) -> None:
         self.node = node
         self.message_idle_seconds = message_idle_seconds
-        """An upload stream silent for this long is ended (`_messages`)."""
+        """A call whose request message does not come within this, or an upload stream
+        silent for this long, is ended (`grpc_limits.next_message`)."""
 
     def authorize(self, context: aio.ServicerContext, operation: str) -> None:
         """The same check as the HTTP header's: `Refused` unless the credential may do
@@ -260,7 +287,7 @@ class KacheryService(pb_grpc.KacheryServicer):
     @_rpc("store")
     async def Store(self, requests: AsyncIterator[pb.DataChunk], context: Any) -> pb.StoredReply:
         async def pieces() -> AsyncIterator[bytes]:
-            async for chunk in _messages(requests, self.message_idle_seconds):
+            async for chunk in upload_messages(requests, self.message_idle_seconds):
                 yield chunk.data
 
         stored = await self.node.store_upload(pieces())
@@ -403,20 +430,3 @@ def _json(text: str, what: str) -> Any:
     if not text:
         raise InvalidInputError(f"missing {what}")
     return parse_json(text, what)
-
-
-async def _messages(requests: AsyncIterator[Any], idle_seconds: float) -> AsyncIterator[Any]:
-    """The messages of a client's stream; `StreamStalled` when none comes for `idle_seconds`
-    (the node then ends the call, and `Node.store_upload` removes its staging file)."""
-    iterator = requests.__aiter__()
-    while True:
-        try:
-            message = await asyncio.wait_for(iterator.__anext__(), idle_seconds)
-        except StopAsyncIteration:
-            return
-        except asyncio.TimeoutError:
-            raise StreamStalled(
-                f"the upload stalled: no message for {idle_seconds:g} s; nothing was kept, "
-                "send it again"
-            ) from None
-        yield message

@@ -257,3 +257,35 @@ def test_silent_store_streams_are_ended_and_their_staging_files_removed(make_nod
             upload.released.set()
             upload.future.cancel()
         channel.close()
+
+
+def test_calls_whose_request_message_never_comes_are_ended(make_node) -> None:
+    """A unary call's headers with no message: grpc alone would wait for it forever."""
+    node = start_grpc_node(make_node, "--body-idle-timeout", "2")
+    channel = grpc.insecure_channel(f"127.0.0.1:{node.grpc_port}")  # type: ignore[attr-defined]
+    released = threading.Event()
+
+    def no_message() -> Iterator[bytes]:
+        released.wait(60)
+        yield from ()
+
+    auth = ((AUTH_METADATA, node.auth_code()),)
+    try:
+        calls: List[grpc.Future] = [
+            channel.stream_unary(f"/kachery.v1.Kachery/{name}").future(no_message(), metadata=auth)
+            for name in ("Probe", "GetMutable", "WatchForNewMessages")
+        ] + [
+            channel.stream_stream(f"/kachery.v1.Kachery/{name}")(no_message(), metadata=auth)
+            for name in ("Load", "ReadRange")
+        ]
+        started = time.monotonic()
+        for call in calls:
+            error = call.exception(timeout=max(1.0, started + 20 - time.monotonic()))
+            assert isinstance(error, grpc.RpcError), "the call was still open"
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error
+            assert error.details() == "the request stalled: no message for 2 s", error
+        assert time.monotonic() - started < 20
+        assert grpc_probe(node) is not None
+    finally:
+        released.set()
+        channel.close()

@@ -111,21 +111,23 @@ def log_lines(node: NodeProcess, text: str) -> int:
 
 
 def test_idle_grpc_connections_leave_http_and_grpc_answering(make_node) -> None:
-    node = start_grpc_node(make_node, "--header-timeout", "2", limit=OPEN_FILES)
+    node = start_grpc_node(make_node, "--header-timeout", "4", limit=OPEN_FILES)
     log_before = node.log.stat().st_size
     idle = flood(node.grpc_port, FLOOD)  # type: ignore[attr-defined]
     try:
-        time.sleep(0.5)
+        flooded = time.monotonic()
         # the gRPC cap leaves room: HTTP answers at once, the node has descriptors to spare
         assert http_probe_ok(node), "HTTP /probe got no answer while gRPC connections were idle"
         assert open_fds(node) < OPEN_FILES - 64, open_fds(node)
-        # beyond the cap, connections were closed as soon as they were accepted
-        refused = sum(closed_by_node(sock, 0.05) for sock in idle)
-        assert refused >= FLOOD - OPEN_FILES // 4, refused
-        # and the ones the cap let in are closed by the handshake timeout: gRPC answers again
-        deadline = time.monotonic() + 15
+        # beyond the cap, connections are closed as soon as they are accepted (well before
+        # the handshake timeout)
+        open_ones = list(idle)
+        while len(open_ones) > OPEN_FILES // 4 and time.monotonic() < flooded + 3:
+            open_ones = [sock for sock in open_ones if not closed_by_node(sock, 0.02)]
+        assert len(open_ones) <= OPEN_FILES // 4, len(open_ones)
+        # the ones the cap let in are closed by the handshake timeout: gRPC answers again
         answered = None
-        while answered is None and time.monotonic() < deadline:
+        while answered is None and time.monotonic() < flooded + 20:
             answered = grpc_probe(node)
         assert answered is not None, "gRPC Probe got no answer after the handshake timeout"
         assert all(closed_by_node(sock, 5) for sock in idle)

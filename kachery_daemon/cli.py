@@ -123,8 +123,8 @@ def cli() -> None:
     type=click.FloatRange(min=0.1),
     default=60.0,
     show_default=True,
-    help="Seconds an upload may send nothing before it is answered 408 (gRPC: a Store "
-    "stream is ended with DEADLINE_EXCEEDED).",
+    help="Seconds an upload may send nothing before it is answered 408 (gRPC: a call's "
+    "request, upload or answer stream that does not move is ended with DEADLINE_EXCEEDED).",
 )
 @click.option(
     "--keepalive-timeout",

@@ -22,7 +22,9 @@ same rules as HTTP's (connection_guard), enforced by grpc itself with server opt
 * message idle timeout: a call whose request message does not come within
   `message_idle_seconds` (the HTTP body idle timeout), or an upload stream (`Store`) that
   sends no message for that long, is ended with DEADLINE_EXCEEDED (`StreamStalled`); an
-  upload's staging file is removed (grpc_service, `Node.store_upload`).
+  upload's staging file is removed (grpc_service, `Node.store_upload`);
+* write timeout: an answer stream (`Load`, `ReadRange`) that cannot send for
+  `write_seconds`, because the client reads nothing, is ended and its file closed.
 
 This module does not import grpc: the CLI and runner use it to compute the limits.
 """
@@ -65,6 +67,7 @@ class GrpcLimits:
     handshake_seconds: float
     idle_seconds: float
     message_idle_seconds: float
+    write_seconds: float
 
     @classmethod
     def beside_http(
@@ -73,11 +76,12 @@ class GrpcLimits:
         header_seconds: float,
         keepalive_seconds: float,
         body_idle_seconds: float,
+        write_seconds: float,
         max_connections: Optional[int] = None,
     ) -> GrpcLimits:
         """The same rules as HTTP's, with the cap given or one that leaves HTTP room."""
         cap = max_connections if max_connections is not None else default_connection_cap(http_cap)
-        return cls(cap, header_seconds, keepalive_seconds, body_idle_seconds)
+        return cls(cap, header_seconds, keepalive_seconds, body_idle_seconds, write_seconds)
 
     def server_options(self) -> List[Tuple[str, Any]]:
         """grpc server options that enforce these limits."""
@@ -100,7 +104,8 @@ def _ms(seconds: float) -> int:
 
 
 class StreamStalled(InvalidInputError):
-    """A call's client sent no message for the message idle timeout (HTTP's 408)."""
+    """A call's client sent no message for the message idle timeout (HTTP's 408), or read
+    none of its answers for the write timeout."""
 
 
 async def next_message(

@@ -140,6 +140,7 @@ async def _serve(
                 limits.header_seconds,
                 limits.keepalive_seconds,
                 limits.body_idle_seconds,
+                limits.body_idle_seconds,  # the write timeout: no message either way
                 options.grpc_max_connections,
             )
             grpc_server = await start_grpc_server(node, host, grpc_port, grpc_limits)

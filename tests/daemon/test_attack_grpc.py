@@ -20,7 +20,9 @@ from node_fixtures import NodeProcess
 
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
+from kachery_core.grpc_api.tuning import CLIENT_CHANNEL_OPTIONS
 from kachery_core.protocol.wire import AUTH_METADATA
+from kachery_core.store.layout import StorageLayout
 
 OPEN_FILES = 256
 """The node's open-file limit in these tests, as under `ulimit -n 256`."""
@@ -290,4 +292,50 @@ def test_calls_whose_request_message_never_comes_are_ended(make_node) -> None:
         assert grpc_probe(node) is not None
     finally:
         released.set()
+        channel.close()
+
+
+def _fds_on(node: NodeProcess, path: Path) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{node.pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{node.pid}/fd/{fd}") == str(path)
+    return count
+
+
+def test_answers_nobody_reads_end_the_call_and_close_the_file(make_node) -> None:
+    node = start_grpc_node(make_node, "--body-idle-timeout", "2")
+    data = os.urandom(40_000_000)
+    sha1 = requests.post(node.url + "/store", data=data, headers=node.headers(), timeout=60)
+    sha1.raise_for_status()
+    path = StorageLayout(node.storage_dir).object_path(sha1.json()["sha1"])
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{node.grpc_port}",  # type: ignore[attr-defined]
+        options=CLIENT_CHANNEL_OPTIONS,
+    )
+    try:
+        stub = pb_grpc.KacheryStub(channel)
+        auth = ((AUTH_METADATA, node.auth_code()),)
+        loads = [stub.Load(pb.FileKey(sha1=sha1.json()["sha1"]), metadata=auth) for _ in range(3)]
+        for load in loads:
+            next(load)  # the first block came; the rest is never read
+        time.sleep(0.5)
+        assert _fds_on(node, path) == 3  # each load holds the object open
+        deadline = time.monotonic() + 15
+        while _fds_on(node, path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _fds_on(node, path) == 0, "the node still holds the object for unread loads"
+        for load in loads:  # a client that reads on gets what was sent, then the status
+            try:
+                for _ in load:
+                    pass
+            except grpc.RpcError:
+                pass
+            assert load.code() == grpc.StatusCode.DEADLINE_EXCEEDED, load.details()
+            assert load.details() == "the answer was not read: nothing could be sent for 2 s"
+        whole = b"".join(
+            c.data for c in stub.Load(pb.FileKey(sha1=sha1.json()["sha1"]), metadata=auth)
+        )
+        assert whole == data  # a load that is read goes through
+    finally:
         channel.close()

@@ -1,6 +1,7 @@
 """The gRPC port under attack, on a real node started with `--grpc-port`: idle TCP
 connections against its connection cap and the shared open-file budget, connections with
-no call, accept failures for lack of descriptors, and upload streams that go silent."""
+no call, accept failures for lack of descriptors, upload streams that go silent, calls
+whose request message never comes, and answers nobody reads (issue 18, items 2 and 7)."""
 
 from __future__ import annotations
 

@@ -115,14 +115,16 @@ def cli() -> None:
     type=click.FloatRange(min=0.1),
     default=10.0,
     show_default=True,
-    help="Seconds a new connection has to send its request headers before it is closed.",
+    help="Seconds a new connection has to send its request headers (gRPC: finish its "
+    "handshake) before it is closed.",
 )
 @click.option(
     "--body-idle-timeout",
     type=click.FloatRange(min=0.1),
     default=60.0,
     show_default=True,
-    help="Seconds an upload may send nothing before it is answered 408.",
+    help="Seconds an upload may send nothing before it is answered 408 (gRPC: a call's "
+    "request, upload or answer stream that does not move is ended with DEADLINE_EXCEEDED).",
 )
 @click.option(
     "--body-min-rate",
@@ -151,7 +153,7 @@ def cli() -> None:
     type=click.FloatRange(min=0.1),
     default=75.0,
     show_default=True,
-    help="Seconds an idle kept-alive connection stays open.",
+    help="Seconds an idle kept-alive connection (gRPC: one with no call) stays open.",
 )
 @click.option(
     "--max-connections",
@@ -160,6 +162,13 @@ def cli() -> None:
     help="Open HTTP connections at most; at the cap a connection still sending its first "
     "headers makes room, else new ones are answered 503 at once "
     "(default: 1000, or half the open-file limit if lower).",
+)
+@click.option(
+    "--grpc-max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Open gRPC connections at most; more are closed at once (default: 1000, or a "
+    "quarter of what --max-connections leaves of the open-file limit if lower).",
 )
 def start(
     host: str,
@@ -183,6 +192,7 @@ def start(
     write_timeout: float,
     keepalive_timeout: float,
     max_connections: Optional[int],
+    grpc_max_connections: Optional[int],
 ) -> None:
     """Run the node in the foreground until stopped (Ctrl-C, SIGTERM or `kachery-daemon stop`)."""
     from .connection_guard import ServerLimits
@@ -222,6 +232,7 @@ def start(
             json_body_seconds=json_body_timeout,
             body_min_rate=body_min_rate,
         ),
+        grpc_max_connections=grpc_max_connections,
     )
     run_node(options)
 

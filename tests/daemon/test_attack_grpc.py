@@ -178,13 +178,23 @@ def test_grpc_max_connections_caps_open_connections(make_node) -> None:
 def test_failed_accepts_are_logged_once_per_burst(make_node) -> None:
     """A node whose HTTP cap does not fit its open-file limit (given by hand): accepts fail
     with EMFILE, and the log says so in two lines, not a traceback per accept."""
+    # A long header timeout: the node's small listen backlog paces the flood, so connections
+    # must stay open until there are more of them than descriptors.
     node = start_grpc_node(
-        make_node, "--max-connections", "1000", "--header-timeout", "3", limit=OPEN_FILES
+        make_node, "--max-connections", "1000", "--header-timeout", "60", limit=OPEN_FILES
     )
     log_before = node.log.stat().st_size
-    idle = flood(node.port, FLOOD)
+    idle: List[socket.socket] = []
     try:
-        time.sleep(1)  # out of descriptors: accepts fail now, many times a second
+        for _ in range(FLOOD):  # until the node, out of descriptors, stops taking them
+            try:
+                idle.append(socket.create_connection(("127.0.0.1", node.port), timeout=2))
+            except OSError:
+                break
+        deadline = time.monotonic() + 10  # out of descriptors: accepts fail, many a second
+        while log_lines(node, "cannot accept connections") == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
     finally:
         for sock in idle:
             sock.close()

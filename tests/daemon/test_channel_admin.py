@@ -23,13 +23,7 @@ from test_channels import BUCKET, Lab, _one_line_error, _random_sha1, lab, s3  #
 
 from kachery_core.content.manifest import CHUNK_SIZE
 from kachery_core.store.layout import StorageLayout
-from kachery_daemon.channels.bucket import (
-    ATTEMPTS,
-    EXPECT_WAIT,
-    RETRY_PAUSE,
-    ChannelBucket,
-    ChannelUnreachable,
-)
+from kachery_daemon.channels.bucket import ChannelBucket
 from kachery_daemon.channels.config import ChannelConfig
 from kachery_daemon.channels.housekeeping import (
     REQUEST_MAX_AGE,
@@ -37,6 +31,12 @@ from kachery_daemon.channels.housekeeping import (
     UploadJournal,
     abort_stale_uploads,
     expire_requests,
+)
+from kachery_daemon.channels.store_errors import (
+    ATTEMPTS,
+    EXPECT_WAIT,
+    RETRY_PAUSE,
+    ChannelUnreachable,
 )
 
 MISSPELT = "kachery-chanels"

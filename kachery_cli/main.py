@@ -19,7 +19,7 @@ from kachery_core import __version__
 from kachery_core.errors import KacheryError
 
 from . import files, listing, node_commands
-from .state import PROG, CliState, ReaderGone
+from .state import PROG, CliState, Interrupted, ReaderGone
 
 
 def with_global_options(group: click.Group, command: click.Command) -> click.Command:
@@ -56,6 +56,8 @@ def with_global_options(group: click.Group, command: click.Command) -> click.Com
             return ctx.invoke(command_callback, **values)
         except BrokenPipeError as exc:
             raise ReaderGone() from exc
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
     return click.Command(
         command.name,
@@ -150,8 +152,15 @@ def main(
         _fail(f"{exc.format_message()}{hint}", 2)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:
+        # click turns a Ctrl-C outside a command (while parsing) into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _fail("interrupted", 130)
         _fail("aborted", 1)
+    except Interrupted:
+        if sys.stderr.isatty():
+            click.echo(err=True)  # end the line the terminal's ^C is on
+        _fail("interrupted", 130)  # the shell's convention for SIGINT: 128 + 2
     except KacheryError as exc:
         if debug:
             _print_traceback()

@@ -18,7 +18,7 @@ from click.core import ParameterSource
 from kachery_core import __version__
 from kachery_core.errors import KacheryError
 
-from . import files, listing, node_commands
+from . import files, help_text, listing, node_commands
 from .state import PROG, CliState, Interrupted, ReaderGone
 
 
@@ -65,6 +65,7 @@ def with_global_options(group: click.Group, command: click.Command) -> click.Com
         callback=run,
         help=command.help,
         short_help=command.short_help,
+        epilog=command.epilog,
         context_settings={**group.context_settings, **command.context_settings},
     )
 
@@ -76,6 +77,13 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
         command = super().get_command(ctx, cmd_name)
         return None if command is None else with_global_options(self, command)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole first paragraph (click cuts it with "...")."""
+        rows = help_text.command_rows(self, ctx)
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def _print_version(ctx: click.Context, _param: object, value: bool) -> None:
@@ -126,7 +134,9 @@ for _command in (
     node_commands.info,
     node_commands.config,
     node_commands.backends,
+    help_text.completion,
 ):
+    _command.epilog = help_text.epilog(str(_command.name))
     cli.add_command(_command)
 
 

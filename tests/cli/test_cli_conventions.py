@@ -6,6 +6,7 @@ shell accepts, and the completion protocol it installs lists the commands."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -112,3 +113,77 @@ def test_ctrl_c_during_a_load_exits_130_and_leaves_no_partial_file(
     _assert_interrupted(_interrupt(proc))
     assert _files_below(cache) == []  # neither the half download nor an object
     assert _files_below(out) == []
+
+
+def _commands_section(help_text: str) -> List[str]:
+    lines = help_text.split("\nCommands:\n", 1)[1].splitlines()
+    return [line for line in lines if line.strip()]
+
+
+def _command_names(cli) -> List[str]:
+    shown = cli("--help")
+    assert shown.returncode == 0, shown
+    return [line.split()[0] for line in _commands_section(shown.stdout) if line[2:3] != " "]
+
+
+def test_the_group_help_shows_every_command_s_whole_first_line(cli) -> None:
+    shown = cli("--help")
+    assert shown.returncode == 0, shown
+    section = _commands_section(shown.stdout)
+    assert not [line for line in section if "..." in line], shown.stdout
+    text = " ".join(" ".join(section).split())
+    assert (
+        "Store a copy of each PATH (- for stdin) and print its URI, one per line, in order." in text
+    )
+    assert {"store-file", "load-file", "completion", "verify"} <= set(_command_names(cli))
+
+
+def test_every_command_help_ends_with_examples(cli) -> None:
+    names = _command_names(cli)
+    assert len(names) >= 13, names
+    for name in names:
+        shown = cli(name, "--help")
+        assert shown.returncode == 0, (name, shown)
+        tail = shown.stdout.rstrip().split("\n\n")[-1].splitlines()
+        assert tail[0].strip() in ("Example:", "Examples:"), (name, shown.stdout)
+        assert 2 <= len(tail) <= 3, (name, tail)
+        assert all(
+            line.strip().startswith(("kachery-client ", "KACHERY_", "echo ")) for line in tail[1:]
+        ), tail
+        assert name in " ".join(tail[1:]), (name, tail)
+    alias = cli("--help", program="kachery-store")  # the short commands too
+    assert "kachery-client store-file data.bin" in alias.stdout, alias
+
+
+def test_completion_prints_a_script_bash_accepts(cli, tmp_path: Path) -> None:
+    for shell in ("bash", "zsh", "fish"):
+        printed = cli("completion", shell)
+        assert printed.returncode == 0, printed
+        assert "_KACHERY_CLIENT_COMPLETE" in printed.stdout, (shell, printed)
+    script = tmp_path / "kachery-client.bash"
+    script.write_text(cli("completion", "bash").stdout)
+    bash = shutil.which("bash")
+    assert bash, "bash is needed to check the script"
+    checked = subprocess.run([bash, "-n", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stderr == "", checked
+    wrong = cli("completion", "tcsh")
+    assert wrong.returncode == 2 and "tcsh" in wrong.stderr, wrong
+
+
+def test_the_completion_protocol_lists_commands_and_options(cli, kenv: Dict[str, str]) -> None:
+    """What the installed script asks the program, by the same environment variables."""
+
+    def complete(words: str, cword: int) -> List[str]:
+        env = dict(
+            kenv, _KACHERY_CLIENT_COMPLETE="bash_complete", COMP_WORDS=words, COMP_CWORD=str(cword)
+        )
+        done = cli(env=env)
+        assert done.returncode == 0, done
+        return done.stdout.splitlines()
+
+    commands = complete("kachery-client ", 1)
+    for name in ("plain,store-file", "plain,load-file", "plain,completion", "plain,info"):
+        assert name in commands, commands
+    assert complete("kachery-client lo", 1) == ["plain,load-file"]
+    assert "plain,--dest" in complete("kachery-client load-file URI --d", 3)
+    assert complete("kachery-client completion ", 2) == ["plain,bash", "plain,zsh", "plain,fish"]

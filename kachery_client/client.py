@@ -73,6 +73,7 @@ class Client(TypedObjects):
         backend: Optional[str] = None,
         *,
         _source: str = "Client() argument",
+        _config: Optional[Config] = None,
         **settings: Any,
     ) -> None:
         """`backend` names the backend (`transport=` is accepted as another spelling);
@@ -81,7 +82,7 @@ class Client(TypedObjects):
             settings["backend"] = backend
         if settings.get("channel") is not None:
             settings["channel"] = check_channel_name(settings["channel"])
-        self.config: Config = resolve_config(settings, explicit_source=_source)
+        self.config: Config = _config or resolve_config(settings, explicit_source=_source)
         self._transport: Optional[DaemonTransport] = None
         self._selection: Optional[Selection] = None
         self._on_channels: Dict[str, Client] = {}
@@ -93,10 +94,7 @@ class Client(TypedObjects):
             return self
         name = check_channel_name(channel)
         if name not in self._on_channels:
-            other = Client.__new__(Client)
-            other.config = self.config.replace(channel=name)
-            other._transport, other._selection, other._on_channels = None, None, {}
-            self._on_channels[name] = other
+            self._on_channels[name] = Client(_config=self.config.replace(channel=name))
         return self._on_channels[name]
 
     @property

@@ -192,6 +192,16 @@ def test_load_takes_channel_and_passes_it_to_the_backend(kenv) -> None:
         assert client.load_bytes(uri, 0, 4, channel="lab") == b"here"
 
 
+def test_channel_reaches_a_real_node(kenv, node) -> None:
+    """Through the http backend, the node itself answers for the channel the call named."""
+    missing = "sha1://" + "1" * 40 + "/gone.bin"
+    assert kc.Client().selection.name == "http"
+    for load in (kc.load_bytes, kc.load_json, kc.load_file):
+        with pytest.raises(kc.KacheryError) as info:
+            load(missing, channel="lab")
+        assert "from channel 'lab'; this node belongs to no channel" in str(info.value)
+
+
 def _readme_api_list() -> str:
     text = README.read_text()
     start = text.index("The full API")

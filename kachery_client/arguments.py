@@ -58,6 +58,12 @@ def _label_of(uri: object) -> str:
     return rest.rsplit("/", 1)[-1] if "/" in rest else rest[:12]
 
 
+def _shown_name(path: PathLike) -> str:
+    """A file's or folder's name as a progress bar shows it, whatever its bytes."""
+    name = os.path.basename(os.path.normpath(os.fspath(path)))
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _basename(path: PathLike) -> Optional[str]:
     """The name a file's URI gets; a name that is not UTF-8 cannot be one (a URI is text)."""
     name = os.path.basename(os.path.normpath(os.fspath(path)))

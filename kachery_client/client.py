@@ -26,6 +26,7 @@ from kachery_client.arguments import (
     _dir_uri,
     _label_of,
     _parsed,
+    _shown_name,
     _size,
     check_channel_name,
 )
@@ -327,7 +328,7 @@ class Client(TypedObjects):
         if progress is True and scanned is None:  # the walk gives the bar its totals
             scanned = self.check_dir(path, skip_errors)
         files, size = (len(scanned.files), scanned.total_size) if scanned else (None, None)
-        with tree_progress(progress, f"storing {_basename(path)}", files, size) as report:
+        with tree_progress(progress, f"storing {_shown_name(path)}", files, size) as report:
             uri = store_tree(
                 self.transport,
                 Path(os.fspath(path)),

@@ -258,6 +258,11 @@ CHILD = textwrap.dedent(
     kc.load_file(uri, dest="copy.bin", progress=show)
     folder = kc.store_dir("rec", progress=show)
     kc.load_dir(folder, "rec-copy", progress=show)
+    odd = os.fsdecode(b"\\xffodd")  # a folder name that is not UTF-8 still gets its bar
+    os.makedirs(odd)
+    with open(os.path.join(odd, "x.bin"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+    kc.store_dir(odd, progress=show)
     kc.store_file("copy.bin", label="again.bin", progress=calls.append)  # a callback still works
     assert calls and calls[-1] == 8 << 20, calls[-3:]
     print("ok")
@@ -316,9 +321,8 @@ def test_progress_true_draws_bars_on_a_terminal(kenv, tmp_path: Path) -> None:
     finals = {}
     for frame in frames:
         finals[frame.split(":")[0]] = frame  # the last frame drawn of each bar
-    assert set(finals) == {"storing data.bin", "loading data.bin", "storing rec", "loading rec"}, (
-        frames
-    )
+    names = ["storing data.bin", "loading data.bin", "storing rec", "loading rec"]
+    assert set(finals) == {*names, "storing \ufffdodd"}, frames  # U+FFFD for the byte 0xff
     assert re.search(r"100%\|█+\| 8\.00M/8\.00M", finals["storing data.bin"]), finals
     assert "8.00MB" in finals["loading data.bin"], finals  # a load's total is not known first
     for folder in ("storing rec", "loading rec"):

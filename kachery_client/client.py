@@ -55,6 +55,7 @@ from kachery_core.store.base import StoredObject
 if TYPE_CHECKING:
     from kachery_client.directories.scan import ScannedTree
     from kachery_core.content.directory import Directory, FileEntry
+    from kachery_core.content.hashing import Progress
     from kachery_core.store.local import LocalStorage
 
 UriLike = Union[str, ContentUri, DirUri]
@@ -254,7 +255,9 @@ class Client(TypedObjects):
         with byte_progress(progress, f"loading {_label_of(uri)}", None) as report:
             return self._load_file(uri, dest, report)
 
-    def _load_file(self, uri: UriLike, dest: Optional[PathLike], progress: Any) -> str:
+    def _load_file(
+        self, uri: UriLike, dest: Optional[PathLike], progress: Optional[Progress]
+    ) -> str:
         given = _parsed(uri)
         if isinstance(given, DirUri):
             from kachery_client.directories.operations import load_entry

@@ -136,7 +136,7 @@ for _command in (
     node_commands.backends,
     help_text.completion,
 ):
-    _command.epilog = help_text.epilog(str(_command.name))
+    _command.epilog = _command.epilog or help_text.epilog(str(_command.name))
     cli.add_command(_command)
 
 

@@ -18,8 +18,8 @@ from click.core import ParameterSource
 from kachery_core import __version__
 from kachery_core.errors import KacheryError
 
-from . import files, listing, node_commands
-from .state import PROG, CliState, ReaderGone
+from . import files, help_text, listing, node_commands
+from .state import PROG, CliState, Interrupted, ReaderGone
 
 
 def with_global_options(group: click.Group, command: click.Command) -> click.Command:
@@ -56,6 +56,8 @@ def with_global_options(group: click.Group, command: click.Command) -> click.Com
             return ctx.invoke(command_callback, **values)
         except BrokenPipeError as exc:
             raise ReaderGone() from exc
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
     return click.Command(
         command.name,
@@ -63,6 +65,7 @@ def with_global_options(group: click.Group, command: click.Command) -> click.Com
         callback=run,
         help=command.help,
         short_help=command.short_help,
+        epilog=command.epilog,
         context_settings={**group.context_settings, **command.context_settings},
     )
 
@@ -74,6 +77,13 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
         command = super().get_command(ctx, cmd_name)
         return None if command is None else with_global_options(self, command)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole first paragraph (click cuts it with "...")."""
+        rows = help_text.command_rows(self, ctx)
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def _print_version(ctx: click.Context, _param: object, value: bool) -> None:
@@ -124,7 +134,9 @@ for _command in (
     node_commands.info,
     node_commands.config,
     node_commands.backends,
+    help_text.completion,
 ):
+    _command.epilog = _command.epilog or help_text.epilog(str(_command.name))
     cli.add_command(_command)
 
 
@@ -150,8 +162,15 @@ def main(
         _fail(f"{exc.format_message()}{hint}", 2)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:
+        # click turns a Ctrl-C outside a command (while parsing) into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _fail("interrupted", 130)
         _fail("aborted", 1)
+    except Interrupted:
+        if sys.stderr.isatty():
+            click.echo(err=True)  # end the line the terminal's ^C is on
+        _fail("interrupted", 130)  # the shell's convention for SIGINT: 128 + 2
     except KacheryError as exc:
         if debug:
             _print_traceback()

@@ -53,6 +53,11 @@ class ReaderGone(Exception):
     """
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a command. Not a `KeyboardInterrupt`, which click would turn into
+    `Abort` after printing a blank line; `main` exits 130 with one line."""
+
+
 class ChannelName(click.ParamType):
     """A channel name, checked by the one rule for them before the command does any work."""
 

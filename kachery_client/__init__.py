@@ -19,6 +19,7 @@ from kachery_core import __version__
 from kachery_core.content.uri import ContentUri, DirUri, parse_any_uri, parse_uri
 from kachery_core.errors import (
     ConfigError,
+    FormatError,
     IntegrityError,
     InvalidInputError,
     InvalidUriError,
@@ -32,7 +33,19 @@ from kachery_core.errors import (
 from .client import Client
 
 if _TYPE_CHECKING:  # annotations only; kept out of the module's namespace
-    from typing import Any, Dict, List, Optional, Sequence, Tuple
+    from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
+
+    import numpy
+
+    from kachery_client.client import PathLike, UriLike
+    from kachery_client.directories.scan import ScannedTree
+    from kachery_client.progress_bars import ShowProgress, ShowTreeProgress
+    from kachery_core.backend.base import JSON
+
+from typing import Callable as _Callable
+from typing import TypeVar as _TypeVar
+
+_F = _TypeVar("_F", bound=_Callable[..., object])
 
 __all__ = [
     "Client",
@@ -43,6 +56,7 @@ __all__ = [
     "__version__",
     "KacheryError",
     "ConfigError",
+    "FormatError",
     "IntegrityError",
     "InvalidInputError",
     "InvalidUriError",
@@ -52,6 +66,8 @@ __all__ = [
     "TreeProblemsError",
     "store_file",
     "store_files",
+    "store_stream",
+    "store_bytes",
     "store_dir",
     "read_dir",
     "load_dir",
@@ -95,85 +111,160 @@ def default_client() -> Client:
     return _default[1]
 
 
-def store_file(path: Any, label: Optional[str] = None) -> str:
-    return default_client().store_file(path, label)
+def _api(function: _F) -> _F:
+    """Give a module function the docstring of the `Client` method it calls."""
+    function.__doc__ = getattr(Client, function.__name__).__doc__
+    return function
 
 
-def link_file(path: Any, label: Optional[str] = None) -> str:
-    return default_client().link_file(path, label)
-
-
-def store_files(paths: Sequence[Any], link: bool = False) -> List[str]:
-    return default_client().store_files(paths, link=link)
-
-
-def store_dir(
-    path: Any,
+@_api
+def store_file(
+    path: PathLike,
     label: Optional[str] = None,
+    progress: ShowProgress = None,
+    upload_to_channel: Optional[str] = None,
+    upload_progress: ShowProgress = None,
+) -> str:
+    return default_client().store_file(path, label, progress, upload_to_channel, upload_progress)
+
+
+@_api
+def link_file(path: PathLike, label: Optional[str] = None, progress: ShowProgress = None) -> str:
+    return default_client().link_file(path, label, progress)
+
+
+@_api
+def store_files(
+    paths: Sequence[PathLike], *, link: bool = False, progress: ShowTreeProgress = None
+) -> List[str]:
+    return default_client().store_files(paths, link=link, progress=progress)
+
+
+@_api
+def store_stream(
+    stream: BinaryIO,
+    label: Optional[str] = None,
+    progress: ShowProgress = None,
+    upload_to_channel: Optional[str] = None,
+) -> str:
+    return default_client().store_stream(stream, label, progress, upload_to_channel)
+
+
+@_api
+def store_bytes(data: bytes, label: Optional[str] = None) -> str:
+    return default_client().store_bytes(data, label)
+
+
+@_api
+def store_dir(
+    path: PathLike,
+    label: Optional[str] = None,
+    *,
     link: bool = False,
     skip_errors: bool = False,
     upload_to_channel: Optional[str] = None,
+    progress: ShowTreeProgress = None,
+    scanned: Optional[ScannedTree] = None,
 ) -> str:
     return default_client().store_dir(
-        path, label, link=link, skip_errors=skip_errors, upload_to_channel=upload_to_channel
+        path,
+        label,
+        link=link,
+        skip_errors=skip_errors,
+        upload_to_channel=upload_to_channel,
+        progress=progress,
+        scanned=scanned,
     )
 
 
-def read_dir(uri: Any) -> Dict[str, Any]:
-    return default_client().read_dir(uri)
+@_api
+def read_dir(uri: UriLike, *, channel: Optional[str] = None) -> Dict[str, Any]:
+    return default_client().read_dir(uri, channel=channel)
 
 
-def load_dir(uri: Any, dest: Any, force: bool = False, copy: bool = False) -> str:
-    return default_client().load_dir(uri, dest, force=force, copy=copy)
+@_api
+def load_dir(
+    uri: UriLike,
+    dest: PathLike,
+    *,
+    force: bool = False,
+    copy: bool = False,
+    progress: ShowTreeProgress = None,
+    channel: Optional[str] = None,
+) -> str:
+    return default_client().load_dir(
+        uri, dest, force=force, copy=copy, progress=progress, channel=channel
+    )
 
 
-def load_file(uri: Any, dest: Any = None) -> str:
-    return default_client().load_file(uri, dest)
+@_api
+def load_file(
+    uri: UriLike,
+    dest: Optional[PathLike] = None,
+    progress: ShowProgress = None,
+    *,
+    channel: Optional[str] = None,
+) -> str:
+    return default_client().load_file(uri, dest, progress, channel=channel)
 
 
-def load_bytes(uri: Any, start: int = 0, end: Optional[int] = None) -> bytes:
-    return default_client().load_bytes(uri, start, end)
+@_api
+def load_bytes(
+    uri: UriLike, start: int = 0, end: Optional[int] = None, *, channel: Optional[str] = None
+) -> bytes:
+    return default_client().load_bytes(uri, start, end, channel=channel)
 
 
+@_api
 def store_text(text: str, label: str = "file.txt") -> str:
     return default_client().store_text(text, label)
 
 
-def load_text(uri: Any) -> str:
-    return default_client().load_text(uri)
+@_api
+def load_text(uri: UriLike, *, channel: Optional[str] = None) -> str:
+    return default_client().load_text(uri, channel=channel)
 
 
-def store_json(value: Any, label: str = "file.json") -> str:
+@_api
+def store_json(value: JSON, label: str = "file.json") -> str:
     return default_client().store_json(value, label)
 
 
-def load_json(uri: Any) -> Any:
-    return default_client().load_json(uri)
+@_api
+def load_json(uri: UriLike, *, channel: Optional[str] = None) -> JSON:
+    return default_client().load_json(uri, channel=channel)
 
 
-def store_npy(array: Any, label: str = "file.npy") -> str:
+@_api
+def store_npy(array: numpy.ndarray, label: str = "file.npy") -> str:
     return default_client().store_npy(array, label)
 
 
-def load_npy(uri: Any) -> Any:
-    return default_client().load_npy(uri)
+@_api
+def load_npy(uri: UriLike, *, channel: Optional[str] = None) -> numpy.ndarray:
+    return default_client().load_npy(uri, channel=channel)
 
 
+@_api
 def store_pkl(value: Any, label: str = "file.pkl") -> str:
     return default_client().store_pkl(value, label)
 
 
-def load_pkl(uri: Any) -> Any:
-    return default_client().load_pkl(uri)
+@_api
+def load_pkl(uri: UriLike, *, channel: Optional[str] = None) -> Any:
+    return default_client().load_pkl(uri, channel=channel)
 
 
-def get(key: Any, default: Any = None) -> Any:
+@_api
+def get(key: JSON, default: JSON = None) -> JSON:
     return default_client().get(key, default)
 
 
-def set(key: Any, value: Any, update: bool = True) -> None:  # noqa: A001 - the API's name
+@_api
+def set(key: JSON, value: JSON, update: bool = True) -> None:  # noqa: A001 - the API's name
     default_client().set(key, value, update)
 
 
-def delete(key: Any) -> None:
+@_api
+def delete(key: JSON) -> None:
     default_client().delete(key)

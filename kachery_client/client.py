@@ -14,14 +14,32 @@ win over the environment and config file, just as command-line flags do:
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Union
 
+from kachery_client.arguments import (  # re-exported: the CLI catches it
+    InvalidChannelNameError as InvalidChannelNameError,
+)
+from kachery_client.arguments import (
+    _basename,
+    _dir_uri,
+    _label_of,
+    _parsed,
+    _shown_name,
+    _size,
+    check_channel_name,
+)
 from kachery_client.backends.registry import get_registry
 from kachery_client.backends.selection import Selection, select_backend
 from kachery_client.dest_copy import copy_verified
+from kachery_client.progress_bars import (
+    ShowProgress,
+    ShowTreeProgress,
+    byte_progress,
+    tree_progress,
+)
+from kachery_client.typed import TypedObjects
 from kachery_client.verified_read import open_verified
 from kachery_client.verified_store import (
     link_file_checked,
@@ -29,32 +47,35 @@ from kachery_client.verified_store import (
     store_stream_checked,
 )
 from kachery_core.backend.base import JSON, DaemonTransport, NodeInfo
-from kachery_core.content.hashing import Progress
-from kachery_core.content.uri import ContentUri, DirUri, parse_any_uri, parse_dir_uri
+from kachery_core.content.uri import ContentUri, DirUri
 from kachery_core.errors import InvalidInputError, UnsupportedOperation
-from kachery_core.settings.config import SETTINGS, Config, resolve_config
+from kachery_core.settings.config import Config, resolve_config
 from kachery_core.store.base import StoredObject
 
 if TYPE_CHECKING:
-    import numpy
-
     from kachery_client.directories.scan import ScannedTree
-    from kachery_core.backend.batch import TreeReport
     from kachery_core.content.directory import Directory, FileEntry
+    from kachery_core.content.hashing import Progress
     from kachery_core.store.local import LocalStorage
 
 UriLike = Union[str, ContentUri, DirUri]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class Client:
-    """Store and load files through the active backend (chosen as `kachery-client info` says)."""
+class Client(TypedObjects):
+    """Store and load files through the active backend (chosen as `kachery-client info` says).
+
+    Every method that loads takes `channel=`: a node lacking the object fetches it from
+    that channel (default: the client's `channel` setting). Long operations take
+    `progress=`: True for a bar (on a terminal or in Jupyter), or a callback.
+    """
 
     def __init__(
         self,
         backend: Optional[str] = None,
         *,
         _source: str = "Client() argument",
+        _config: Optional[Config] = None,
         **settings: Any,
     ) -> None:
         """`backend` names the backend (`transport=` is accepted as another spelling);
@@ -63,9 +84,20 @@ class Client:
             settings["backend"] = backend
         if settings.get("channel") is not None:
             settings["channel"] = check_channel_name(settings["channel"])
-        self.config: Config = resolve_config(settings, explicit_source=_source)
+        self.config: Config = _config or resolve_config(settings, explicit_source=_source)
         self._transport: Optional[DaemonTransport] = None
         self._selection: Optional[Selection] = None
+        self._on_channels: Dict[str, Client] = {}
+
+    def _via(self, channel: Optional[str]) -> Client:
+        """This client, or (for a call's `channel=`) one like it that loads through that
+        channel, made once per channel and closed with this one."""
+        if channel is None or channel == self.config.channel:
+            return self
+        name = check_channel_name(channel)
+        if name not in self._on_channels:
+            self._on_channels[name] = Client(_config=self.config.replace(channel=name))
+        return self._on_channels[name]
 
     @property
     def selection(self) -> Selection:
@@ -76,6 +108,7 @@ class Client:
 
     @property
     def transport(self) -> DaemonTransport:
+        """The backend's transport, made on first use (for plugins and tests)."""
         if self._transport is None:
             cls = get_registry().load(self.selection.name)
             self._transport = cls.from_config(self.config)
@@ -96,6 +129,9 @@ class Client:
         return store
 
     def close(self) -> None:
+        """Close the backend's connections (a `with Client() as c:` block does it too)."""
+        for other in self._on_channels.values():
+            other.close()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -112,56 +148,64 @@ class Client:
         self,
         path: PathLike,
         label: Optional[str] = None,
-        progress: Optional[Progress] = None,
+        progress: ShowProgress = None,
         upload_to_channel: Optional[str] = None,
-        upload_progress: Optional[Progress] = None,
+        upload_progress: ShowProgress = None,
     ) -> str:
         """Store a copy of a file; return its `sha1://` URI (labelled with its base name).
 
         With `upload_to_channel`, the node also uploads it (and its manifest) to that channel.
+        `progress=True` draws a bar (`upload_progress=True` one for the upload).
         """
-        return self._store_and_upload(
-            lambda: store_file_checked(self.transport, os.fspath(path), progress),
-            label or _basename(path),
-            upload_to_channel,
-            upload_progress,
-        )
+        name = label or _basename(path)
+        with byte_progress(progress, f"storing {name}", _size(path)) as report:
+            return self._store_and_upload(
+                lambda: store_file_checked(self.transport, os.fspath(path), report),
+                name,
+                upload_to_channel,
+                upload_progress,
+                _size(path),
+            )
 
     def link_file(
-        self, path: PathLike, label: Optional[str] = None, progress: Optional[Progress] = None
+        self, path: PathLike, label: Optional[str] = None, progress: ShowProgress = None
     ) -> str:
         """Make a file available without copying it; it is served only while unchanged."""
         name = label or _basename(path)  # refused before any work
-        stored = link_file_checked(self.transport, os.fspath(path), progress)
+        with byte_progress(progress, f"linking {name}", _size(path)) as report:
+            stored = link_file_checked(self.transport, os.fspath(path), report)
         return str(stored.uri(name))
 
     def store_stream(
         self,
         stream: BinaryIO,
         label: Optional[str] = None,
-        progress: Optional[Progress] = None,
+        progress: ShowProgress = None,
         upload_to_channel: Optional[str] = None,
     ) -> str:
         """Store everything read from a binary stream (a pipe, a socket, a file object)."""
-        return self._store_and_upload(
-            lambda: store_stream_checked(self.transport, stream, progress),
-            label,
-            upload_to_channel,
-        )
+        with byte_progress(progress, f"storing {label or 'stream'}", None) as report:
+            return self._store_and_upload(
+                lambda: store_stream_checked(self.transport, stream, report),
+                label,
+                upload_to_channel,
+            )
 
     def _store_and_upload(
         self,
         store: Callable[[], StoredObject],
         label: Optional[str],
         channel: Optional[str],
-        upload_progress: Optional[Progress] = None,
+        upload_progress: ShowProgress = None,
+        size: Optional[int] = None,
     ) -> str:
         """Store, then have the node upload to `channel` (checked first, before any work)."""
         if channel is not None:
             self.check_upload(channel)
         uri = store().uri(label)
         if channel is not None:
-            self.transport.upload_to_channel(uri, channel, upload_progress)
+            with byte_progress(upload_progress, f"uploading to {channel}", size) as report:
+                self.transport.upload_to_channel(uri, channel, report)
         return str(uri)
 
     def check_upload(self, channel: str) -> None:
@@ -171,7 +215,7 @@ class Client:
         self.transport.check_channels(channel)
 
     def upload_to_channel(
-        self, uri: UriLike, channel: Optional[str] = None, progress: Optional[Progress] = None
+        self, uri: UriLike, channel: Optional[str] = None, progress: ShowProgress = None
     ) -> None:
         """Have the node upload a file it holds to a channel (default: the `channel` setting).
 
@@ -190,16 +234,30 @@ class Client:
 
             upload_tree(self.transport, parsed, checked)
             return
-        self.transport.upload_to_channel(parsed, checked, progress)
+        with byte_progress(progress, f"uploading to {checked}", None) as report:
+            self.transport.upload_to_channel(parsed, checked, report)
 
     def load_file(
-        self, uri: UriLike, dest: Optional[PathLike] = None, progress: Optional[Progress] = None
+        self,
+        uri: UriLike,
+        dest: Optional[PathLike] = None,
+        progress: ShowProgress = None,
+        *,
+        channel: Optional[str] = None,
     ) -> str:
         """Return a local path holding the object's bytes; with `dest`, a verified copy there.
 
         `dest` may be a directory, in which case the file is named after the URI's label
         (or its hash). Raises `NotFoundError` naming the URI and where it looked.
         """
+        if channel is not None:
+            return self._via(channel).load_file(uri, dest, progress)
+        with byte_progress(progress, f"loading {_label_of(uri)}", None) as report:
+            return self._load_file(uri, dest, report)
+
+    def _load_file(
+        self, uri: UriLike, dest: Optional[PathLike], progress: Optional[Progress]
+    ) -> str:
         given = _parsed(uri)
         if isinstance(given, DirUri):
             from kachery_client.directories.operations import load_entry
@@ -230,8 +288,17 @@ class Client:
         """
         return open_verified(self.transport, self._file_uri(uri), start, end)  # type: ignore[return-value]
 
-    def load_bytes(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> bytes:
-        with self.open(uri, start, end) as stream:
+    def load_bytes(
+        self,
+        uri: UriLike,
+        start: int = 0,
+        end: Optional[int] = None,
+        *,
+        channel: Optional[str] = None,
+    ) -> bytes:
+        """The object's bytes [start, end) (all of them by default), checked against its
+        hash before any is returned."""
+        with self._via(channel).open(uri, start, end) as stream:
             return stream.read()
 
     # -- directories and batches -------------------------------------------------------
@@ -244,7 +311,7 @@ class Client:
         link: bool = False,
         skip_errors: bool = False,
         upload_to_channel: Optional[str] = None,
-        progress: Optional[TreeReport] = None,
+        progress: ShowTreeProgress = None,
         scanned: Optional[ScannedTree] = None,
     ) -> str:
         """Store every file below a folder and return the `sha1dir://` URI naming the tree.
@@ -253,22 +320,27 @@ class Client:
         content; broken links, links to directories and special files raise
         `TreeProblemsError` (listing each in `.problems`) before anything is stored,
         unless `skip_errors`. `link=True` links the files instead of copying them.
-        `progress` is called with (files done, bytes done). `scanned` is the folder's walk
-        from `check_dir`, when it was made first (to check several folders before any store).
+        `progress` is True for a bar, or called with (files done, bytes done). `scanned` is
+        the folder's walk from `check_dir`, when it was made first (to check several
+        folders before any store).
         """
         from kachery_client.directories.operations import store_tree, upload_tree
 
         if upload_to_channel is not None:
             self.check_upload(upload_to_channel)
-        uri = store_tree(
-            self.transport,
-            Path(os.fspath(path)),
-            label,
-            link=link,
-            skip_errors=skip_errors,
-            progress=progress,
-            scanned=scanned,
-        )
+        if progress is True and scanned is None:  # the walk gives the bar its totals
+            scanned = self.check_dir(path, skip_errors)
+        files, size = (len(scanned.files), scanned.total_size) if scanned else (None, None)
+        with tree_progress(progress, f"storing {_shown_name(path)}", files, size) as report:
+            uri = store_tree(
+                self.transport,
+                Path(os.fspath(path)),
+                label,
+                link=link,
+                skip_errors=skip_errors,
+                progress=report,
+                scanned=scanned,
+            )
         if upload_to_channel is not None:
             upload_tree(self.transport, uri, upload_to_channel)
         return str(uri)
@@ -285,7 +357,7 @@ class Client:
         paths: Sequence[PathLike],
         *,
         link: bool = False,
-        progress: Optional[TreeReport] = None,
+        progress: ShowTreeProgress = None,
     ) -> List[str]:
         """Store (or link) several files as one batch; their URIs, in the order given.
 
@@ -295,10 +367,12 @@ class Client:
 
         texts = [os.fspath(p) for p in paths]
         names = [_basename(p) for p in texts]  # every name checked before any store
-        stored = store_paths(self.transport, texts, link, progress)
+        total = sum(_size(p) or 0 for p in texts)
+        with tree_progress(progress, "storing", len(texts), total) as report:
+            stored = store_paths(self.transport, texts, link, report)
         return [str(obj.uri(name)) for obj, name in zip(stored, names)]
 
-    def read_dir(self, uri: UriLike) -> Dict[str, Any]:
+    def read_dir(self, uri: UriLike, *, channel: Optional[str] = None) -> Dict[str, Any]:
         """The directory a `sha1dir://` URI names, as `{"files": {...}, "dirs": {...}}`.
 
         Each file entry has `size`, `sha1` and, for files over 20,000,000 bytes,
@@ -306,7 +380,7 @@ class Client:
         """
         from kachery_client.directories.operations import resolve_dir
 
-        return resolve_dir(self.transport, _dir_uri(uri)).to_json()
+        return resolve_dir(self._via(channel).transport, _dir_uri(uri)).to_json()
 
     def lookup(self, uri: UriLike) -> Union[FileEntry, Directory]:
         """The entry the path of a `sha1dir://` URI names: a file's, or a directory."""
@@ -321,7 +395,8 @@ class Client:
         *,
         force: bool = False,
         copy: bool = False,
-        progress: Optional[TreeReport] = None,
+        progress: ShowTreeProgress = None,
+        channel: Optional[str] = None,
     ) -> str:
         """Write the tree a `sha1dir://` URI names at `dest`; return `dest`.
 
@@ -329,63 +404,21 @@ class Client:
         (read-only) where the filesystem allows, copies otherwise or with `copy=True`.
         `dest` must be new or an empty directory unless `force=True`.
         """
-        from kachery_client.directories.operations import materialize
+        from kachery_client.directories.operations import materialize, resolve_dir
 
-        done = materialize(
-            self.transport,
-            _dir_uri(uri),
-            Path(os.fspath(dest)),
-            force=force,
-            copy=copy,
-            progress=progress,
-        )
+        transport, parsed = self._via(channel).transport, _dir_uri(uri)
+        files, size = resolve_dir(transport, parsed).totals() if progress is True else (None, None)
+        with tree_progress(progress, f"loading {parsed.label or 'folder'}", files, size) as report:
+            done = materialize(
+                transport, parsed, Path(os.fspath(dest)), force=force, copy=copy, progress=report
+            )
         return str(done)
 
     def store_bytes(self, data: bytes, label: Optional[str] = None) -> str:
+        """Store bytes held in memory; return their `sha1://` URI (named `label`)."""
         return self.store_stream(io.BytesIO(data), label)
 
-    # -- typed helpers ------------------------------------------------------------
-
-    def store_text(self, text: str, label: str = "file.txt") -> str:
-        return self.store_bytes(text.encode("utf-8"), label)
-
-    def load_text(self, uri: UriLike) -> str:
-        return self.load_bytes(uri).decode("utf-8")
-
-    def store_json(self, value: JSON, label: str = "file.json") -> str:
-        return self.store_bytes(json.dumps(value, separators=(",", ":")).encode("utf-8"), label)
-
-    def load_json(self, uri: UriLike) -> JSON:
-        return json.loads(self.load_bytes(uri))
-
-    def store_npy(self, array: numpy.ndarray, label: str = "file.npy") -> str:
-        """Store a numpy array in .npy format, without pickle (object arrays are refused)."""
-        import numpy as np
-
-        buffer = io.BytesIO()
-        try:
-            np.save(buffer, np.asarray(array), allow_pickle=False)
-        except ValueError as exc:
-            raise InvalidInputError(
-                f"cannot store this array as .npy: {exc}", "use store_pkl"
-            ) from None
-        return self.store_bytes(buffer.getvalue(), label)
-
-    def load_npy(self, uri: UriLike) -> numpy.ndarray:
-        import numpy as np
-
-        return np.load(io.BytesIO(self.load_bytes(uri)), allow_pickle=False)
-
-    def store_pkl(self, value: Any, label: str = "file.pkl") -> str:
-        """Store any picklable object. Only load pickles from people you trust."""
-        import pickle
-
-        return self.store_bytes(pickle.dumps(value, protocol=4), label)
-
-    def load_pkl(self, uri: UriLike) -> Any:
-        import pickle
-
-        return pickle.loads(self.load_bytes(uri))
+    # store_text ... load_pkl come from TypedObjects (kachery_client/typed.py)
 
     # -- mutables -----------------------------------------------------------------
 
@@ -395,46 +428,9 @@ class Client:
         return value if found else default
 
     def set(self, key: JSON, value: JSON, update: bool = True) -> None:
+        """Store `value` under a mutable key; with `update=False` an existing value is kept."""
         self.transport.mutable_set(key, value, update)
 
     def delete(self, key: JSON) -> None:
+        """Remove a mutable key."""
         self.transport.mutable_delete(key)
-
-
-class InvalidChannelNameError(InvalidInputError, ValueError):
-    """A channel name that breaks the one rule for channel names (`config.CHANNEL_NAME`)."""
-
-
-def check_channel_name(name: object) -> str:
-    """`name` if it is a channel name, else `InvalidChannelNameError` naming it.
-
-    The rule is the `channel` setting's, so a name refused here is refused everywhere.
-    """
-    try:
-        return SETTINGS["channel"].parse(name)
-    except ValueError as exc:
-        raise InvalidChannelNameError(f"invalid channel name {name!r}: {exc}") from None
-
-
-def _parsed(uri: UriLike) -> Union[ContentUri, DirUri]:
-    """A parsed URI as it is, text parsed (and checked)."""
-    return uri if isinstance(uri, (ContentUri, DirUri)) else parse_any_uri(uri)
-
-
-def _dir_uri(uri: UriLike) -> DirUri:
-    return (
-        uri if isinstance(uri, DirUri) else parse_dir_uri(uri if isinstance(uri, str) else str(uri))
-    )
-
-
-def _basename(path: PathLike) -> Optional[str]:
-    """The name a file's URI gets; a name that is not UTF-8 cannot be one (a URI is text)."""
-    name = os.path.basename(os.path.normpath(os.fspath(path)))
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError(
-            f"the file name {os.fsencode(name)!r} is not UTF-8, so it cannot be its URI's name",
-            "name it with --label NAME (label= in Python; one file at a time), or rename it",
-        ) from None
-    return name or None

@@ -59,6 +59,11 @@ class TreeProblemsError(InvalidInputError):
         self.problems = problems
 
 
+class FormatError(KacheryError, ValueError):
+    """An object's bytes are not in the format asked for (`load_json` of a PNG, say); the
+    message names the URI and what the bytes look like."""
+
+
 class IntegrityError(KacheryError):
     """Bytes did not hash to what they were supposed to."""
 

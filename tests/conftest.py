@@ -37,7 +37,7 @@ spawn.install()
 
 BIN = Path(sys.executable).parent
 
-pytest_plugins = ["node_fixtures"]  # the `node` and `make_node` fixtures
+pytest_plugins = ["node_fixtures", "other_user"]  # `node`, `make_node`, `other_user`
 
 
 def _kill_leftovers_at_exit() -> None:

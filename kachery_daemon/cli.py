@@ -34,6 +34,40 @@ def _storage_dir(value: Optional[str]) -> Path:
     return config.storage_dir
 
 
+def _node_storage(value: Optional[str], need_node: bool = False) -> Tuple[Path, str]:
+    """The storage directory a command works on, found as `start` finds it (--storage-dir,
+    else KACHERY_STORAGE_DIR, else `storage_dir` in a config file, else the default), and
+    where it came from ("from KACHERY_STORAGE_DIR"), for the command to say.
+
+    It must exist (`need_node`: and hold a kachery-node-id, as every node's does from its
+    first start): a command never creates a storage directory, which would only leave a
+    stray one where the admin meant another.
+    """
+    config = resolve_config(
+        {"storage_dir": value} if value else {}, explicit_source="--storage-dir"
+    )
+    root = config.storage_dir
+    where = _storage_source(config.source("storage_dir"))
+    hint = "pass --storage-dir DIR, the directory the node was started with (or set KACHERY_STORAGE_DIR)"
+    if not root.is_dir():
+        raise ConfigError(f"no storage directory at {root} ({where})", hint)
+    if need_node and not (root / "kachery-node-id").is_file():
+        raise ConfigError(
+            f"{root} ({where}) is no node's storage directory: it has no kachery-node-id file",
+            hint + "; a new node's directory gets one when the node first starts",
+        )
+    return root, where
+
+
+def _storage_source(source: str) -> str:
+    """ "from KACHERY_STORAGE_DIR", "from --storage-dir", "from config file F", "the default"."""
+    if source == "default":
+        return "the default"
+    if source.startswith("environment "):
+        return "from " + source[len("environment ") :]
+    return "from " + source
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name=PROG, message="%(prog)s %(version)s")
 def cli() -> None:
@@ -190,10 +224,10 @@ def info(storage_dir: Optional[str]) -> None:
 
     from .node_files import read_state
 
-    root = _storage_dir(storage_dir)
+    root, where = _node_storage(storage_dir)
     state = read_state(root)
     node_id = StorageLayout(root).read_node_id()
-    click.echo(f"storage dir  {root}")
+    click.echo(f"storage dir  {root} ({where})")
     click.echo(f"node id      {node_id or 'none yet'}")
     if state is None:
         click.echo("running      no")
@@ -222,10 +256,13 @@ def stop(storage_dir: Optional[str], timeout: float) -> None:
     """Stop the node gracefully: transfers in flight finish or are cleanly aborted."""
     from .node_files import read_state
 
-    root = _storage_dir(storage_dir)
+    root, where = _node_storage(storage_dir)
     state = read_state(root)
     if state is None:
-        raise ConfigError(f"no node is running on {root}", "start one with `kachery-daemon start`")
+        raise ConfigError(
+            f"no node is running on {root} ({where})",
+            "start one with `kachery-daemon start`, or pass the --storage-dir of the running one",
+        )
     pid = int(state["pid"])
     try:
         os.kill(pid, signal.SIGTERM)
@@ -234,7 +271,7 @@ def stop(storage_dir: Optional[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if read_state(root) is None:
-            click.echo(f"stopped node (pid {pid})", err=True)
+            click.echo(f"stopped node (pid {pid}) of {root} ({where})", err=True)
             return
         time.sleep(0.05)
     raise KacheryError(f"node pid {pid} did not stop within {timeout:g} s")
@@ -255,9 +292,8 @@ def verify(uris: Tuple[str, ...], storage_dir: Optional[str], prune_stale: bool)
     from kachery_core.store.check import check_and_report
     from kachery_core.store.local import LocalStorage
 
-    root = _storage_dir(storage_dir)
-    if not root.is_dir():
-        raise ConfigError(f"no storage directory at {root}", "check --storage-dir")
+    root, where = _node_storage(storage_dir)
+    click.echo(f"checking storage directory {root} ({where})", err=True)
     sys.exit(check_and_report(LocalStorage(root), list(uris) or None, prune_stale))
 
 
@@ -266,10 +302,12 @@ def token() -> None:
     """Access tokens for clients that cannot read the node's client-auth file."""
 
 
-def _token_store(storage_dir: Optional[str]) -> TokenStore:
+def _token_store(storage_dir: Optional[str]) -> Tuple[TokenStore, str]:
+    """The token file of the node's storage directory, and which directory that is."""
     from .tokens import TokenStore
 
-    return TokenStore(_storage_dir(storage_dir))
+    root, where = _node_storage(storage_dir, need_node=True)
+    return TokenStore(root), f"{root} ({where})"
 
 
 @token.command("create")
@@ -284,11 +322,12 @@ def _token_store(storage_dir: Optional[str]) -> TokenStore:
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
 def token_create(label: str, scope: str, storage_dir: Optional[str]) -> None:
     """Create a token and print it (only this once: the node keeps just its hash)."""
-    record, secret = _token_store(storage_dir).create(label, scope)
+    store, where = _token_store(storage_dir)
+    record, secret = store.create(label, scope)
     click.echo(secret)
     click.echo(
-        f"token {record.token_id} ({record.label}, scope {record.scope}) created; the client "
-        "sets KACHERY_AUTH_TOKEN or auth_token_file",
+        f"token {record.token_id} ({record.label}, scope {record.scope}) created for the node "
+        f"of {where}; the client sets KACHERY_AUTH_TOKEN or auth_token_file",
         err=True,
     )
 
@@ -297,9 +336,12 @@ def token_create(label: str, scope: str, storage_dir: Optional[str]) -> None:
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
 def token_list(storage_dir: Optional[str]) -> None:
     """List tokens: id, creation time, scope and label (never the tokens themselves)."""
-    for record in _token_store(storage_dir).records():
+    store, where = _token_store(storage_dir)
+    records = store.records()
+    for record in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created))
         click.echo(f"{record.token_id}  {created}  {record.scope:<5}  {record.label}")
+    click.echo(f"{len(records)} token(s) of the node of {where}", err=True)
 
 
 @token.command("revoke")
@@ -307,8 +349,9 @@ def token_list(storage_dir: Optional[str]) -> None:
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
 def token_revoke(id_or_label: str, storage_dir: Optional[str]) -> None:
     """Revoke a token by its id or label; it stops working on the next request."""
-    record = _token_store(storage_dir).revoke(id_or_label)
-    click.echo(f"revoked token {record.token_id} ({record.label})", err=True)
+    store, where = _token_store(storage_dir)
+    record = store.revoke(id_or_label)
+    click.echo(f"revoked token {record.token_id} ({record.label}) of the node of {where}", err=True)
 
 
 @cli.group()
@@ -333,7 +376,8 @@ def channel_check(name: str, storage_dir: Optional[str], config_file: Optional[P
     from .channels.check import check_channel
     from .channels.config import load_node_config
 
-    config = load_node_config(config_file, _storage_dir(storage_dir))
+    root = _storage_dir(storage_dir) if config_file else _node_storage(storage_dir)[0]
+    config = load_node_config(config_file, root)
     if name not in config.channels:
         known = ", ".join(sorted(config.channels)) or "none"
         raise ConfigError(

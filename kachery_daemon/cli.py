@@ -320,16 +320,70 @@ def _token_store(storage_dir: Optional[str]) -> Tuple[TokenStore, str]:
     help="read: load and read only; write: also store, mutables, feeds; admin: also /stats.",
 )
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
-def token_create(label: str, scope: str, storage_dir: Optional[str]) -> None:
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the token into this new file (mode 0600) instead of printing it.",
+)
+@click.option("--force", is_flag=True, help="With --output: replace an existing file.")
+def token_create(
+    label: str, scope: str, storage_dir: Optional[str], output: Optional[Path], force: bool
+) -> None:
     """Create a token and print it (only this once: the node keeps just its hash)."""
+    if force and output is None:
+        raise click.UsageError("--force goes with --output FILE")
+    if output is not None:
+        _check_token_output(output, force)
     store, where = _token_store(storage_dir)
     record, secret = store.create(label, scope)
-    click.echo(secret)
+    if output is None:
+        click.echo(secret)
+    else:
+        try:
+            _write_token_file(output, secret, force)
+        except BaseException:
+            store.revoke(record.token_id)  # nobody holds it: it must not stay valid
+            raise
+    held = "" if output is None else f", written to {output} (mode 0600)"
     click.echo(
         f"token {record.token_id} ({record.label}, scope {record.scope}) created for the node "
-        f"of {where}; the client sets KACHERY_AUTH_TOKEN or auth_token_file",
+        f"of {where}{held}; the client sets KACHERY_AUTH_TOKEN or auth_token_file",
         err=True,
     )
+
+
+def _check_token_output(path: Path, force: bool) -> None:
+    """Refuse an --output the token cannot go to, before any token is made."""
+    if path.is_dir():
+        raise ConfigError(f"--output {path} is a directory", "name a file to create")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise ConfigError(
+            f"--output {path} already exists",
+            "choose a new file, or pass --force to replace it",
+        )
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"--output {path}: no directory {path.parent}", "create it first, or name another file"
+        )
+
+
+def _write_token_file(path: Path, secret: str, force: bool) -> None:
+    """The token into `path`, readable by its owner only from its first byte: a new file is
+    created 0600 (never following a link), a replaced one swapped in whole by a rename."""
+    data = (secret + "\n").encode()
+    if force:
+        from kachery_core.atomic_file import write_atomically
+
+        write_atomically(path, data, 0o600)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @token.command("list")

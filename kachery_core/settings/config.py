@@ -46,6 +46,7 @@ from typing import (
 
 from kachery_core.atomic_file import write_atomically
 from kachery_core.errors import ConfigError
+from kachery_core.secret_files import warn_if_exposed
 from kachery_core.settings.toml import read_toml_file
 
 CONFIG_ENV = "KACHERY_CONFIG"
@@ -367,6 +368,7 @@ class Config:
                 f"cannot read auth_token_file {path}: {exc.strerror}",
                 f"fix the path ({self.source('auth_token_file')}) or set KACHERY_AUTH_TOKEN",
             ) from None
+        warn_if_exposed(path, "token file", "the access token")
         try:
             return _parse_token(text)
         except ValueError as exc:
@@ -462,6 +464,9 @@ class _ConfigFile:
             self.profiles[name] = self._layer(
                 table, f"profile {name} in {path}", f"[profiles.{name}] in {path}", False
             )
+        layers = [self.top, *self.profiles.values()]
+        if any("auth_token" in layer.values for layer in layers):
+            warn_if_exposed(path, "config file", "the auth_token")
 
     def _layer(self, table: Dict[str, Any], source: str, where: str, allow_profile: bool) -> _Layer:
         values: Dict[str, Any] = {}

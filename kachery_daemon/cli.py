@@ -16,6 +16,7 @@ from kachery_core import __version__
 from kachery_core.errors import ConfigError, KacheryError
 from kachery_core.settings.config import resolve_config
 
+from .admin_files import check_token_output, node_storage, write_token_file
 from .scopes import DEFAULT_TOKEN_SCOPE, TOKEN_SCOPES  # only the standard library
 
 if TYPE_CHECKING:
@@ -32,40 +33,6 @@ def _storage_dir(value: Optional[str]) -> Path:
         {"storage_dir": value} if value else {}, explicit_source="--storage-dir"
     )
     return config.storage_dir
-
-
-def _node_storage(value: Optional[str], need_node: bool = False) -> Tuple[Path, str]:
-    """The storage directory a command works on, found as `start` finds it (--storage-dir,
-    else KACHERY_STORAGE_DIR, else `storage_dir` in a config file, else the default), and
-    where it came from ("from KACHERY_STORAGE_DIR"), for the command to say.
-
-    It must exist (`need_node`: and hold a kachery-node-id, as every node's does from its
-    first start): a command never creates a storage directory, which would only leave a
-    stray one where the admin meant another.
-    """
-    config = resolve_config(
-        {"storage_dir": value} if value else {}, explicit_source="--storage-dir"
-    )
-    root = config.storage_dir
-    where = _storage_source(config.source("storage_dir"))
-    hint = "pass --storage-dir DIR, the directory the node was started with (or set KACHERY_STORAGE_DIR)"
-    if not root.is_dir():
-        raise ConfigError(f"no storage directory at {root} ({where})", hint)
-    if need_node and not (root / "kachery-node-id").is_file():
-        raise ConfigError(
-            f"{root} ({where}) is no node's storage directory: it has no kachery-node-id file",
-            hint + "; a new node's directory gets one when the node first starts",
-        )
-    return root, where
-
-
-def _storage_source(source: str) -> str:
-    """ "from KACHERY_STORAGE_DIR", "from --storage-dir", "from config file F", "the default"."""
-    if source == "default":
-        return "the default"
-    if source.startswith("environment "):
-        return "from " + source[len("environment ") :]
-    return "from " + source
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -224,7 +191,7 @@ def info(storage_dir: Optional[str]) -> None:
 
     from .node_files import read_state
 
-    root, where = _node_storage(storage_dir)
+    root, where = node_storage(storage_dir)
     state = read_state(root)
     node_id = StorageLayout(root).read_node_id()
     click.echo(f"storage dir  {root} ({where})")
@@ -256,7 +223,7 @@ def stop(storage_dir: Optional[str], timeout: float) -> None:
     """Stop the node gracefully: transfers in flight finish or are cleanly aborted."""
     from .node_files import read_state
 
-    root, where = _node_storage(storage_dir)
+    root, where = node_storage(storage_dir)
     state = read_state(root)
     if state is None:
         raise ConfigError(
@@ -292,7 +259,7 @@ def verify(uris: Tuple[str, ...], storage_dir: Optional[str], prune_stale: bool)
     from kachery_core.store.check import check_and_report
     from kachery_core.store.local import LocalStorage
 
-    root, where = _node_storage(storage_dir)
+    root, where = node_storage(storage_dir)
     click.echo(f"checking storage directory {root} ({where})", err=True)
     sys.exit(check_and_report(LocalStorage(root), list(uris) or None, prune_stale))
 
@@ -306,7 +273,7 @@ def _token_store(storage_dir: Optional[str]) -> Tuple[TokenStore, str]:
     """The token file of the node's storage directory, and which directory that is."""
     from .tokens import TokenStore
 
-    root, where = _node_storage(storage_dir, need_node=True)
+    root, where = node_storage(storage_dir, need_node=True)
     return TokenStore(root), f"{root} ({where})"
 
 
@@ -334,14 +301,14 @@ def token_create(
     if force and output is None:
         raise click.UsageError("--force goes with --output FILE")
     if output is not None:
-        _check_token_output(output, force)
+        check_token_output(output, force)
     store, where = _token_store(storage_dir)
     record, secret = store.create(label, scope)
     if output is None:
         click.echo(secret)
     else:
         try:
-            _write_token_file(output, secret, force)
+            write_token_file(output, secret, force)
         except BaseException:
             store.revoke(record.token_id)  # nobody holds it: it must not stay valid
             raise
@@ -351,39 +318,6 @@ def token_create(
         f"of {where}{held}; the client sets KACHERY_AUTH_TOKEN or auth_token_file",
         err=True,
     )
-
-
-def _check_token_output(path: Path, force: bool) -> None:
-    """Refuse an --output the token cannot go to, before any token is made."""
-    if path.is_dir():
-        raise ConfigError(f"--output {path} is a directory", "name a file to create")
-    if (path.exists() or path.is_symlink()) and not force:
-        raise ConfigError(
-            f"--output {path} already exists",
-            "choose a new file, or pass --force to replace it",
-        )
-    if not path.parent.is_dir():
-        raise ConfigError(
-            f"--output {path}: no directory {path.parent}", "create it first, or name another file"
-        )
-
-
-def _write_token_file(path: Path, secret: str, force: bool) -> None:
-    """The token into `path`, readable by its owner only from its first byte: a new file is
-    created 0600 (never following a link), a replaced one swapped in whole by a rename."""
-    data = (secret + "\n").encode()
-    if force:
-        from kachery_core.atomic_file import write_atomically
-
-        write_atomically(path, data, 0o600)
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @token.command("list")
@@ -430,7 +364,7 @@ def channel_check(name: str, storage_dir: Optional[str], config_file: Optional[P
     from .channels.check import check_channel
     from .channels.config import load_node_config
 
-    root = _storage_dir(storage_dir) if config_file else _node_storage(storage_dir)[0]
+    root = _storage_dir(storage_dir) if config_file else node_storage(storage_dir)[0]
     config = load_node_config(config_file, root)
     if name not in config.channels:
         known = ", ".join(sorted(config.channels)) or "none"

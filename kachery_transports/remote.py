@@ -1,6 +1,8 @@
 """`remote`: a node on another machine, over its HTTP API.
 
-Chosen automatically when the daemon host names another machine. Two setups:
+Chosen automatically when the daemon host names another machine, or when the node on
+this machine keeps its storage directory from this user (a lab member outside its group,
+with a token). Two setups:
 
 - **Storage shared** (the lab setup): `KACHERY_STORAGE_DIR` is a mount of the node's
   storage directory and holds its `kachery-node-id`. Objects are read in place, exactly as

@@ -135,3 +135,14 @@ def test_a_storage_dir_of_another_node_is_named_as_such(cli, kenv, make_node, tm
     assert f"storage directory {plain} (KACHERY_STORAGE_DIR)" in nobody.stderr
     assert "is no node's storage directory (it has no kachery-node-id file)" in nobody.stderr
     assert "not readable" not in theirs.stderr + nobody.stderr
+
+
+def test_a_member_without_a_token_is_told_to_get_one(other_user, lab_node) -> None:
+    node = lab_node
+    env = other_user.env(KACHERY_DAEMON_HOST="localhost", KACHERY_DAEMON_PORT=str(node.port))
+    data = other_user.write_private("data.txt", "no token yet\n", 0o644)
+    result = other_user.client("store-file", str(data), env=env)
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "needs an access token" in lines[0] and "kachery-daemon token create" in lines[0]

@@ -16,6 +16,7 @@ from kachery_core import __version__
 from kachery_core.errors import ConfigError, KacheryError
 from kachery_core.settings.config import resolve_config
 
+from .admin_files import check_token_output, node_storage, write_token_file
 from .scopes import DEFAULT_TOKEN_SCOPE, TOKEN_SCOPES  # only the standard library
 
 if TYPE_CHECKING:
@@ -246,10 +247,10 @@ def info(storage_dir: Optional[str]) -> None:
 
     from .node_files import read_state
 
-    root = _storage_dir(storage_dir)
+    root, where = node_storage(storage_dir)
     state = read_state(root)
     node_id = StorageLayout(root).read_node_id()
-    click.echo(f"storage dir  {root}")
+    click.echo(f"storage dir  {root} ({where})")
     click.echo(f"node id      {node_id or 'none yet'}")
     if state is None:
         click.echo("running      no")
@@ -278,10 +279,13 @@ def stop(storage_dir: Optional[str], timeout: float) -> None:
     """Stop the node gracefully: transfers in flight finish or are cleanly aborted."""
     from .node_files import read_state
 
-    root = _storage_dir(storage_dir)
+    root, where = node_storage(storage_dir)
     state = read_state(root)
     if state is None:
-        raise ConfigError(f"no node is running on {root}", "start one with `kachery-daemon start`")
+        raise ConfigError(
+            f"no node is running on {root} ({where})",
+            "start one with `kachery-daemon start`, or pass the --storage-dir of the running one",
+        )
     pid = int(state["pid"])
     try:
         os.kill(pid, signal.SIGTERM)
@@ -290,7 +294,7 @@ def stop(storage_dir: Optional[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if read_state(root) is None:
-            click.echo(f"stopped node (pid {pid})", err=True)
+            click.echo(f"stopped node (pid {pid}) of {root} ({where})", err=True)
             return
         time.sleep(0.05)
     raise KacheryError(f"node pid {pid} did not stop within {timeout:g} s")
@@ -311,9 +315,8 @@ def verify(uris: Tuple[str, ...], storage_dir: Optional[str], prune_stale: bool)
     from kachery_core.store.check import check_and_report
     from kachery_core.store.local import LocalStorage
 
-    root = _storage_dir(storage_dir)
-    if not root.is_dir():
-        raise ConfigError(f"no storage directory at {root}", "check --storage-dir")
+    root, where = node_storage(storage_dir)
+    click.echo(f"checking storage directory {root} ({where})", err=True)
     sys.exit(check_and_report(LocalStorage(root), list(uris) or None, prune_stale))
 
 
@@ -322,10 +325,12 @@ def token() -> None:
     """Access tokens for clients that cannot read the node's client-auth file."""
 
 
-def _token_store(storage_dir: Optional[str]) -> TokenStore:
+def _token_store(storage_dir: Optional[str]) -> Tuple[TokenStore, str]:
+    """The token file of the node's storage directory, and which directory that is."""
     from .tokens import TokenStore
 
-    return TokenStore(_storage_dir(storage_dir))
+    root, where = node_storage(storage_dir, need_node=True)
+    return TokenStore(root), f"{root} ({where})"
 
 
 @token.command("create")
@@ -338,13 +343,35 @@ def _token_store(storage_dir: Optional[str]) -> TokenStore:
     help="read: load and read only; write: also store, mutables, feeds; admin: also /stats.",
 )
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
-def token_create(label: str, scope: str, storage_dir: Optional[str]) -> None:
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the token into this new file (mode 0600) instead of printing it.",
+)
+@click.option("--force", is_flag=True, help="With --output: replace an existing file.")
+def token_create(
+    label: str, scope: str, storage_dir: Optional[str], output: Optional[Path], force: bool
+) -> None:
     """Create a token and print it (only this once: the node keeps just its hash)."""
-    record, secret = _token_store(storage_dir).create(label, scope)
-    click.echo(secret)
+    if force and output is None:
+        raise click.UsageError("--force goes with --output FILE")
+    if output is not None:
+        check_token_output(output, force)
+    store, where = _token_store(storage_dir)
+    record, secret = store.create(label, scope)
+    if output is None:
+        click.echo(secret)
+    else:
+        try:
+            write_token_file(output, secret, force)
+        except BaseException:
+            store.revoke(record.token_id)  # nobody holds it: it must not stay valid
+            raise
+    held = "" if output is None else f", written to {output} (mode 0600)"
     click.echo(
-        f"token {record.token_id} ({record.label}, scope {record.scope}) created; the client "
-        "sets KACHERY_AUTH_TOKEN or auth_token_file",
+        f"token {record.token_id} ({record.label}, scope {record.scope}) created for the node "
+        f"of {where}{held}; the client sets KACHERY_AUTH_TOKEN or auth_token_file",
         err=True,
     )
 
@@ -353,9 +380,12 @@ def token_create(label: str, scope: str, storage_dir: Optional[str]) -> None:
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
 def token_list(storage_dir: Optional[str]) -> None:
     """List tokens: id, creation time, scope and label (never the tokens themselves)."""
-    for record in _token_store(storage_dir).records():
+    store, where = _token_store(storage_dir)
+    records = store.records()
+    for record in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created))
         click.echo(f"{record.token_id}  {created}  {record.scope:<5}  {record.label}")
+    click.echo(f"{len(records)} token(s) of the node of {where}", err=True)
 
 
 @token.command("revoke")
@@ -363,8 +393,9 @@ def token_list(storage_dir: Optional[str]) -> None:
 @click.option("--storage-dir", default=None, help="Storage directory of the node.")
 def token_revoke(id_or_label: str, storage_dir: Optional[str]) -> None:
     """Revoke a token by its id or label; it stops working on the next request."""
-    record = _token_store(storage_dir).revoke(id_or_label)
-    click.echo(f"revoked token {record.token_id} ({record.label})", err=True)
+    store, where = _token_store(storage_dir)
+    record = store.revoke(id_or_label)
+    click.echo(f"revoked token {record.token_id} ({record.label}) of the node of {where}", err=True)
 
 
 @cli.group()
@@ -389,7 +420,8 @@ def channel_check(name: str, storage_dir: Optional[str], config_file: Optional[P
     from .channels.check import check_channel
     from .channels.config import load_node_config
 
-    config = load_node_config(config_file, _storage_dir(storage_dir))
+    root = _storage_dir(storage_dir) if config_file else node_storage(storage_dir)[0]
+    config = load_node_config(config_file, root)
     if name not in config.channels:
         known = ", ".join(sorted(config.channels)) or "none"
         raise ConfigError(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from kachery_core import atomic_file
 from kachery_core.errors import ConfigError
 from kachery_core.protocol.node_key import generate_key_file, load_key_file, node_id_of
+from kachery_core.secret_files import warn_if_exposed
 from kachery_core.store.layout import StorageLayout
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ def load_identity(storage_dir: Path, key_file: Optional[Path]) -> NodeIdentity:
     path = key_file or storage_dir / KEY_FILE
     if key_file is None and not path.exists():
         generate_key_file(path)
+    if key_file is not None:  # the node keeps its own key's mode private itself
+        warn_if_exposed(key_file, "node key file", "the private key")
     key = load_key_file(path)
     identity = NodeIdentity(key, node_id_of(key), path)
     write_atomically(StorageLayout(storage_dir).node_id_path, identity.node_id.encode(), 0o644)

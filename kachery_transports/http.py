@@ -25,12 +25,21 @@ from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
     InvalidInputError,
+    KacheryError,
     NodeIdMismatchError,
     NotFoundError,
     TransportError,
 )
 from kachery_core.protocol.address import url_host
-from kachery_core.protocol.probe import ProbeAnswer, Tls, probe_node
+from kachery_core.protocol.probe import (
+    UNREADABLE,
+    ProbeAnswer,
+    StorageReach,
+    Tls,
+    current_user,
+    probe_node,
+    storage_reach,
+)
 from kachery_core.protocol.wire import file_key
 from kachery_core.settings.config import Config
 from kachery_core.store.base import StoredObject
@@ -44,7 +53,7 @@ from .http_client import (
     UploadBody,
     stored_object,
 )
-from .node_session import NodeSession, storage_owner
+from .node_session import NodeSession
 
 
 class HttpDaemonTransport(DaemonTransport):
@@ -114,19 +123,34 @@ class HttpDaemonTransport(DaemonTransport):
     def _attach_storage(self, answer: ProbeAnswer) -> LocalStorage:
         """The node's storage directory, which this backend reads directly."""
         root = self._storage_override or Path(answer.storage_dir)
-        on_disk = storage_owner(root)
-        if on_disk != answer.node_id:
-            found = (
-                "has no kachery-node-id file" if on_disk is None else f"belongs to node {on_disk}"
-            )
-            raise NodeIdMismatchError(
-                f"storage directory {root} {found}, but the node at {self.base_url} is {answer.node_id}",
-                "point KACHERY_STORAGE_DIR at that node's storage directory (or unset it)",
-            )
+        reach = storage_reach(root, answer.node_id)
+        if reach.problem is not None:
+            raise self._storage_error(reach)
         # Only read here (the node writes its own storage), so fsync changes nothing; it is
         # passed so that every backend builds its LocalStorage from the same settings.
         config = self._config
         return LocalStorage(root, config.temp_dir, config.keep_temp_files, config.fsync)
+
+    def _storage_error(self, reach: StorageReach) -> KacheryError:
+        """Why the storage directory cannot be read in place, naming the real cause."""
+        if self._storage_override is None:
+            where = "reported by the node"
+        else:
+            source = self._config.source("storage_dir")
+            where = source[len("environment ") :] if source.startswith("environment ") else source
+        text = f"storage directory {reach.root} ({where}) {reach.describe()}"
+        if reach.problem == UNREADABLE:
+            return TransportError(
+                f"{text}: the {self.name} backend reads the objects of the node at "
+                f"{self.base_url} in place",
+                "use backend remote, which brings files over the connection (unset "
+                "--backend/KACHERY_BACKEND and it is chosen), or ask the node's admin to add "
+                f"user {current_user()} to the directory's group",
+            )
+        return NodeIdMismatchError(
+            f"{text}, but the node at {self.base_url} is {reach.node_id}",
+            "point KACHERY_STORAGE_DIR at that node's storage directory (or unset it)",
+        )
 
     def _auth_code_file(self) -> Path:
         """Where the node's client-auth code is read (when no access token is set)."""

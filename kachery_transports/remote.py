@@ -1,6 +1,8 @@
 """`remote`: a node on another machine, over its HTTP API.
 
-Chosen automatically when the daemon host names another machine. Two setups:
+Chosen automatically when the daemon host names another machine, or when the node on
+this machine keeps its storage directory from this user (a lab member outside its group,
+with a token). Two setups:
 
 - **Storage shared** (the lab setup): `KACHERY_STORAGE_DIR` is a mount of the node's
   storage directory and holds its `kachery-node-id`. Objects are read in place, exactly as
@@ -33,7 +35,7 @@ from kachery_core.errors import (
     TransportError,
     UnsupportedOperation,
 )
-from kachery_core.protocol.probe import ProbeAnswer
+from kachery_core.protocol.probe import UNREADABLE, ProbeAnswer, storage_reach
 from kachery_core.protocol.wire import file_key
 from kachery_core.settings.config import Config
 from kachery_core.settings.paths import user_cache_dir
@@ -76,7 +78,11 @@ class RemoteDaemonTransport(HttpDaemonTransport):
         if self.shared:
             root = configured
         else:
+            # KACHERY_STORAGE_DIR is the cache, unless it names a directory this user cannot
+            # read (the node's own, on this machine): then the user's own cache is.
             explicit = self._config.is_set("storage_dir")
+            if explicit and storage_reach(configured, answer.node_id).problem == UNREADABLE:
+                explicit = False
             root = configured if explicit else default_cache_dir()
         return LocalStorage(
             root, self._config.temp_dir, self._config.keep_temp_files, self._config.fsync

@@ -6,23 +6,28 @@
    ignored with a warning naming the plugin).
 3. `offline` when `KACHERY_OFFLINE_STORAGE_DIR` is set.
 4. `remote` when the daemon host is another machine.
-5. `http` when a node answers the probe on the configured host and port (over HTTPS,
+5. `remote` when a node answers the probe on this machine but its storage directory
+   (`KACHERY_STORAGE_DIR` when set, else the one the probe reports) is not readable by
+   this user: a lab member beside a node they do not own. Files then travel over the
+   connection into the user's own cache, as from another machine (with a token).
+6. `http` when a node answers the probe on the configured host and port (over HTTPS,
    trusting `tls_ca_file`, when `daemon_tls` is set). With `daemon_tls` set, a
    listener there that fails the TLS handshake (an untrusted certificate, a plain-HTTP
    node) is an error naming the TLS problem: the user asked for TLS, so quietly using
    the embedded storage instead would put files where they did not mean.
-6. `local`, the embedded storage, otherwise.
+7. `local`, the embedded storage, otherwise.
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from kachery_client.backends.registry import BackendRegistry
 from kachery_core.errors import TransportError
 from kachery_core.protocol.address import url_host
-from kachery_core.protocol.probe import Tls, probe
+from kachery_core.protocol.probe import UNREADABLE, ProbeAnswer, Tls, probe, storage_reach
 from kachery_core.settings.config import Config
 
 
@@ -63,6 +68,9 @@ def select_backend(config: Config, registry: BackendRegistry) -> Selection:
         tls = Tls.from_settings(config.daemon_tls, config.tls_ca_file)  # as the http backend
         result = probe(host, port, tls=tls)
         if result.answer is not None:
+            unreadable = _unreadable_storage(config, result.answer, registry)
+            if unreadable:
+                return Selection("remote", f"a node answered at {host}:{port}, but {unreadable}")
             if tls is None:
                 return Selection("http", f"a node answered the probe at {host}:{port}")
             where = f"https://{url_host(host)}:{port}"
@@ -75,3 +83,19 @@ def select_backend(config: Config, registry: BackendRegistry) -> Selection:
                 "or unset KACHERY_DAEMON_TLS for a plain-HTTP node",
             )
     return Selection("local", f"no node answered at {host}:{port}, so the embedded storage is used")
+
+
+def _unreadable_storage(config: Config, answer: ProbeAnswer, registry: BackendRegistry) -> str:
+    """Why this user cannot read the answering node's storage in place ("" when they can,
+    or when the directory is wrong in another way: the http backend then says how)."""
+    if "remote" not in registry.backends:
+        return ""
+    explicit = config.is_set("storage_dir")
+    root = config.storage_dir if explicit else Path(answer.storage_dir)
+    reach = storage_reach(root, answer.node_id)
+    if reach.problem != UNREADABLE:
+        return ""
+    return (
+        f"its storage directory {root} {reach.describe()}, so files travel over the "
+        "connection into this user's own cache (the remote backend, signed in with an access token)"
+    )

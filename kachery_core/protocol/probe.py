@@ -1,5 +1,9 @@
 """The probe: `GET /probe` on a node, answering who it is and where its storage lives.
 
+`storage_reach` then says whether this user can read that storage directory in place,
+and if not, why: not readable by them (a lab member beside a node they do not own, who
+is then served over the connection), no node's directory, or another node's.
+
 Backend selection probes the configured local node to decide whether to use it, and
 the node-backed backends probe before their first request. This uses only the standard
 library so that it stays cheap on every command. Answers are cached for the process.
@@ -10,9 +14,11 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 PROBE_TIMEOUT = 2.0
+NODE_ID_FILE = "kachery-node-id"
 
 
 @dataclass(frozen=True)
@@ -150,3 +156,87 @@ def _tls_failure(exc: BaseException) -> str:
             return f"it does not speak TLS ({text}); a node serving plain HTTP?"
         return f"the TLS handshake failed ({text})"
     return f"the TLS handshake failed ({exc})"
+
+
+UNREADABLE = "unreadable"
+NOT_STORAGE = "not storage"
+OTHER_NODE = "other node"
+
+
+@dataclass(frozen=True)
+class StorageReach:
+    """Whether this user may read node `node_id`'s objects in `root`, and if not, why.
+
+    `problem` is None (they may), `UNREADABLE` (the permissions keep this user out),
+    `NOT_STORAGE` (no `kachery-node-id` there: no node's directory, or none at all) or
+    `OTHER_NODE` (`owner` is another node). `describe()` says it in words for errors.
+    """
+
+    root: Path
+    node_id: str
+    problem: Optional[str]
+    owner: Optional[str] = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        """The end of a sentence starting with the directory's name."""
+        if self.problem == UNREADABLE:
+            return f"is not readable by user {current_user()} ({self.detail})"
+        if self.problem == OTHER_NODE:
+            return f"is the storage directory of another node ({self.owner})"
+        if self.problem == NOT_STORAGE:
+            return f"is no node's storage directory ({self.detail})"
+        return f"is the storage directory of node {self.node_id}"
+
+
+def storage_reach(root: Path, node_id: str) -> StorageReach:
+    """Read `root`'s node-ID file as this user, and say what it means for node `node_id`."""
+    path = Path(root) / NODE_ID_FILE
+    try:
+        owner = path.read_text().strip()
+    except PermissionError as exc:
+        blocked = _first_blocked(Path(root))
+        where = f"{blocked} is mode {_mode(blocked)}" if blocked else f"{path}: {exc.strerror}"
+        return StorageReach(Path(root), node_id, UNREADABLE, detail=where)
+    except FileNotFoundError:
+        detail = f"it has no {NODE_ID_FILE} file" if Path(root).is_dir() else "it does not exist"
+        return StorageReach(Path(root), node_id, NOT_STORAGE, detail=detail)
+    except OSError as exc:
+        return StorageReach(Path(root), node_id, UNREADABLE, detail=f"{path}: {exc.strerror}")
+    if owner != node_id:
+        return StorageReach(Path(root), node_id, OTHER_NODE, owner or "an empty ID")
+    return StorageReach(Path(root), node_id, None, owner)
+
+
+def current_user() -> str:
+    """This process's user name (its uid when it has none)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid())
+
+
+def _first_blocked(root: Path) -> Optional[Path]:
+    """The outermost directory on the way to `root` this user may not enter."""
+    for directory in [*reversed(root.absolute().parents), root.absolute()]:
+        if directory.is_dir() and not os.access(directory, os.X_OK):
+            return directory
+    return None
+
+
+def _mode(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return "unknown"
+    owner = str(st.st_uid)
+    try:
+        import grp
+        import pwd
+
+        owner = f"{pwd.getpwuid(st.st_uid).pw_name}:{grp.getgrgid(st.st_gid).gr_name}"
+    except (ImportError, KeyError):
+        pass
+    return f"{st.st_mode & 0o777:04o}, owned by {owner}"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping
 
 from kachery_core.errors import ConfigError
+from kachery_core.secret_files import warn_if_exposed
 from kachery_core.settings.schema import SETTINGS, canonical_key
 from kachery_core.settings.toml import read_toml_file
 
@@ -66,6 +67,9 @@ class ConfigFile:
             self.profiles[name] = self._layer(
                 table, f"profile {name} in {path}", f"[profiles.{name}] in {path}", False
             )
+        layers = [self.top, *self.profiles.values()]
+        if any("auth_token" in layer.values for layer in layers):
+            warn_if_exposed(path, "config file", "the auth_token")
 
     def _layer(self, table: Dict[str, Any], source: str, where: str, allow_profile: bool) -> Layer:
         values: Dict[str, Any] = {}

@@ -25,6 +25,7 @@ from typing import (
 )
 
 from kachery_core.errors import ConfigError
+from kachery_core.secret_files import warn_if_exposed
 from kachery_core.settings.parsers import (
     parse_bool,
     parse_channel,
@@ -262,6 +263,7 @@ class Config:
                 f"cannot read auth_token_file {path}: {exc.strerror}",
                 f"fix the path ({self.source('auth_token_file')}) or set KACHERY_AUTH_TOKEN",
             ) from None
+        warn_if_exposed(path, "token file", "the access token")
         try:
             return parse_token(text)
         except ValueError as exc:

@@ -4,16 +4,18 @@ Each parses its JSON body and calls the `Node`. `watchForNewMessages` is a long 
 answers at once when any watched subfeed has messages past its position, else waits (see
 `feed_watch`: woken by appends, never by polling the database) until one does or
 `waitMsec` (at most `MAX_WAIT_MSEC`; a longer one is cut to it) runs out. The answer names
-every watch, `[]` for one without new messages.
+every watch, `[]` for one without new messages, and is bounded (`feed_watch`: a caller
+pages through a long backlog); it is joined from the messages' stored JSON off the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Dict, List
 
 from aiohttp import web
 
-from .feed_watch import Watch
+from .feed_watch import Watch, answer_json, check_watch_count
 from .feeds import check_feed_id, check_subfeed_hash
 from .http_util import BadRequest, field, read_json_object
 from .node import Node
@@ -70,6 +72,7 @@ def add_mutable_and_feed_routes(app: web.Application, node: Node) -> None:
     async def watch(request: web.Request) -> web.Response:
         doc = await read_json_object(request)
         raw_watches = field(doc, "subfeedWatches", dict)
+        check_watch_count(len(raw_watches))
         wait_msec = field(doc, "waitMsec", (int, float), 0)
         if not wait_msec >= 0:  # NaN too; a wait over MAX_WAIT_MSEC is cut to it
             raise BadRequest(f"waitMsec must be 0 or more, not {wait_msec}")
@@ -84,7 +87,8 @@ def add_mutable_and_feed_routes(app: web.Application, node: Node) -> None:
                 raise BadRequest(f"subfeedWatches[{name!r}].position must not be negative")
             watches.append((name, _feed_id(watch_doc), _subfeed(watch_doc), position))
         found = await node.watch(watches, wait_msec, limit, signed)
-        return web.json_response({"success": True, "messages": found})
+        body = await asyncio.get_running_loop().run_in_executor(None, answer_json, found)
+        return web.Response(body=body, content_type="application/json")
 
     for path, handler in [
         ("/mutable/get", mutable_get),

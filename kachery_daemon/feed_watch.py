@@ -7,20 +7,37 @@ As the original daemon did (and its clients expect): a longer wait than `MAX_WAI
 not refused but cut to it (the original had no limit; a client asking for three minutes
 gets an answer, empty or not, after two), and the answer names every watch, with `[]` for
 one that has no new messages (client code does `messages[name]`).
+
+An answer is bounded whatever the request asks: at most `MAX_WATCHES` watches (more are
+refused), and at most `MAX_ANSWER_MESSAGES` messages and `MAX_ANSWER_CHARS` of message
+text in all (one message larger than that comes alone). Each watch gets a prefix of its
+new messages, watches in the order given, until the budget is spent; later ones get `[]`.
+A caller moves each position on by what it got and asks again, so it pages through a
+long backlog and still gets every message, in order. Messages are answered as their JSON
+text, cut from the stored text on a worker thread (`collect`), never parsed on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any, Callable, Dict, Iterator, List, Tuple, TypeVar
+
+from kachery_core.errors import InvalidInputError
 
 from .feeds import FeedStore
 
 T = TypeVar("T")
 MAX_WAIT_MSEC = 120_000
 """The longest a watch waits; a longer `waitMsec` is cut to this (see the module docstring)."""
+MAX_WATCHES = 1000
+"""The most watches one request may name; more is refused (400 / INVALID_ARGUMENT)."""
+MAX_ANSWER_MESSAGES = 10_000
+"""The most messages one answer carries, over all its watches."""
+MAX_ANSWER_CHARS = 1 << 20
+"""The most message text (JSON) one answer carries, over all its watches."""
 Watch = Tuple[str, str, str, int]
 """(watch name, feed ID, subfeed hash, position)."""
 
@@ -68,6 +85,36 @@ class Appended:
             event.set()
 
 
+def check_watch_count(count: int) -> None:
+    """`InvalidInputError` for a request naming more than `MAX_WATCHES` watches."""
+    if count > MAX_WATCHES:
+        raise InvalidInputError(
+            f"a watch request names {count} watches, more than the node's limit of {MAX_WATCHES}",
+            "watch the rest in another request",
+        )
+
+
+def collect(
+    feeds: FeedStore, watches: List[Watch], limit: int, signed: bool
+) -> Dict[str, List[str]]:
+    """JSON texts of the messages past each watch's position, by watch name (only those
+    with some), within the answer's budget (module docstring). Runs on a worker thread."""
+    per_watch = limit if limit > 0 else MAX_ANSWER_MESSAGES
+    messages_left, chars_left = MAX_ANSWER_MESSAGES, MAX_ANSWER_CHARS
+    found: Dict[str, List[str]] = {}
+    for name, feed_id, subfeed, position in watches:
+        if messages_left <= 0 or chars_left <= 0:
+            break
+        texts = feeds.message_texts(
+            feed_id, subfeed, position, min(per_watch, messages_left), chars_left, signed
+        )
+        if texts:
+            found[name] = texts
+            messages_left -= len(texts)
+            chars_left -= sum(len(t) for t in texts)
+    return found
+
+
 async def _run(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
@@ -79,9 +126,10 @@ async def wait_for_messages(
     wait_msec: float,
     limit: int = 0,
     signed: bool = False,
-) -> Dict[str, List[Any]]:
-    """Messages past each watch's position, by watch name (every name, `[]` for none),
-    waiting up to `wait_msec` (at most `MAX_WAIT_MSEC`) for at least one."""
+) -> Dict[str, List[str]]:
+    """The JSON texts of messages past each watch's position, by watch name (every name,
+    `[]` for none), waiting up to `wait_msec` (at most `MAX_WAIT_MSEC`) for at least one."""
+    check_watch_count(len(watches))
     wait_msec = min(wait_msec, MAX_WAIT_MSEC)
     with appended.watching([(f, s) for _, f, s, _ in watches]):
         found = await _wait(feeds, appended, watches, wait_msec, limit, signed)
@@ -95,15 +143,11 @@ async def _wait(
     wait_msec: float,
     limit: int,
     signed: bool,
-) -> Dict[str, List[Any]]:
+) -> Dict[str, List[str]]:
     deadline = time.monotonic() + wait_msec / 1000.0
     while True:
         events = [appended.event(f, s) for _, f, s, _ in watches]
-        found: Dict[str, List[Any]] = {}
-        for name, feed_id, subfeed, position in watches:
-            messages = await _run(feeds.messages, feed_id, subfeed, position, limit, signed)
-            if messages:
-                found[name] = messages
+        found = await _run(collect, feeds, watches, limit, signed)
         remaining = deadline - time.monotonic()
         if found or remaining <= 0 or not events:
             return found
@@ -113,3 +157,13 @@ async def _wait(
         )
         for task in pending:
             task.cancel()
+
+
+def answer_json(found: Dict[str, List[str]]) -> bytes:
+    """The HTTP answer `{"success": true, "messages": {name: [message, ...]}}`, joined
+    from the messages' JSON texts (never parsed again). For a worker thread."""
+    parts = ['{"success":true,"messages":{']
+    for i, (name, texts) in enumerate(found.items()):
+        parts.append(("," if i else "") + json.dumps(name) + ":[" + ",".join(texts) + "]")
+    parts.append("}}")
+    return "".join(parts).encode("utf-8")

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .tokens import TokenStore
 
 PROG = "kachery-daemon"
+PORT = click.IntRange(1, 65535)
+"""Every port option: checked by click, before anything is written (a usage error)."""
 MIN_ROTATE_SECONDS = 60.0
 """The original kachery-client 1.2.0 reads the auth code once a minute; a code stays valid
 for two rotation periods, so a period of at least this keeps its cached code valid."""
@@ -43,7 +45,10 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", type=int, default=None, help="Port (default: KACHERY_DAEMON_PORT or 20431)."
+    "--port",
+    type=PORT,
+    default=None,
+    help="Port (default: KACHERY_DAEMON_PORT or 20431).",
 )
 @click.option(
     "--storage-dir",
@@ -89,7 +94,7 @@ def cli() -> None:
 )
 @click.option(
     "--grpc-port",
-    type=click.IntRange(1, 65535),
+    type=PORT,
     default=None,
     help="Also serve the gRPC API on this port, on the same --host (default: no gRPC).",
 )
@@ -202,6 +207,8 @@ def start(
         {"storage_dir": storage_dir} if storage_dir else {}, explicit_source="--storage-dir"
     )
     group = _group_id(auth_group) if auth_group else None
+    if auth_group and group is not None:
+        _check_member(auth_group, group, config.storage_dir)
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if auth_rotate_seconds < MIN_ROTATE_SECONDS and not allow_short_rotation:
@@ -343,7 +350,7 @@ def token_create(label: str, scope: str, storage_dir: Optional[str]) -> None:
     record, secret = _token_store(storage_dir).create(label, scope)
     click.echo(secret)
     click.echo(
-        f"token {record.token_id} ({record.label}, scope {record.scope}) created; the client "
+        f"token {record.token_id} ({record.shown_label}, scope {record.scope}) created; the client "
         "sets KACHERY_AUTH_TOKEN or auth_token_file",
         err=True,
     )
@@ -355,7 +362,7 @@ def token_list(storage_dir: Optional[str]) -> None:
     """List tokens: id, creation time, scope and label (never the tokens themselves)."""
     for record in _token_store(storage_dir).records():
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created))
-        click.echo(f"{record.token_id}  {created}  {record.scope:<5}  {record.label}")
+        click.echo(f"{record.token_id}  {created}  {record.scope:<5}  {record.shown_label}")
 
 
 @token.command("revoke")
@@ -364,7 +371,7 @@ def token_list(storage_dir: Optional[str]) -> None:
 def token_revoke(id_or_label: str, storage_dir: Optional[str]) -> None:
     """Revoke a token by its id or label; it stops working on the next request."""
     record = _token_store(storage_dir).revoke(id_or_label)
-    click.echo(f"revoked token {record.token_id} ({record.label})", err=True)
+    click.echo(f"revoked token {record.token_id} ({record.shown_label})", err=True)
 
 
 @cli.group()
@@ -416,6 +423,37 @@ def _group_id(name: str) -> int:
         raise ConfigError(
             f"unknown group {name!r} for --auth-group", "create it or name an existing group"
         ) from None
+
+
+def _check_member(name: str, gid: int, storage_dir: Path) -> None:
+    """Before anything is written: can this process give a file to the group (be in it, or
+    hold the right to chown)? Tried on a scratch file, so the kernel's own rule decides;
+    if not, a one-line error naming the group, the client-auth file and what to do."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile() as scratch:
+            try:
+                os.fchown(scratch.fileno(), -1, gid)
+                return
+            except PermissionError:
+                pass
+    except OSError:  # no scratch space: writing client-auth itself will tell
+        return
+    import pwd
+
+    from kachery_core.store.layout import StorageLayout
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    raise ConfigError(
+        f"cannot give {StorageLayout(storage_dir).client_auth_path} to group {name!r}"
+        f" (--auth-group): user {user} is not a member of it",
+        f"add the user (usermod -aG {name} {user}) and start the node from a new login,"
+        " or leave out --auth-group",
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> None:

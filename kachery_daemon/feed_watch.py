@@ -10,7 +10,8 @@ one that has no new messages (client code does `messages[name]`).
 
 An answer is bounded whatever the request asks: at most `MAX_WATCHES` watches (more are
 refused), and at most `MAX_ANSWER_MESSAGES` messages and `MAX_ANSWER_CHARS` of message
-text in all (one message larger than that comes alone). Each watch gets a prefix of its
+text in all (one message larger than that comes alone: a message is at most 4 MiB, see
+`feeds.MAX_MESSAGE_CHARS`). Each watch gets a prefix of its
 new messages, watches in the order given, until the budget is spent; later ones get `[]`.
 A caller moves each position on by what it got and asks again, so it pages through a
 long backlog and still gets every message, in order. Messages are answered as their JSON
@@ -23,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Any, Callable, Dict, Iterator, List, Tuple, TypeVar
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from kachery_core.errors import InvalidInputError
 
@@ -36,8 +37,12 @@ MAX_WATCHES = 1000
 """The most watches one request may name; more is refused (400 / INVALID_ARGUMENT)."""
 MAX_ANSWER_MESSAGES = 10_000
 """The most messages one answer carries, over all its watches."""
-MAX_ANSWER_CHARS = 1 << 20
+MAX_ANSWER_CHARS = 256 << 10
 """The most message text (JSON) one answer carries, over all its watches."""
+MAX_ANSWERS_AT_ONCE = 16
+"""Watch answers read, held and being sent at once, over the node and both APIs."""
+SLOT_WAIT_SECONDS = 5.0
+"""How long a watch with messages waits for an answer slot before answering `[]`."""
 Watch = Tuple[str, str, str, int]
 """(watch name, feed ID, subfeed hash, position)."""
 
@@ -53,6 +58,13 @@ class Appended:
     def __init__(self) -> None:
         self._events: Dict[Tuple[str, str], asyncio.Event] = {}
         self._watchers: Dict[Tuple[str, str], int] = {}
+        self._slots: Optional[asyncio.Semaphore] = None
+
+    def answer_slots(self) -> asyncio.Semaphore:
+        """The node's `MAX_ANSWERS_AT_ONCE` answer slots (made in the running loop)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(MAX_ANSWERS_AT_ONCE)
+        return self._slots
 
     @property
     def watched(self) -> int:
@@ -119,6 +131,59 @@ async def _run(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
+def any_new(feeds: FeedStore, watches: List[Watch]) -> bool:
+    """Whether some watch has a message past its position (no message is read)."""
+    checked = set()
+    for _, feed_id, subfeed, position in watches:
+        if (feed_id, subfeed, position) not in checked:
+            checked.add((feed_id, subfeed, position))
+            if feeds.has_message(feed_id, subfeed, position):
+                return True
+    return False
+
+
+@contextlib.asynccontextmanager
+async def watch_answer(
+    feeds: FeedStore,
+    appended: Appended,
+    watches: List[Watch],
+    wait_msec: float,
+    limit: int = 0,
+    signed: bool = False,
+) -> AsyncIterator[Dict[str, List[str]]]:
+    """The JSON texts of messages past each watch's position, by watch name (every name,
+    `[]` for none), once one has some or `wait_msec` (at most `MAX_WAIT_MSEC`) ran out.
+
+    The answer is held for the block, which sends it: one of `MAX_ANSWERS_AT_ONCE` slots
+    is taken from when messages are read until the block ends, so the node's memory is a
+    few answers however many watches there are; a watch that finds no slot free within
+    `SLOT_WAIT_SECONDS` (or its own wait, if longer) answers `[]` everywhere, as a watch
+    with nothing new does, and the caller asks again.
+    """
+    check_watch_count(len(watches))
+    started = time.monotonic()
+    deadline = started + min(wait_msec, MAX_WAIT_MSEC) / 1000.0
+    with appended.watching([(f, s) for _, f, s, _ in watches]):
+        ready = await _wait(feeds, appended, watches, deadline)
+    empty: Dict[str, List[str]] = {name: [] for name, _, _, _ in watches}
+    slots = appended.answer_slots()
+    wait = max(SLOT_WAIT_SECONDS, deadline - time.monotonic())
+    try:
+        got_slot = ready and await asyncio.wait_for(slots.acquire(), wait)
+    except asyncio.TimeoutError:
+        got_slot = False
+    if not got_slot:
+        yield empty
+        return
+    try:
+        found = await _run(collect, feeds, watches, limit, signed)
+        empty.update(found)
+        del found
+        yield empty
+    finally:
+        slots.release()
+
+
 async def wait_for_messages(
     feeds: FeedStore,
     appended: Appended,
@@ -127,30 +192,22 @@ async def wait_for_messages(
     limit: int = 0,
     signed: bool = False,
 ) -> Dict[str, List[str]]:
-    """The JSON texts of messages past each watch's position, by watch name (every name,
-    `[]` for none), waiting up to `wait_msec` (at most `MAX_WAIT_MSEC`) for at least one."""
-    check_watch_count(len(watches))
-    wait_msec = min(wait_msec, MAX_WAIT_MSEC)
-    with appended.watching([(f, s) for _, f, s, _ in watches]):
-        found = await _wait(feeds, appended, watches, wait_msec, limit, signed)
-    return {name: found.get(name, []) for name, _, _, _ in watches}
+    """`watch_answer`, for an API that hands its answer on whole (gRPC)."""
+    async with watch_answer(feeds, appended, watches, wait_msec, limit, signed) as found:
+        return found
 
 
 async def _wait(
-    feeds: FeedStore,
-    appended: Appended,
-    watches: List[Watch],
-    wait_msec: float,
-    limit: int,
-    signed: bool,
-) -> Dict[str, List[str]]:
-    deadline = time.monotonic() + wait_msec / 1000.0
+    feeds: FeedStore, appended: Appended, watches: List[Watch], deadline: float
+) -> bool:
+    """Wait until some watch has a message past its position (True) or `deadline`."""
     while True:
         events = [appended.event(f, s) for _, f, s, _ in watches]
-        found = await _run(collect, feeds, watches, limit, signed)
+        if await _run(any_new, feeds, watches):
+            return True
         remaining = deadline - time.monotonic()
-        if found or remaining <= 0 or not events:
-            return found
+        if remaining <= 0 or not events:
+            return False
         waiters = [asyncio.ensure_future(e.wait()) for e in events]
         done, pending = await asyncio.wait(
             waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED

@@ -32,6 +32,9 @@ from .mutables import canonical_json
 from .sqlite_db import SqliteDb
 
 FILE_NAME = "kachery-feeds.db"
+MAX_MESSAGE_CHARS = 4 << 20
+"""The largest message appended (its compact JSON): one answer of a watch, which carries at
+least one message, then always fits a gRPC message (8 MiB) and stays small."""
 MILLISECONDS_FROM = 1e11
 """A timestamp at least this is in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973)."""
 SCHEMA = [
@@ -154,6 +157,14 @@ class FeedStore:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         check_feed_id(feed_id)
+        for i, message in enumerate(messages):
+            size = len(canonical_json(message))
+            if size > MAX_MESSAGE_CHARS:
+                raise InvalidInputError(
+                    f"feed message {i} is {size} characters of JSON, more than the node's"
+                    f" limit of {MAX_MESSAGE_CHARS} (4 MiB); nothing was appended",
+                    "store the data as a file and append its URI",
+                )
         with self._db.transaction() as db:
             row = db.execute(
                 "SELECT private_key FROM feeds WHERE feed_id = ?", (feed_id,)
@@ -195,6 +206,18 @@ class FeedStore:
                 (feed_id, subfeed),
             ).fetchone()
         return int(row[0])
+
+    def has_message(self, feed_id: str, subfeed: str, position: int) -> bool:
+        """Whether the subfeed has a message numbered `position` or more."""
+        with self._db.locked() as db:
+            return (
+                db.execute(
+                    "SELECT 1 FROM messages WHERE feed_id = ? AND subfeed = ? AND number >= ?"
+                    " LIMIT 1",
+                    (feed_id, subfeed, position),
+                ).fetchone()
+                is not None
+            )
 
     def message_texts(
         self,

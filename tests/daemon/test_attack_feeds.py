@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -31,6 +32,7 @@ MESSAGES = 40  # 10 MB in the subfeed
 WATCH_NAMES = 60
 SUBFEED = hashlib.sha1(b"big").hexdigest()
 RSS_LIMIT_MIB = 100
+UNREAD = 100
 
 
 def _status_mib(pid: int, field: str) -> float:
@@ -185,3 +187,55 @@ def test_too_many_watches_in_one_request_are_refused(big_feed, tmp_path: Path) -
         with pytest.raises(InvalidInputError) as caught:
             client.transport.watch_for_new_messages(watches, 0)
     assert str(MAX_WATCHES) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_many_watch_answers_nobody_reads_stay_small(big_feed) -> None:
+    """UNREAD connections ask for the whole subfeed 60 times over and never read the answer."""
+    node: NodeProcess = big_feed["node"]
+    body = json.dumps(_hostile_doc(big_feed["feed_id"])).encode()
+    head = (
+        "POST /feed/watchForNewMessages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"KACHERY-CLIENT-AUTH-CODE: {_read_token(node)}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sockets = []
+    try:
+        for _ in range(UNREAD):
+            s = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(head + body)
+            sockets.append(s)
+        time.sleep(3)  # every answer built and waiting to be read
+        started = time.monotonic()
+        assert requests.get(node.url + "/probe", timeout=30).status_code == 200
+        assert time.monotonic() - started < 1.0
+        peak = _status_mib(node.pid, "VmHWM")
+        assert peak < RSS_LIMIT_MIB, f"node peak RSS {peak:.0f} MiB"
+    finally:
+        for s in sockets:
+            s.close()
+    # Closed unread answers give their slots back: a reader gets its messages at once.
+    doc = {
+        "subfeedWatches": {"mine": dict(_hostile_doc(big_feed["feed_id"])["subfeedWatches"]["w0"])}
+    }
+    started = time.monotonic()
+    got = _post(node, "/feed/watchForNewMessages", dict(doc, waitMsec=0))
+    assert got.json()["messages"]["mine"][0] == _message(0)
+    assert time.monotonic() - started < 3.0
+
+
+def test_a_message_over_4_mib_is_refused_at_append(big_feed) -> None:
+    node: NodeProcess = big_feed["node"]
+    doc = {
+        "feedId": big_feed["feed_id"],
+        "subfeedHash": SUBFEED,
+        "messages": [{"small": 1}, "x" * (4 << 20)],
+    }
+    refused = _post(node, "/feed/appendMessages", doc)
+    assert refused.status_code == 400
+    assert "feed message 1 is" in refused.text and "4 MiB" in refused.text
+    assert "\n" not in refused.text.strip()
+    count = _post(
+        node, "/feed/getNumLocalMessages", {"feedId": doc["feedId"], "subfeedHash": SUBFEED}
+    )
+    assert count.json()["numMessages"] == MESSAGES  # nothing appended

@@ -16,6 +16,7 @@ from kachery_core import __version__
 from kachery_core.errors import ConfigError, KacheryError
 from kachery_core.settings.config import resolve_config
 
+from .auth_group import auth_group_id  # only the standard library
 from .scopes import DEFAULT_TOKEN_SCOPE, TOKEN_SCOPES  # only the standard library
 
 if TYPE_CHECKING:
@@ -206,9 +207,7 @@ def start(
     config = resolve_config(
         {"storage_dir": storage_dir} if storage_dir else {}, explicit_source="--storage-dir"
     )
-    group = _group_id(auth_group) if auth_group else None
-    if auth_group and group is not None:
-        _check_member(auth_group, group, config.storage_dir)
+    group = auth_group_id(auth_group, config.storage_dir) if auth_group else None
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if auth_rotate_seconds < MIN_ROTATE_SECONDS and not allow_short_rotation:
@@ -411,48 +410,6 @@ def channel_check(name: str, storage_dir: Optional[str], config_file: Optional[P
         sys.exit(1)
     click.echo(
         f"channel {name}: {bucket.url(bucket.channel.prefix)} at {bucket.channel.endpoint}: ok"
-    )
-
-
-def _group_id(name: str) -> int:
-    import grp
-
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise ConfigError(
-            f"unknown group {name!r} for --auth-group", "create it or name an existing group"
-        ) from None
-
-
-def _check_member(name: str, gid: int, storage_dir: Path) -> None:
-    """Before anything is written: can this process give a file to the group (be in it, or
-    hold the right to chown)? Tried on a scratch file, so the kernel's own rule decides;
-    if not, a one-line error naming the group, the client-auth file and what to do."""
-    import tempfile
-
-    try:
-        with tempfile.TemporaryFile() as scratch:
-            try:
-                os.fchown(scratch.fileno(), -1, gid)
-                return
-            except PermissionError:
-                pass
-    except OSError:  # no scratch space: writing client-auth itself will tell
-        return
-    import pwd
-
-    from kachery_core.store.layout import StorageLayout
-
-    try:
-        user = pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        user = str(os.geteuid())
-    raise ConfigError(
-        f"cannot give {StorageLayout(storage_dir).client_auth_path} to group {name!r}"
-        f" (--auth-group): user {user} is not a member of it",
-        f"add the user (usermod -aG {name} {user}) and start the node from a new login,"
-        " or leave out --auth-group",
     )
 
 

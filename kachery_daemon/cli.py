@@ -17,12 +17,15 @@ from kachery_core.errors import ConfigError, KacheryError
 from kachery_core.settings.config import resolve_config
 
 from .admin_files import check_token_output, node_storage, write_token_file
+from .auth_group import auth_group_id  # only the standard library
 from .scopes import DEFAULT_TOKEN_SCOPE, TOKEN_SCOPES  # only the standard library
 
 if TYPE_CHECKING:
     from .tokens import TokenStore
 
 PROG = "kachery-daemon"
+PORT = click.IntRange(1, 65535)
+"""Every port option: checked by click, before anything is written (a usage error)."""
 MIN_ROTATE_SECONDS = 60.0
 """The original kachery-client 1.2.0 reads the auth code once a minute; a code stays valid
 for two rotation periods, so a period of at least this keeps its cached code valid."""
@@ -44,7 +47,10 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", type=int, default=None, help="Port (default: KACHERY_DAEMON_PORT or 20431)."
+    "--port",
+    type=PORT,
+    default=None,
+    help="Port (default: KACHERY_DAEMON_PORT or 20431).",
 )
 @click.option(
     "--storage-dir",
@@ -90,7 +96,7 @@ def cli() -> None:
 )
 @click.option(
     "--grpc-port",
-    type=click.IntRange(1, 65535),
+    type=PORT,
     default=None,
     help="Also serve the gRPC API on this port, on the same --host (default: no gRPC).",
 )
@@ -202,7 +208,7 @@ def start(
     config = resolve_config(
         {"storage_dir": storage_dir} if storage_dir else {}, explicit_source="--storage-dir"
     )
-    group = _group_id(auth_group) if auth_group else None
+    group = auth_group_id(auth_group, config.storage_dir) if auth_group else None
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if auth_rotate_seconds < MIN_ROTATE_SECONDS and not allow_short_rotation:
@@ -370,7 +376,7 @@ def token_create(
             raise
     held = "" if output is None else f", written to {output} (mode 0600)"
     click.echo(
-        f"token {record.token_id} ({record.label}, scope {record.scope}) created for the node "
+        f"token {record.token_id} ({record.shown_label}, scope {record.scope}) created for the node "
         f"of {where}{held}; the client sets KACHERY_AUTH_TOKEN or auth_token_file",
         err=True,
     )
@@ -384,7 +390,7 @@ def token_list(storage_dir: Optional[str]) -> None:
     records = store.records()
     for record in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created))
-        click.echo(f"{record.token_id}  {created}  {record.scope:<5}  {record.label}")
+        click.echo(f"{record.token_id}  {created}  {record.scope:<5}  {record.shown_label}")
     click.echo(f"{len(records)} token(s) of the node of {where}", err=True)
 
 
@@ -395,7 +401,9 @@ def token_revoke(id_or_label: str, storage_dir: Optional[str]) -> None:
     """Revoke a token by its id or label; it stops working on the next request."""
     store, where = _token_store(storage_dir)
     record = store.revoke(id_or_label)
-    click.echo(f"revoked token {record.token_id} ({record.label}) of the node of {where}", err=True)
+    click.echo(
+        f"revoked token {record.token_id} ({record.shown_label}) of the node of {where}", err=True
+    )
 
 
 @cli.group()
@@ -437,17 +445,6 @@ def channel_check(name: str, storage_dir: Optional[str], config_file: Optional[P
     click.echo(
         f"channel {name}: {bucket.url(bucket.channel.prefix)} at {bucket.channel.endpoint}: ok"
     )
-
-
-def _group_id(name: str) -> int:
-    import grp
-
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise ConfigError(
-            f"unknown group {name!r} for --auth-group", "create it or name an existing group"
-        ) from None
 
 
 def main(argv: Optional[List[str]] = None) -> None:

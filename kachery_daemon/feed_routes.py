@@ -4,19 +4,26 @@ Each parses its JSON body and calls the `Node`. `watchForNewMessages` is a long 
 answers at once when any watched subfeed has messages past its position, else waits (see
 `feed_watch`: woken by appends, never by polling the database) until one does or
 `waitMsec` (at most `MAX_WAIT_MSEC`; a longer one is cut to it) runs out. The answer names
-every watch, `[]` for one without new messages.
+every watch, `[]` for one without new messages, and is bounded (`feed_watch`: a caller
+pages through a long backlog); it is joined from the messages' stored JSON off the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Dict, List
 
 from aiohttp import web
 
-from .feed_watch import Watch
+from .feed_watch import Watch, answer_json, check_watch_count, watch_answer
 from .feeds import check_feed_id, check_subfeed_hash
 from .http_util import BadRequest, field, read_json_object
 from .node import Node
+
+WRITE_PIECE = 64 << 10
+"""Bytes of a watch answer handed to the socket at a time."""
+WRITE_SECONDS = 30.0
+"""A watch answer not taken by its reader within this is dropped with its connection."""
 
 
 def add_mutable_and_feed_routes(app: web.Application, node: Node) -> None:
@@ -67,9 +74,10 @@ def add_mutable_and_feed_routes(app: web.Application, node: Node) -> None:
         count = await node.num_messages(_feed_id(doc), _subfeed(doc))
         return web.json_response({"success": True, "numMessages": count})
 
-    async def watch(request: web.Request) -> web.Response:
+    async def watch(request: web.Request) -> web.StreamResponse:
         doc = await read_json_object(request)
         raw_watches = field(doc, "subfeedWatches", dict)
+        check_watch_count(len(raw_watches))
         wait_msec = field(doc, "waitMsec", (int, float), 0)
         if not wait_msec >= 0:  # NaN too; a wait over MAX_WAIT_MSEC is cut to it
             raise BadRequest(f"waitMsec must be 0 or more, not {wait_msec}")
@@ -83,8 +91,12 @@ def add_mutable_and_feed_routes(app: web.Application, node: Node) -> None:
             if position < 0:
                 raise BadRequest(f"subfeedWatches[{name!r}].position must not be negative")
             watches.append((name, _feed_id(watch_doc), _subfeed(watch_doc), position))
-        found = await node.watch(watches, wait_msec, limit, signed)
-        return web.json_response({"success": True, "messages": found})
+        async with watch_answer(
+            node.feeds, node.appended, watches, wait_msec, limit, signed
+        ) as found:  # holds an answer slot until the answer is sent
+            body = await asyncio.get_running_loop().run_in_executor(None, answer_json, found)
+            found.clear()  # only the encoded answer is kept while it is written
+            return await _write_answer(request, body)
 
     for path, handler in [
         ("/mutable/get", mutable_get),
@@ -99,6 +111,28 @@ def add_mutable_and_feed_routes(app: web.Application, node: Node) -> None:
         ("/feed/watchForNewMessages", watch),
     ]:
         app.router.add_post(path, handler)
+
+
+async def _write_answer(request: web.Request, body: bytes) -> web.StreamResponse:
+    """Write a watch answer a piece at a time, each once the last has left for the socket,
+    so a reader that does not read holds one answer, not a copy of it in the write buffer."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(body)
+
+    async def send() -> None:
+        await response.prepare(request)
+        view = memoryview(body)
+        for start in range(0, len(view), WRITE_PIECE):
+            await response.write(view[start : start + WRITE_PIECE])  # waits for a drain
+        await response.write_eof()
+
+    try:
+        await asyncio.wait_for(send(), WRITE_SECONDS)
+    except asyncio.TimeoutError:  # an answer nobody reads gives its slot back
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("a watch answer was not read in time") from None
+    return response
 
 
 def _key(doc: Dict[str, Any]) -> Any:

@@ -24,7 +24,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from kachery_core.errors import InvalidInputError, NotFoundError
 
@@ -32,6 +32,9 @@ from .mutables import canonical_json
 from .sqlite_db import SqliteDb
 
 FILE_NAME = "kachery-feeds.db"
+MAX_MESSAGE_CHARS = 4 << 20
+"""The largest message appended (its compact JSON): one answer of a watch, which carries at
+least one message, then always fits a gRPC message (8 MiB) and stays small."""
 MILLISECONDS_FROM = 1e11
 """A timestamp at least this is in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973)."""
 SCHEMA = [
@@ -62,6 +65,29 @@ def timestamp_seconds(timestamp: float) -> float:
     """Seconds since the epoch of a signed message's timestamp, in milliseconds (now) or in
     seconds (messages appended by earlier versions of this node)."""
     return timestamp / 1000.0 if timestamp >= MILLISECONDS_FROM else float(timestamp)
+
+
+BODY_START = '{"message":'
+TAIL_START = ',"messageNumber":'
+TAIL_KEYS = ["messageNumber", "previousSignature", "timestamp"]
+
+
+def message_text(body: str) -> str:
+    """The JSON text of the message inside a stored body, cut out of it, not re-encoded.
+
+    A body is canonical JSON (keys sorted), so it is `{"message":` + the message + `,
+    "messageNumber":`... The last `,"messageNumber":` starts the tail, whose keys are
+    checked; anything else (never written by this node) is parsed and encoded again.
+    """
+    cut = body.rfind(TAIL_START)
+    if body.startswith(BODY_START) and cut > 0:
+        try:
+            tail = json.loads("{" + body[cut + 1 :])
+        except ValueError:
+            tail = None
+        if isinstance(tail, dict) and sorted(tail) == TAIL_KEYS:
+            return body[len(BODY_START) : cut]
+    return canonical_json(json.loads(body)["message"])
 
 
 def check_feed_id(feed_id: Any) -> str:
@@ -131,6 +157,14 @@ class FeedStore:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         check_feed_id(feed_id)
+        for i, message in enumerate(messages):
+            size = len(canonical_json(message))
+            if size > MAX_MESSAGE_CHARS:
+                raise InvalidInputError(
+                    f"feed message {i} is {size} characters of JSON, more than the node's"
+                    f" limit of {MAX_MESSAGE_CHARS} (4 MiB); nothing was appended",
+                    "store the data as a file and append its URI",
+                )
         with self._db.transaction() as db:
             row = db.execute(
                 "SELECT private_key FROM feeds WHERE feed_id = ?", (feed_id,)
@@ -173,22 +207,58 @@ class FeedStore:
             ).fetchone()
         return int(row[0])
 
-    def messages(
-        self, feed_id: str, subfeed: str, position: int, limit: int = 0, signed: bool = False
-    ) -> List[Any]:
-        """Messages from `position` on (at most `limit`, 0 for all); envelopes if `signed`."""
-        check_feed_id(feed_id)
+    def has_message(self, feed_id: str, subfeed: str, position: int) -> bool:
+        """Whether the subfeed has a message numbered `position` or more."""
         with self._db.locked() as db:
+            return (
+                db.execute(
+                    "SELECT 1 FROM messages WHERE feed_id = ? AND subfeed = ? AND number >= ?"
+                    " LIMIT 1",
+                    (feed_id, subfeed, position),
+                ).fetchone()
+                is not None
+            )
+
+    def message_texts(
+        self,
+        feed_id: str,
+        subfeed: str,
+        position: int,
+        limit: int,
+        max_chars: int,
+        signed: bool = False,
+    ) -> List[str]:
+        """The JSON texts of messages from `position` on (envelopes if `signed`): at most
+        `limit` of them, and no more than `max_chars` of text, except that the first one is
+        returned whatever its size, so that a reader paging through always moves on.
+
+        Sizes are read first (`length`: stored text is ASCII JSON) and only the rows that
+        fit are fetched, so a long subfeed costs the memory of one answer, not its length.
+        """
+        check_feed_id(feed_id)
+        if limit <= 0:
+            return []
+        with self._db.locked() as db:
+            sizes = db.execute(
+                "SELECT length(body) + length(signature) FROM messages"
+                " WHERE feed_id = ? AND subfeed = ? AND number >= ? ORDER BY number LIMIT ?",
+                (feed_id, subfeed, position, limit),
+            )
+            count, used = 0, 0
+            for (size,) in sizes:
+                if count and used + size > max_chars:
+                    break
+                count, used = count + 1, used + size
+            if not count:
+                return []
             rows = db.execute(
                 "SELECT body, signature FROM messages"
                 " WHERE feed_id = ? AND subfeed = ? AND number >= ? ORDER BY number LIMIT ?",
-                (feed_id, subfeed, position, limit if limit > 0 else -1),
-            ).fetchall()
-        out: List[Any] = []
-        for body_text, signature in rows:
-            body: Dict[str, Any] = json.loads(body_text)
-            out.append({"body": body, "signature": signature} if signed else body["message"])
-        return out
+                (feed_id, subfeed, position, count),
+            )
+            if signed:
+                return [f'{{"body":{body},"signature":{json.dumps(sig)}}}' for body, sig in rows]
+            return [message_text(body) for body, _ in rows]
 
     def close(self) -> None:
         self._db.close()

@@ -38,6 +38,7 @@ from typing import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Dict,
     List,
     Optional,
     Tuple,
@@ -57,7 +58,7 @@ from kachery_core.protocol import wire
 from kachery_core.protocol.address import host_port
 
 from . import scopes
-from .feed_watch import Watch
+from .feed_watch import Watch, check_watch_count
 from .feeds import check_feed_id, check_subfeed_hash
 from .grpc_limits import GrpcLimits, next_message, upload_messages
 from .grpc_status import AnswerUnread, Refused, abort, end_behind_unread_answer
@@ -389,6 +390,7 @@ class KacheryService(pb_grpc.KacheryServicer):
             raise InvalidInputError(f"wait_msec must be 0 or more, not {request.wait_msec}")
         if request.max_num_messages < 0:
             raise InvalidInputError("max_num_messages must not be negative")
+        check_watch_count(len(request.watches))
         watches: List[Watch] = []
         for name, watch in request.watches.items():
             if watch.position < 0:
@@ -397,10 +399,15 @@ class KacheryService(pb_grpc.KacheryServicer):
         found = await self.node.watch(
             watches, request.wait_msec, request.max_num_messages, request.signed
         )
-        reply = pb.WatchReply()
-        for name, messages in found.items():
-            reply.messages[name].messages_json.extend(json.dumps(m) for m in messages)
-        return reply
+        return await asyncio.get_running_loop().run_in_executor(None, _watch_reply, found)
+
+
+def _watch_reply(found: Dict[str, List[str]]) -> pb.WatchReply:
+    """The reply of a watch, from the messages' JSON texts (for a worker thread)."""
+    reply = pb.WatchReply()
+    for name, texts in found.items():
+        reply.messages[name].messages_json.extend(texts)
+    return reply
 
 
 def _subfeed(subfeed: pb.Subfeed) -> Tuple[str, str]:

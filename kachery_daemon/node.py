@@ -342,8 +342,9 @@ class Node(ChannelOperations):
 
     async def watch(
         self, watches: List[Watch], wait_msec: float, limit: int = 0, signed: bool = False
-    ) -> Dict[str, List[Any]]:
-        """Messages past each watch's position, waiting up to `wait_msec` for at least one."""
+    ) -> Dict[str, List[str]]:
+        """The JSON texts of messages past each watch's position, within one answer's
+        budget (`feed_watch`), waiting up to `wait_msec` for at least one."""
         return await wait_for_messages(self.feeds, self.appended, watches, wait_msec, limit, signed)
 
 

@@ -3,7 +3,8 @@
 The rotating client-auth code only reaches users who can read the node's storage
 directory. A laptop across the network gets a token instead: `kachery-daemon token create`
 prints it once, and the node keeps only its SHA-256 (in `kachery-tokens.json`, mode 0600),
-so a leaked storage directory does not leak working tokens. Clients send a token in the
+so a leaked storage directory does not leak working tokens. A label is printable text
+(no newline or other control character), so `token list` shows one line per token. Clients send a token in the
 same header as the auth code. Each token has a scope (`read`, `write` or `admin`, see
 scopes.py); a record written before scopes existed is read as `write`.
 
@@ -49,6 +50,12 @@ class TokenRecord:
     scope: str = scopes.DEFAULT_TOKEN_SCOPE
     """What the token may do: one of `scopes.TOKEN_SCOPES`."""
 
+    @property
+    def shown_label(self) -> str:
+        """The label for a terminal: a character that is not printable (a newline, from a
+        file written before labels were checked) escaped, so one token is one line."""
+        return printable(self.label)
+
     def to_json(self) -> Dict[str, Any]:
         return {
             "id": self.token_id,
@@ -78,6 +85,13 @@ class TokenRecord:
                 f"{where} has scope {str(scope)[:20]!r}, not one of {', '.join(scopes.TOKEN_SCOPES)}"
             )
         return cls(doc["id"], doc["label"], float(created), sha256, scope)
+
+
+def printable(text: str) -> str:
+    """`text` with each character that is not printable written as its escape (`\\n`)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _digest(token: str) -> str:
@@ -121,6 +135,12 @@ class TokenStore:
         label = label.strip()
         if not label:
             raise InvalidInputError("a token needs a --label", "say whose or what it is for")
+        if not label.isprintable():
+            raise InvalidInputError(
+                f"token label {label!r} is not printable text (it has a newline, tab or"
+                " other control or format character)",
+                "give --label letters, digits, spaces and punctuation only",
+            )
         if scope not in scopes.TOKEN_SCOPES:
             raise InvalidInputError(
                 f"unknown token scope {scope!r}", f"use one of {', '.join(scopes.TOKEN_SCOPES)}"
@@ -143,7 +163,8 @@ class TokenStore:
             records = self.records()
             matches = [r for r in records if id_or_label in (r.token_id, r.label)]
             if not matches:
-                known = ", ".join(f"{r.token_id} ({r.label})" for r in records) or "none"
+                known = ", ".join(f"{r.token_id} ({r.shown_label})" for r in records)
+                known = known or "none"
                 raise InvalidInputError(
                     f"no token with id or label {id_or_label!r} in {self.path}",
                     f"tokens: {known}",

@@ -37,7 +37,6 @@ from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
     IntegrityError,
-    InvalidInputError,
     NotFoundError,
     TransportError,
     UnsupportedOperation,
@@ -45,6 +44,7 @@ from kachery_core.errors import (
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api.file_keys import to_pb
 from kachery_core.protocol.address import host_port
+from kachery_core.protocol.json_values import json_text
 from kachery_core.settings.config import Config
 from kachery_core.store.base import StoredObject
 from kachery_core.store.layout import CLIENT_AUTH_FILE
@@ -252,16 +252,22 @@ class GrpcDaemonTransport(DaemonTransport):
     # -- mutables and feeds ------------------------------------------------------------
 
     def mutable_get(self, key: JSON) -> Tuple[bool, JSON]:
-        reply = self.node.call("GetMutable", pb.MutableKey(key_json=_dumps(key)), "mutable get")
+        reply = self.node.call(
+            "GetMutable", pb.MutableKey(key_json=json_text(key, "mutable key")), "mutable get"
+        )
         return reply.found, json.loads(reply.value_json) if reply.found else None
 
     def mutable_set(self, key: JSON, value: JSON, update: bool = True) -> None:
-        request = pb.SetMutableRequest(key_json=_dumps(key), value_json=_dumps(value))
+        request = pb.SetMutableRequest(
+            key_json=json_text(key, "mutable key"), value_json=json_text(value, "mutable value")
+        )
         request.update = update
         self.node.call("SetMutable", request, "mutable set")
 
     def mutable_delete(self, key: JSON) -> None:
-        self.node.call("DeleteMutable", pb.MutableKey(key_json=_dumps(key)), "mutable delete")
+        self.node.call(
+            "DeleteMutable", pb.MutableKey(key_json=json_text(key, "mutable key")), "mutable delete"
+        )
 
     def create_feed(self, feed_name: Optional[str] = None) -> str:
         request = pb.FeedName() if feed_name is None else pb.FeedName(feed_name=feed_name)
@@ -277,7 +283,7 @@ class GrpcDaemonTransport(DaemonTransport):
     def append_messages(self, feed_id: str, subfeed_hash: str, messages: List[JSON]) -> None:
         request = pb.AppendMessagesRequest(
             subfeed=pb.Subfeed(feed_id=feed_id, subfeed_hash=subfeed_hash),
-            messages_json=[_dumps(m) for m in messages],
+            messages_json=[json_text(m, "feed message") for m in messages],
         )
         self.node.call("AppendMessages", request, "append messages")
 
@@ -303,15 +309,6 @@ class GrpcDaemonTransport(DaemonTransport):
 
     def close(self) -> None:
         self.node.close()
-
-
-def _dumps(value: JSON) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            f"not a JSON value: {exc}", "use dicts, lists, str, numbers"
-        ) from None
 
 
 def _seekable(stream: BinaryIO) -> bool:

@@ -31,6 +31,7 @@ from kachery_core.errors import (
     TransportError,
 )
 from kachery_core.protocol.address import url_host
+from kachery_core.protocol.json_values import json_text
 from kachery_core.protocol.probe import (
     UNREADABLE,
     ProbeAnswer,
@@ -313,13 +314,17 @@ class HttpDaemonTransport(DaemonTransport):
     # -- mutables and feeds ------------------------------------------------------------
 
     def mutable_get(self, key: JSON) -> Tuple[bool, JSON]:
+        json_text(key, "mutable key")  # the same error as every backend's, before sending
         doc = self._post("/mutable/get", {"key": key})
         return bool(doc.get("found")), doc.get("value")
 
     def mutable_set(self, key: JSON, value: JSON, update: bool = True) -> None:
+        json_text(key, "mutable key")
+        json_text(value, "mutable value")
         self._post("/mutable/set", {"key": key, "value": value, "update": update})
 
     def mutable_delete(self, key: JSON) -> None:
+        json_text(key, "mutable key")
         self._post("/mutable/delete", {"key": key})
 
     def create_feed(self, feed_name: Optional[str] = None) -> str:
@@ -333,6 +338,8 @@ class HttpDaemonTransport(DaemonTransport):
         self._post("/feed/deleteFeed", {"feedId": feed_id})
 
     def append_messages(self, feed_id: str, subfeed_hash: str, messages: List[JSON]) -> None:
+        for message in messages:
+            json_text(message, "feed message")
         self._post(
             "/feed/appendMessages",
             {"feedId": feed_id, "subfeedHash": subfeed_hash, "messages": messages},

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Optional, Tuple
 
 from kachery_core.content.hashing import Progress
 from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError, TransportError
+from kachery_core.protocol.json_values import json_text
 from kachery_core.protocol.probe import Tls
 from kachery_core.protocol.wire import (
     AUTH_HEADER,
@@ -115,12 +116,15 @@ class NodeHttp:
         all_headers = dict(headers or {})
         if credential is not None:
             all_headers[AUTH_HEADER] = credential
+        encoded: Optional[bytes] = None
+        if json_body is not None:  # our own check, so every backend fails alike (json_values)
+            encoded = json_text(json_body, f"the request body of {path}").encode()
+            all_headers["Content-Type"] = "application/json"
         try:
             response = self.requests_session.request(
                 method,
                 self.base_url + path,
-                json=json_body,
-                data=body() if body else None,
+                data=body() if body else encoded,
                 headers=all_headers,
                 stream=stream,
                 timeout=self.timeout,

@@ -197,7 +197,11 @@ class DaemonTransport(ABC):
         wait_msec: int,
         max_num_messages: int = 0,
     ) -> Dict[str, List[JSON]]:
-        """Wait up to `wait_msec` for new messages on any watch; return them by watch name."""
+        """Wait up to `wait_msec` for new messages on any watch; return them by watch name.
+
+        Each watch gets the messages after its position, in order, but perhaps not all of
+        them (a node bounds one answer): move each position on by what came and ask again.
+        """
         raise self.unsupported("feeds")
 
     # -- lifecycle ----------------------------------------------------------------

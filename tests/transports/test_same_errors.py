@@ -19,7 +19,7 @@ import pytest
 from conftest import free_port
 
 import kachery_client as kc
-from kachery_core.errors import IntegrityError, NotFoundError
+from kachery_core.errors import IntegrityError, InvalidInputError, NotFoundError
 from kachery_core.store.local import LocalStorage
 
 HELLO = b"Hello, world!"
@@ -103,3 +103,46 @@ def test_a_missing_object_is_not_found(one_node: OneNode, backend: str) -> None:
     with pytest.raises(NotFoundError) as caught:
         one_node.clients[backend].load_file(f"sha1://{MISSING_SHA1}/gone.bin")
     assert MISSING_SHA1 in str(caught.value)
+
+
+NOT_JSON = {
+    "nan": (float("nan"), "nan"),
+    "inf": (float("-inf"), "-inf"),
+    "int-key": ({1: "one"}, "{1: 'one'}"),
+    "none-key": ({"a": {None: 2}}, "{'a': {None: 2}}"),
+    "bytes": (b"raw", "b'raw'"),
+    "set": ([{1, 2}], "[{1, 2}]"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(NOT_JSON))
+@pytest.mark.parametrize("backend", ["http", "remote", "grpc"])
+def test_a_key_or_value_that_is_not_json_is_invalid_input_naming_it(
+    one_node: OneNode, backend: str, bad: str
+) -> None:
+    """The same `InvalidInputError` on every backend that has mutables and feeds (local has
+    neither), naming the bad value, before anything is sent: never another library's
+    exception, and never a key silently turned into another (`{1: ...}` into `{"1": ...}`)."""
+    value, shown = NOT_JSON[bad]
+    client = one_node.clients[backend]
+    attempts = {
+        "mutable key": [
+            lambda: client.get(value),
+            lambda: client.set(value, 1),
+            lambda: client.delete(value),
+        ],
+        "mutable value": [lambda: client.set("k", value)],
+    }
+    for what, calls in attempts.items():
+        for call in calls:
+            with pytest.raises(InvalidInputError) as caught:
+                call()
+            message = str(caught.value)
+            assert message.startswith(f"{what} {shown} is not JSON: "), message
+            assert "\n" not in message
+    feed_id = client.transport.create_feed(None)
+    with pytest.raises(InvalidInputError) as caught:
+        client.transport.append_messages(feed_id, "a" * 40, [1, value])
+    assert f"feed message {shown} is not JSON" in str(caught.value)
+    assert client.transport.get_num_messages(feed_id, "a" * 40) == 0
+    assert client.get("k") is None  # nothing was set

@@ -58,6 +58,7 @@ __all__ = [
     "link_file",
     "load_file",
     "load_bytes",
+    "open",
     "store_text",
     "load_text",
     "store_json",
@@ -133,6 +134,11 @@ def load_file(uri: Any, dest: Any = None) -> str:
 
 def load_bytes(uri: Any, start: int = 0, end: Optional[int] = None) -> bytes:
     return default_client().load_bytes(uri, start, end)
+
+
+def open(uri: Any) -> Any:  # noqa: A001 - the API's name
+    """A seekable, read-only binary file over a stored object, read lazily and verified."""
+    return default_client().open(uri)
 
 
 def store_text(text: str, label: str = "file.txt") -> str:

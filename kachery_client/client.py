@@ -204,16 +204,21 @@ class Client:
         return resolve_file(self.transport, parsed)
 
     def open(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> BinaryIO:
-        """A binary stream of the object's bytes [start, end), checked against its hash.
+        """A seekable, read-only binary file over the object (`sha1://`, or a file in a
+        `sha1dir://` tree), read lazily: only the chunks a read touches are fetched, and
+        each is hash-checked before any of its bytes is returned (kachery_client/lazy).
 
-        A whole object is hashed as it streams: `IntegrityError` comes at the end of the
-        stream when the bytes are not the object's (so use them only once it has ended). A
-        range is cut from pieces checked before any of it is given.
+        With `start` or `end`, a plain stream of bytes [start, end) instead, cut from
+        pieces checked before any of it is given.
         """
-        return open_verified(self.transport, self._file_uri(uri), start, end)  # type: ignore[return-value]
+        if start or end is not None:
+            return open_verified(self.transport, self._file_uri(uri), start, end)  # type: ignore[return-value]
+        from kachery_client.lazy.file import open_uri
+
+        return open_uri(self.transport, _parsed(uri), self.config)
 
     def load_bytes(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> bytes:
-        with self.open(uri, start, end) as stream:
+        with open_verified(self.transport, self._file_uri(uri), start, end) as stream:
             return stream.read()
 
     # -- directories and batches -------------------------------------------------------

@@ -191,6 +191,10 @@ class GrpcDaemonTransport(DaemonTransport):
             with contextlib.suppress(NotFoundError):
                 self._download(ContentUri(uri.manifest_sha1), None)
 
+    def lazy_storages(self) -> Tuple[Optional[LocalStorage], Optional[LocalStorage]]:
+        """Chunks come over the channel (`ReadRange`) into the client's cache."""
+        return None, self.cache
+
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         if self._config.channel and self.cache.find(uri.sha1) is None:
             self.load_file(uri)  # so that a channel named for a missing file is an error

@@ -260,6 +260,11 @@ class HttpDaemonTransport(StorageBackedTransport):
         )
         self.http.follow(response, progress, what)
 
+    def lazy_storages(self) -> Tuple[Optional[LocalStorage], Optional[LocalStorage]]:
+        """The node's storage, read in place; a missing object is loaded by the node."""
+        self._connect()
+        return self.storage, None
+
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         self._connect()
         if self.channel and self.storage.find(uri.sha1) is None:

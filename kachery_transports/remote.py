@@ -22,7 +22,7 @@ create`) in the same header. Timeouts come from `connect_timeout` and `read_time
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from kachery_core.content.hashing import Progress, hash_stream, writer_for
 from kachery_core.content.manifest import Manifest
@@ -85,6 +85,14 @@ class RemoteDaemonTransport(HttpDaemonTransport):
     @property
     def node_reads_local_paths(self) -> bool:
         return self.shared and super().node_reads_local_paths
+
+    def lazy_storages(self) -> Tuple[Optional[LocalStorage], Optional[LocalStorage]]:
+        """Shared storage is read in place; otherwise chunks come over the connection
+        (`open_range`) into the client's cache."""
+        self._connect()
+        if self.shared:
+            return self.storage, None
+        return None, self.storage
 
     def describe_location(self) -> str:
         where = "shared storage" if self.shared else "cache"

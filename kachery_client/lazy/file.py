@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 PREFETCH = 2
 """Chunks a sequential reader may have in flight ahead of it, per open file."""
 
+SEQUENTIAL_RUN = 3
+"""Reads in a row, each where the last ended, after which a reader counts as sequential."""
+
 BUFFER_SIZE = 256 << 10
 """The `io.BufferedReader` buffer around a lazy file: small reads stay cheap."""
 
@@ -66,6 +69,7 @@ class LazyFile(io.RawIOBase):
         self.name = source.shown
         self._position = 0
         self._last_end = -1
+        self._streak = 0
         self._located: Dict[int, Located] = dict(located or {})
         self._ahead: Dict[int, Future[Located]] = {}
         self._handles: Dict[str, BinaryIO] = {}
@@ -97,7 +101,9 @@ class LazyFile(io.RawIOBase):
         self._check_open()
         view = memoryview(buffer).cast("B")
         done = 0
-        while done < len(view) and self._position < self.size:
+        # A read stops at the end of a piece once it has bytes: a buffered reader's
+        # read-ahead never pulls in a chunk the caller did not ask for (it asks again).
+        while done < len(view) and self._position < self.size and not (done and self._at_edge()):
             index = bisect.bisect_right(self._starts, self._position) - 1
             piece = self._pieces[index]
             where = self._locate(index)
@@ -113,6 +119,10 @@ class LazyFile(io.RawIOBase):
         if done:
             self._after_read(self._position - done)
         return done
+
+    def _at_edge(self) -> bool:
+        i = bisect.bisect_left(self._starts, self._position)
+        return i < len(self._starts) and self._starts[i] == self._position
 
     def close(self) -> None:
         if not self.closed:
@@ -140,10 +150,14 @@ class LazyFile(io.RawIOBase):
         return located
 
     def _after_read(self, start: int) -> None:
-        """Sequential reads (each starting where the last ended) prefetch the next chunks."""
-        sequential = start == self._last_end
+        """A run of reads each starting where the last ended prefetches the next chunks.
+
+        A run, not one read: a random reader's read that happens to continue its buffered
+        one must not fetch 40,000,000 bytes it will not use.
+        """
+        self._streak = self._streak + 1 if start == self._last_end else 0
         self._last_end = self._position
-        if not sequential or len(self._pieces) < 2:
+        if self._streak < SEQUENTIAL_RUN or len(self._pieces) < 2:
             return
         index = bisect.bisect_right(self._starts, max(self._position - 1, 0))
         with self._guard:

@@ -16,6 +16,7 @@ stored, so writing is refused with a pointer to `kc.store_file` / `kc.store_dir`
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -76,17 +77,24 @@ class KacheryFileSystem(AbstractFileSystem):
         super().__init__(*args)
         self._settings = {OPTION_NAMES.get(k, k): v for k, v in options.items() if v is not None}
         self._client: Any = None
+        self._env: Tuple[Tuple[str, str], ...] = ()
         self._trees: Dict[str, Directory] = {}
         self._lock = threading.Lock()
 
     @property
     def client(self) -> Any:
-        """The `Client` these options describe, made on first use (no I/O before)."""
+        """The `Client` these options describe, made on first use (no I/O before), and
+        made again when a KACHERY_* variable changes (fsspec keeps filesystems around)."""
+        env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("KACHERY_")))
         with self._lock:
-            if self._client is None:
+            if self._client is None or self._env != env:
                 from kachery_client.client import Client
 
+                if self._client is not None:
+                    self._client.close()
                 self._client = Client(_source="fsspec storage_options", **self._settings)
+                self._env = env
+                self._trees.clear()
             return self._client
 
     # -- paths ---------------------------------------------------------------------------

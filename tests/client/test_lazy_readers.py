@@ -171,3 +171,16 @@ def test_a_profile_named_in_storage_options_chooses_the_node(
     units = pd.read_csv(uri + "/sorting/units.csv", storage_options={"profile": "lab"})
     assert list(units["unit"]) == [1, 2, 3]
     assert any((tmp_path / "lab-cache").rglob("*"))  # through the profile's node and cache
+
+
+def test_the_readme_examples_run(kenv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worked example in README.md's "From pandas, xarray, zarr and h5py", run as is."""
+    for name in ("pandas", "xarray", "zarr", "h5py"):
+        pytest.importorskip(name, reason=f"{name} has no release for this Python")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## From pandas, xarray, zarr and h5py", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    assert blocks, "the section has a python example"
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the documented example

@@ -184,3 +184,44 @@ def test_grpc_reads_chunks_over_its_wire(make_node, kenv, tmp_path: Path) -> Non
     assert not StorageLayout(cache).object_path(whole).exists()  # only the chunk came
     chunk_sha1 = __import__("hashlib").sha1(data[CHUNK_SIZE : 2 * CHUNK_SIZE]).hexdigest()
     assert StorageLayout(cache).object_path(chunk_sha1).exists()
+
+
+RSS_SCRIPT = """
+import hashlib, random, resource, sys
+import kachery_client as kc
+client = kc.Client(backend="remote", daemon_port=int(sys.argv[2]), storage_dir=sys.argv[3],
+                   auth_token=sys.argv[4])
+import kachery_client.lazy.file  # warm up: imports and the connection, no object read
+client.transport.node_info()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+digest = hashlib.sha1()
+with client.open(sys.argv[1]) as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+    rng = random.Random(1)
+    for _ in range(50):
+        f.seek(rng.randrange(f.size))
+        f.read(65536)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(digest.hexdigest(), (after - before) // 1024)
+"""
+
+
+def test_client_memory_stays_flat_while_reading_a_large_file(stored, tmp_path: Path) -> None:
+    import hashlib
+    import subprocess
+    import sys
+
+    node, data, uri, _, client = stored
+    with client() as c:
+        token = c.config.auth_token
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT, uri, str(node.port), str(tmp_path / "rss-cache"), token],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    digest, grown_mib = out.stdout.split()
+    assert digest == hashlib.sha1(data).hexdigest()
+    assert int(grown_mib) < 24, f"RSS grew {grown_mib} MiB reading {SIZE} bytes"

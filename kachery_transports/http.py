@@ -271,6 +271,10 @@ class HttpDaemonTransport(StorageBackedTransport):
             self._load_through_node(uri, None)  # the node fetches it from the channel first
         if self.storage.find(uri.sha1) is not None:
             return self.storage.open_range(uri.sha1, start, end)  # type: ignore[return-value]
+        return self._range_from_node(uri, start, end)
+
+    def _range_from_node(self, uri: ContentUri, start: int, end: Optional[int]) -> BinaryIO:
+        """Bytes [start, end) streamed by the node (`/downloadFileData`)."""
         doc: Dict[str, Any] = {"fileKey": file_key(uri), "startByte": start}
         if end is not None:
             doc["endByte"] = end

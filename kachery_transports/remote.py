@@ -22,7 +22,7 @@ create`) in the same header. Timeouts come from `connect_timeout` and `read_time
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, BinaryIO, List, Optional, Sequence, Set, Tuple
 
 from kachery_core.content.hashing import Progress, hash_stream, writer_for
 from kachery_core.content.manifest import Manifest
@@ -65,6 +65,8 @@ class RemoteDaemonTransport(HttpDaemonTransport):
         self.shared = False
         self.batch_route: Optional[bool] = None
         """Whether the node has `/downloadFiles` (None: not asked yet)."""
+        self._node_has: Set[str] = set()
+        """Objects the node was asked to load through its channel, so it holds them."""
 
     @classmethod
     def from_config(cls, config: Config) -> RemoteDaemonTransport:
@@ -131,6 +133,18 @@ class RemoteDaemonTransport(HttpDaemonTransport):
         from .batch_download import load_files
 
         return load_files(self, uris, progress, sizes)
+
+    def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
+        """With a channel and storage not shared, the node fetches the object through the
+        channel, and only the range asked for crosses the connection (a lazy read of one
+        chunk does not download the whole file here)."""
+        self._connect()
+        if self.shared or not self.channel or self.storage.find(uri.sha1) is not None:
+            return super().open_range(uri, start, end)
+        if uri.sha1 not in self._node_has:
+            self._node_loads(uri, None)
+            self._node_has.add(uri.sha1)
+        return self._range_from_node(uri, start, end)
 
     def _load_through_node(self, uri: ContentUri, progress: Optional[Progress]) -> str:
         if self.shared:

@@ -225,3 +225,35 @@ def test_client_memory_stays_flat_while_reading_a_large_file(stored, tmp_path: P
     digest, grown_mib = out.stdout.split()
     assert digest == hashlib.sha1(data).hexdigest()
     assert int(grown_mib) < 24, f"RSS grew {grown_mib} MiB reading {SIZE} bytes"
+
+
+def test_h5py_reads_one_dataset_fetching_only_the_chunks_that_hold_it(
+    make_node, cli, kenv, tmp_path: Path
+) -> None:
+    h5py = pytest.importorskip("h5py", reason="h5py has no wheel for this Python")
+    import numpy as np
+
+    node = make_node()
+    path = tmp_path / "session.h5"
+    with h5py.File(path, "w") as f:  # default settings: contiguous data, metadata up front
+        f["raw"] = np.random.default_rng(0).integers(0, 255, 50_000_000, dtype="u1")
+        f["units/rates"] = np.arange(125_000, dtype="f8")  # 1 MB, after the 50 MB
+    uri = kc.Client(backend="local", storage_dir=str(node.storage_dir)).store_file(path)
+    manifest = parse_uri(uri).manifest_sha1
+    assert manifest is not None
+    manifest_size = StorageLayout(node.storage_dir).object_path(manifest).stat().st_size
+    with h5py.File(path, "r") as f:
+        offset = f["units/rates"].id.get_offset()
+    touched = {0, offset // CHUNK_SIZE, (offset + 1_000_000 - 1) // CHUNK_SIZE}
+    sizes = [min(CHUNK_SIZE, path.stat().st_size - i * CHUNK_SIZE) for i in sorted(touched)]
+    before = _sent(node)
+    with kc.Client(
+        backend="remote",
+        daemon_port=node.port,
+        storage_dir=str(tmp_path / "laptop-cache"),
+        auth_token=_token(cli, node),
+    ) as c, c.open(uri) as raw, h5py.File(raw, "r") as f:
+        assert f["units/rates"][124_999] == 124_999.0
+        assert f["units/rates"][:].sum() == np.arange(125_000, dtype="f8").sum()
+    assert _sent(node) - before == manifest_size + sum(sizes)  # not the 50 MB before it
+    assert len(touched) <= 3

@@ -257,3 +257,17 @@ def test_h5py_reads_one_dataset_fetching_only_the_chunks_that_hold_it(
         assert f["units/rates"][:].sum() == np.arange(125_000, dtype="f8").sum()
     assert _sent(node) - before == manifest_size + sum(sizes)  # not the 50 MB before it
     assert len(touched) <= 3
+
+
+def test_load_file_after_a_lazy_read_fetches_only_the_missing_chunks(stored) -> None:
+    import hashlib
+
+    node, data, uri, manifest_size, client = stored
+    with client() as c:
+        with c.open(uri) as f:
+            f.seek(CHUNK_SIZE)
+            assert f.read(10) == data[CHUNK_SIZE : CHUNK_SIZE + 10]
+        before = _sent(node)
+        path = c.load_file(uri)
+    assert _sent(node) - before == SIZE - CHUNK_SIZE  # chunks 0 and 2; the manifest is cached
+    assert hashlib.sha1(Path(path).read_bytes()).hexdigest() == parse_uri(uri).sha1

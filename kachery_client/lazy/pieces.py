@@ -223,15 +223,17 @@ class PieceSource:
             self._store(piece, stream)
         finally:
             stream.close()
-        found = self._find(piece)
-        assert found is not None, "a committed piece is in the cache"
-        return found
+        path = self.cache.find(piece.sha1)
+        assert path is not None, "a committed piece is in the cache"
+        length = os.stat(path).st_size
+        _remember(_check_key(piece.sha1, str(path), 0, length))  # hashed as it was stored
+        return Located(str(path), 0, length)
 
     def _store(self, piece: Piece, stream: BinaryIO) -> None:
         """Copy the backend's bytes into the cache; they appear only if their hash is right."""
         assert self.cache is not None
         limit = None if piece.end is None else piece.end - piece.start
-        writer = self.cache.object_writer(manifest=piece.end is None)
+        writer = self.cache.object_writer(manifest=False)  # one hash pass: pieces need no manifest
         try:
             readinto = getattr(stream, "readinto", None)
             buffer = bytearray(BLOCK)

@@ -21,13 +21,16 @@ Threads of one process that need the same piece wait for one fetch (`_piece_lock
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, List, Optional, Set, Tuple
 
+from kachery_core.content.hashing import fill
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, NotFoundError
 from kachery_core.store.local import LocalStorage
@@ -235,21 +238,7 @@ class PieceSource:
         limit = None if piece.end is None else piece.end - piece.start
         writer = self.cache.object_writer(manifest=False)  # one hash pass: pieces need no manifest
         try:
-            readinto = getattr(stream, "readinto", None)
-            buffer = bytearray(BLOCK)
-            view = memoryview(buffer)
-            while True:
-                if readinto is not None:
-                    n = readinto(view)
-                    data = view[:n] if n else b""
-                else:
-                    data = stream.read(BLOCK)
-                if not data:
-                    break
-                writer.write(data)
-                self.fetched_bytes += len(data)
-                if limit is not None and writer.size > limit:
-                    raise self._damaged(piece, f"the backend sent more than {limit} bytes")
+            self._copy(piece, stream, writer.write, limit)
             if limit is not None and writer.size != limit:
                 raise self._damaged(piece, f"the backend sent {writer.size} of {limit} bytes")
             try:
@@ -260,6 +249,38 @@ class PieceSource:
                 ) from None
         finally:
             writer.abort()
+
+    def _copy(
+        self, piece: Piece, stream: BinaryIO, write: Callable[[Any], None], limit: Optional[int]
+    ) -> None:
+        """Receive on this thread while the last block is hashed and written on another:
+        two buffers, at most one block waiting, so memory stays at two blocks."""
+        readinto = getattr(stream, "readinto", None)
+        buffers = [memoryview(bytearray(BLOCK)), memoryview(bytearray(BLOCK))]
+        pending: Optional[Future[None]] = None
+        received = 0
+        with ThreadPoolExecutor(1, thread_name_prefix="kachery-piece-write") as pool:
+            try:
+                for turn in itertools.count():
+                    view = buffers[turn % 2]  # the other one may still be being written
+                    if readinto is not None:
+                        n = fill(readinto, view)
+                    else:
+                        data = stream.read(BLOCK)
+                        n = len(data)
+                        view[:n] = data
+                    if not n:
+                        break
+                    received += n
+                    self.fetched_bytes += n
+                    if limit is not None and received > limit:
+                        raise self._damaged(piece, f"the backend sent more than {limit} bytes")
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(write, view[:n])
+            finally:
+                if pending is not None:
+                    pending.result()
 
 
 def _source(transport: DaemonTransport) -> str:

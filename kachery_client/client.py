@@ -28,17 +28,20 @@ from kachery_client.verified_store import (
     store_file_checked,
     store_stream_checked,
 )
-from kachery_core.backend.base import JSON, DaemonTransport
+from kachery_core.backend.base import JSON, DaemonTransport, NodeInfo
 from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri, DirUri, parse_any_uri, parse_dir_uri
-from kachery_core.errors import InvalidInputError
+from kachery_core.errors import InvalidInputError, UnsupportedOperation
 from kachery_core.settings.config import SETTINGS, Config, resolve_config
 from kachery_core.store.base import StoredObject
 
 if TYPE_CHECKING:
     import numpy
 
+    from kachery_client.directories.scan import ScannedTree
     from kachery_core.backend.batch import TreeReport
+    from kachery_core.content.directory import Directory, FileEntry
+    from kachery_core.store.local import LocalStorage
 
 UriLike = Union[str, ContentUri, DirUri]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -78,6 +81,20 @@ class Client:
             self._transport = cls.from_config(self.config)
         return self._transport
 
+    def node_info(self) -> NodeInfo:
+        """Who is at the other end of the active backend (may contact the node)."""
+        return self.transport.node_info()
+
+    def local_store(self) -> LocalStorage:
+        """The storage directory on this machine that loads read objects from (what
+        `kachery-client verify` checks); `UnsupportedOperation` when the backend has none."""
+        store = self.transport.local_store()
+        if store is None:
+            raise UnsupportedOperation(
+                self.selection.name, "verify", "it keeps no storage on this machine to check"
+            )
+        return store
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
@@ -114,8 +131,9 @@ class Client:
         self, path: PathLike, label: Optional[str] = None, progress: Optional[Progress] = None
     ) -> str:
         """Make a file available without copying it; it is served only while unchanged."""
+        name = label or _basename(path)  # refused before any work
         stored = link_file_checked(self.transport, os.fspath(path), progress)
-        return str(stored.uri(label or _basename(path)))
+        return str(stored.uri(name))
 
     def store_stream(
         self,
@@ -236,6 +254,7 @@ class Client:
         skip_errors: bool = False,
         upload_to_channel: Optional[str] = None,
         progress: Optional[TreeReport] = None,
+        scanned: Optional[ScannedTree] = None,
     ) -> str:
         """Store every file below a folder and return the `sha1dir://` URI naming the tree.
 
@@ -243,7 +262,8 @@ class Client:
         content; broken links, links to directories and special files raise
         `TreeProblemsError` (listing each in `.problems`) before anything is stored,
         unless `skip_errors`. `link=True` links the files instead of copying them.
-        `progress` is called with (files done, bytes done).
+        `progress` is called with (files done, bytes done). `scanned` is the folder's walk
+        from `check_dir`, when it was made first (to check several folders before any store).
         """
         from kachery_client.directories.operations import store_tree, upload_tree
 
@@ -256,10 +276,18 @@ class Client:
             link=link,
             skip_errors=skip_errors,
             progress=progress,
+            scanned=scanned,
         )
         if upload_to_channel is not None:
             upload_tree(self.transport, uri, upload_to_channel)
         return str(uri)
+
+    def check_dir(self, path: PathLike, skip_errors: bool = False) -> ScannedTree:
+        """Walk a folder as `store_dir` would, storing nothing: what it would store, or
+        `TreeProblemsError` listing what cannot be stored (unless `skip_errors`)."""
+        from kachery_client.directories.operations import check_tree
+
+        return check_tree(Path(os.fspath(path)), skip_errors)
 
     def store_files(
         self,
@@ -275,8 +303,9 @@ class Client:
         from kachery_client.directories.operations import store_paths
 
         texts = [os.fspath(p) for p in paths]
+        names = [_basename(p) for p in texts]  # every name checked before any store
         stored = store_paths(self.transport, texts, link, progress)
-        return [str(obj.uri(_basename(p))) for obj, p in zip(stored, texts)]
+        return [str(obj.uri(name)) for obj, name in zip(stored, names)]
 
     def read_dir(self, uri: UriLike) -> Dict[str, Any]:
         """The directory a `sha1dir://` URI names, as `{"files": {...}, "dirs": {...}}`.
@@ -287,6 +316,12 @@ class Client:
         from kachery_client.directories.operations import resolve_dir
 
         return resolve_dir(self.transport, _dir_uri(uri)).to_json()
+
+    def lookup(self, uri: UriLike) -> Union[FileEntry, Directory]:
+        """The entry the path of a `sha1dir://` URI names: a file's, or a directory."""
+        from kachery_client.directories.operations import lookup
+
+        return lookup(self.transport, _dir_uri(uri))
 
     def load_dir(
         self,
@@ -402,5 +437,13 @@ def _dir_uri(uri: UriLike) -> DirUri:
 
 
 def _basename(path: PathLike) -> Optional[str]:
+    """The name a file's URI gets; a name that is not UTF-8 cannot be one (a URI is text)."""
     name = os.path.basename(os.path.normpath(os.fspath(path)))
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"the file name {os.fsencode(name)!r} is not UTF-8, so it cannot be its URI's name",
+            "name it with --label NAME (label= in Python; one file at a time), or rename it",
+        ) from None
     return name or None

@@ -4,21 +4,33 @@ A copy is written to a new staging file beside the target, hashed on the way, an
 over the target only when its hash is the object's. Only a missing path, a regular file or
 a symlink to a regular file is replaced (the symlink itself; its target is left alone).
 `load-file --dest` and the materialization of a directory (`load-file -r`) both use it.
+
+Every write is made relative to an open descriptor of the folder it goes in (`dir_fd=`,
+`O_NOFOLLOW`), so a folder or link swapped in while the bytes arrive cannot redirect it
+outside that folder. Staging names are cut to fit the filesystem's name limit, so every
+name the filesystem can hold can be loaded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from kachery_client.file_kinds import file_kind
 from kachery_core.content.hashing import Progress, hash_stream, writer_for
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, InvalidInputError
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DEFAULT_NAME_MAX = 255
 
 
 def copy_verified(
@@ -32,39 +44,96 @@ def copy_verified(
     replaced. See `final_destination` for what is refused.
     """
     final = final_destination(dest, uri)
-    return write_verified_copy(source, final, uri, progress)
+    folder = open_folder(final.parent)
+    try:
+        write_copy_at(source, folder, final.name, str(final), uri, progress, same_as=final)
+    finally:
+        os.close(folder)
+    return final
 
 
-def write_verified_copy(
-    source: Path, final: Path, uri: ContentUri, progress: Optional[Progress] = None
-) -> Path:
-    """Copy `source` to the file path `final`, checked against `uri` before it appears."""
-    if _same_path(source, final):
+def open_folder(path: Path) -> int:
+    """A descriptor of the folder the user named (symlinks in the path followed: it is theirs)."""
+    try:
+        return os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InvalidInputError(
+            f"destination directory {str(path)!r} does not exist", "create it first"
+        ) from None
+
+
+def open_dir_at(dir_fd: int, name: str, shown: str) -> int:
+    """A descriptor of the folder `name` in `dir_fd`, refused if it is not a real folder
+    (a symlink, or a file, put there since it was checked)."""
+    try:
+        return os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            raise
+        raise InvalidInputError(
+            f"{shown!r} is no longer a directory: it was changed during the load",
+            "nothing was written outside the destination; check it and load again",
+        ) from None
+
+
+def staging_name(name: str, dir_fd: Optional[int] = None) -> str:
+    """A new hidden name for a staging file or folder beside `name`: `.NAME.kachery-*.part`,
+    with NAME cut short so the whole fits the filesystem's limit on one name."""
+    suffix = f".kachery-{os.getpid()}-{os.urandom(4).hex()}.part"
+    limit = _name_max(dir_fd)
+    room = max(0, limit - 1 - len(suffix))
+    prefix = os.fsencode(name)[:room].decode("utf-8", "ignore")  # no cut character
+    return f".{prefix}{suffix}"
+
+
+def _name_max(dir_fd: Optional[int]) -> int:
+    if dir_fd is None or not hasattr(os, "fpathconf"):
+        return _DEFAULT_NAME_MAX
+    try:
+        value = os.fpathconf(dir_fd, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return _DEFAULT_NAME_MAX
+    return value if 0 < value < 4096 else _DEFAULT_NAME_MAX
+
+
+def write_copy_at(
+    source: Path,
+    dir_fd: int,
+    name: str,
+    shown: str,
+    uri: ContentUri,
+    progress: Optional[Progress] = None,
+    same_as: Optional[Path] = None,
+) -> None:
+    """Copy `source` to `name` in the folder `dir_fd`, checked against `uri` before it
+    appears. `shown` names the target in errors; `same_as` is its full path, when the
+    target may be the (linked) source itself."""
+    if same_as is not None and _same_file(source, dir_fd, name, same_as):
         # A linked file loaded onto itself: check it, but do not replace it (that would
         # give it a new inode, and so make its link stale). Another name of the same
         # inode (a hard link to an object, made by an earlier load) is replaced by a copy.
         with open(source, "rb", buffering=0) as src:
             result = hash_stream(src.readinto, None, _size(src), progress=progress, manifest=False)
         _check_hash(source, result.sha1, uri)
-        return final
-    staging = _staging_beside(final)
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o666)
+        return
+    staging = staging_name(name, dir_fd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+    fd = os.open(staging, flags, 0o666, dir_fd=dir_fd)
     try:
         with open(source, "rb", buffering=0) as src, os.fdopen(fd, "wb", buffering=0) as out:
             result = hash_stream(
                 src.readinto, writer_for(out), _size(src), progress=progress, manifest=False
             )
         _check_hash(source, result.sha1, uri)
-        _check_replaceable(final)  # again: it may have changed while the bytes were copied
-        os.replace(staging, final)
+        check_replaceable(name, shown, dir_fd)  # again: it may have changed meanwhile
+        os.replace(staging, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(staging)
-    return final
+            os.unlink(staging, dir_fd=dir_fd)
 
 
-def link_verified(source: Path, final: Path, uri: ContentUri) -> bool:
-    """Hard-link the object file `source` at `final` once its bytes are checked.
+def link_at(source: Path, dir_fd: int, name: str, shown: str, uri: ContentUri) -> bool:
+    """Hard-link the object file `source` at `name` in `dir_fd` once its bytes are checked.
 
     Returns False (and writes nothing) where the filesystem cannot link it, so the caller
     copies instead. Objects never change once in place (they are renamed in whole, and
@@ -74,24 +143,18 @@ def link_verified(source: Path, final: Path, uri: ContentUri) -> bool:
     with open(source, "rb", buffering=0) as src:
         result = hash_stream(src.readinto, None, _size(src), manifest=False)
     _check_hash(source, result.sha1, uri)
-    staging = _staging_beside(final)
+    staging = staging_name(name, dir_fd)
     try:
-        os.link(source, staging)
+        os.link(source, staging, dst_dir_fd=dir_fd)
     except OSError:
         return False  # another filesystem, or one without hard links
     try:
-        os.replace(staging, final)
+        check_replaceable(name, shown, dir_fd)
+        os.replace(staging, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(staging)
+            os.unlink(staging, dir_fd=dir_fd)
     return True
-
-
-def _staging_beside(final: Path) -> Path:
-    return final.with_name(f".{final.name}.kachery-{os.getpid()}-{os.urandom(4).hex()}.part")
-
-
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _size(file: Any) -> int:
@@ -126,57 +189,68 @@ def final_destination(dest: PathLike, uri: ContentUri) -> Path:
         raise InvalidInputError(
             f"destination directory {str(path.parent)!r} does not exist", "create it first"
         )
-    _check_replaceable(path)
+    check_replaceable(str(path), str(path))
     return path
 
 
-def _check_replaceable(path: Path) -> None:
+def check_replaceable(
+    name: str, shown: str, dir_fd: Optional[int] = None, hint: Optional[str] = None
+) -> None:
+    """Refuse anything at `name` (in `dir_fd`) but a regular file or a symlink to one."""
     try:
-        st = os.lstat(path)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return
     kind = file_kind(st.st_mode)
     if kind == "symbolic link":
         try:
-            target = os.stat(path)
+            target = os.stat(name, dir_fd=dir_fd)
         except OSError:
             raise InvalidInputError(
-                f"destination {str(path)!r} is a symbolic link to nothing",
-                "remove it, or give another --dest",
+                f"destination {shown!r} is a symbolic link to nothing",
+                hint or "remove it, or give another --dest",
             ) from None
         if stat.S_ISREG(target.st_mode):
             return  # the link is replaced by the copy; the file it points to is left alone
         raise InvalidInputError(
-            f"destination {str(path)!r} is a symbolic link to a {file_kind(target.st_mode)}, "
+            f"destination {shown!r} is a symbolic link to a {file_kind(target.st_mode)}, "
             "not a regular file",
-            "give a file path",
+            hint or "give a file path",
         )
     if kind != "regular file":
         raise InvalidInputError(
-            f"destination {str(path)!r} is a {kind}, not a regular file",
-            "give a file path (only regular files are replaced)",
+            f"destination {shown!r} is a {kind}, not a regular file",
+            hint or "give a file path (only regular files are replaced)",
         )
 
 
-def file_kind(mode: int) -> str:
-    """What a stat mode says the file is, in words for an error message."""
-    for test, name in (
-        (stat.S_ISREG, "regular file"),
-        (stat.S_ISDIR, "directory"),
-        (stat.S_ISLNK, "symbolic link"),
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
-
-
-def _same_path(a: Path, b: Path) -> bool:
-    """The same file reached by the same path (symlinks resolved), not only the same inode."""
+def _same_file(source: Path, dir_fd: int, name: str, full: Path) -> bool:
+    """`name` in `dir_fd` is `source` reached by the same path (symlinks resolved), not
+    only the same inode. Only read here: nothing is written when it is."""
     try:
-        return os.path.samefile(a, b) and os.path.realpath(a) == os.path.realpath(b)
+        here = os.stat(name, dir_fd=dir_fd)
+        there = os.stat(source)
     except OSError:
         return False
+    if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+        return False
+    return os.path.realpath(source) == os.path.realpath(full)
+
+
+def remove_tree_at(dir_fd: int, name: str) -> None:
+    """Remove `name` in `dir_fd` and everything below it, following no symlink (a staging
+    folder being cleaned up: a link swapped into it is removed, not followed)."""
+    with contextlib.suppress(OSError):
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=dir_fd)
+            return
+        fd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            with os.scandir(fd) as entries:
+                names = [entry.name for entry in entries]
+            for child in names:
+                remove_tree_at(fd, child)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dir_fd)

@@ -63,7 +63,7 @@ def check_answer(transport: DaemonTransport, stored: StoredObject, local: str, w
 
 
 def _in_process(transport: DaemonTransport) -> bool:
-    return bool(getattr(transport, "stores_in_process", False))
+    return bool(transport.stores_in_process)
 
 
 def _with_file_hash(

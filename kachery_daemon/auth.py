@@ -3,7 +3,9 @@
 The node writes a random code to `<storage>/client-auth` (mode 0640, optionally owned by
 `--auth-group`) and rewrites it every `rotate_seconds`; the previous code stays valid for
 one more rotation, so a client that read the file just before a rotation is not refused.
-Being able to read that file is what grants a local user access to the node. Clients send
+Being able to read that file is what grants a local user access to the node; the node
+cannot tell those users apart, so a path request is read only as for every one of them
+(`path_policy.path_identity`: the file's group decides who they are). Clients send
 the code in the `KACHERY-CLIENT-AUTH-CODE` header (`wire.AUTH_HEADER`; gRPC metadata
 `wire.AUTH_METADATA`).
 

@@ -113,18 +113,21 @@ def read_one(node: Node, sha1: str, room: int) -> BatchItem:
         return BatchItem(
             sha1, missing=NotFoundError(f"sha1://{sha1} not found in {node.storage.root}")
         )
-    inside = node.storage.root in path.parents
+    vanished = NotFoundError(f"sha1://{sha1} vanished from the node")
+    source: Optional[io.FileIO]
     try:
-        if inside:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if node.storage.root in path.parents:  # the object itself: never through a symlink
+            source = node.storage.open_object(sha1)
         else:  # a linked file: only one the node may read for a client
-            fd = node.path_policy.open(str(path), "the linked file").fd  # closed below
+            source = io.FileIO(node.path_policy.open(str(path), "the linked file").fd, "rb")
     except KacheryError as exc:
         return BatchItem(sha1, missing=NotFoundError(str(exc)))
     except FileNotFoundError:
-        return BatchItem(sha1, missing=NotFoundError(f"sha1://{sha1} vanished from the node"))
-    with io.FileIO(fd, "rb") as source:
-        size = os.fstat(fd).st_size
+        source = None
+    if source is None:
+        return BatchItem(sha1, missing=vanished)
+    with source:
+        size = os.fstat(source.fileno()).st_size
         limit = min(room, wire.BATCH_MAX_OBJECT_BYTES)
         if size > limit:
             why = "too large for a batch" if size > wire.BATCH_MAX_OBJECT_BYTES else "over budget"

@@ -56,6 +56,15 @@ def cli() -> None:
     help="PEM key from `kachery-client generate-node-id`.",
 )
 @click.option("--auth-group", default=None, help="Group allowed to read the client-auth file.")
+@click.option(
+    "--path-identity",
+    type=click.Choice(["auto", "node-user", "group", "none"]),
+    default="auto",
+    show_default=True,
+    help="Whom path requests (/storeFile, /linkFile) are read for: the node's user, any "
+    "member of the client-auth group, or nobody; auto: the group (the node's user when it "
+    "is alone in it), nobody when the group's members cannot be known.",
+)
 @click.option("--label", default="", help="A name for this node, shown by the probe.")
 @click.option(
     "--auth-rotate-seconds",
@@ -106,28 +115,60 @@ def cli() -> None:
     type=click.FloatRange(min=0.1),
     default=10.0,
     show_default=True,
-    help="Seconds a new connection has to send its request headers before it is closed.",
+    help="Seconds a new connection has to send its request headers (gRPC: finish its "
+    "handshake) before it is closed.",
 )
 @click.option(
     "--body-idle-timeout",
     type=click.FloatRange(min=0.1),
     default=60.0,
     show_default=True,
-    help="Seconds an upload may send nothing before it is answered 408.",
+    help="Seconds an upload may send nothing before it is answered 408 (gRPC: a call's "
+    "request, upload or answer stream that does not move is ended with DEADLINE_EXCEEDED).",
+)
+@click.option(
+    "--body-min-rate",
+    type=click.FloatRange(min=1),
+    default=1024.0,
+    show_default=True,
+    help="Bytes per second a request body must average, after a head start of "
+    "--body-idle-timeout (uploads) or --json-body-timeout (JSON bodies); slower is 408.",
+)
+@click.option(
+    "--json-body-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a JSON request body has before --body-min-rate applies.",
+)
+@click.option(
+    "--write-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds an answer may wait for the client to read it before the connection is closed.",
 )
 @click.option(
     "--keepalive-timeout",
     type=click.FloatRange(min=0.1),
     default=75.0,
     show_default=True,
-    help="Seconds an idle kept-alive connection stays open.",
+    help="Seconds an idle kept-alive connection (gRPC: one with no call) stays open.",
 )
 @click.option(
     "--max-connections",
     type=click.IntRange(min=1),
     default=None,
-    help="Open HTTP connections at most; more are answered 503 at once "
+    help="Open HTTP connections at most; at the cap a connection still sending its first "
+    "headers makes room, else new ones are answered 503 at once "
     "(default: 1000, or half the open-file limit if lower).",
+)
+@click.option(
+    "--grpc-max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Open gRPC connections at most; more are closed at once (default: 1000, or a "
+    "quarter of what --max-connections leaves of the open-file limit if lower).",
 )
 def start(
     host: str,
@@ -135,6 +176,7 @@ def start(
     storage_dir: Optional[str],
     node_key: Optional[Path],
     auth_group: Optional[str],
+    path_identity: str,
     label: str,
     auth_rotate_seconds: float,
     allow_short_rotation: bool,
@@ -145,8 +187,12 @@ def start(
     node_config: Optional[Path],
     header_timeout: float,
     body_idle_timeout: float,
+    body_min_rate: float,
+    json_body_timeout: float,
+    write_timeout: float,
     keepalive_timeout: float,
     max_connections: Optional[int],
+    grpc_max_connections: Optional[int],
 ) -> None:
     """Run the node in the foreground until stopped (Ctrl-C, SIGTERM or `kachery-daemon stop`)."""
     from .connection_guard import ServerLimits
@@ -170,13 +216,23 @@ def start(
         port=port or config.daemon_port,
         node_key=node_key,
         auth_group=group,
+        path_identity=path_identity,
         label=label,
         rotate_seconds=auth_rotate_seconds,
         shutdown_grace_seconds=shutdown_grace_seconds,
         grpc_port=grpc_port,
         tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
         node_config=node_config,
-        limits=ServerLimits(header_timeout, body_idle_timeout, keepalive_timeout, max_connections),
+        limits=ServerLimits(
+            header_seconds=header_timeout,
+            body_idle_seconds=body_idle_timeout,
+            keepalive_seconds=keepalive_timeout,
+            max_connections=max_connections,
+            write_seconds=write_timeout,
+            json_body_seconds=json_body_timeout,
+            body_min_rate=body_min_rate,
+        ),
+        grpc_max_connections=grpc_max_connections,
     )
     run_node(options)
 

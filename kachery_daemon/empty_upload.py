@@ -38,6 +38,9 @@ from typing import List, Optional, Tuple, Union
 REQUEST_LINE = b"POST /store HTTP/1.1\r\n"
 EMPTY_CHUNKED_BODY = b"0\r\n\r\n"
 END_OF_HEAD = b"\r\n\r\n"
+OPTIONAL_WHITESPACE = b" \t"
+"""The only whitespace allowed around a header value (RFC 9110 5.6.3): not vertical tab or
+form feed, which `bytes.strip` would also remove."""
 SETTLE_SECONDS = 0.1
 """How long to wait after a matching head for body bytes that would make it a real chunked
 upload (refused) rather than the original client's empty one."""
@@ -97,7 +100,7 @@ def _without_body_headers(lines: List[bytes]) -> Optional[List[bytes]]:
             return None  # not a plain header line: let aiohttp judge it
         key = name.lower()
         if key in (b"content-length", b"transfer-encoding"):
-            body_headers.append((key, value.strip().lower()))
+            body_headers.append((key, value.strip(OPTIONAL_WHITESPACE).lower()))
         elif key != b"connection":
             kept.append(line)
     if sorted(body_headers) != [(b"content-length", b"0"), (b"transfer-encoding", b"chunked")]:

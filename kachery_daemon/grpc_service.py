@@ -10,12 +10,17 @@ object file block by block, so memory stays flat whatever the size. Every RPC bu
 needs the `kachery-client-auth-code` metadata (`wire.AUTH_METADATA`), checked by
 `Node.authorize` exactly as the HTTP header is: each RPC names the operation it does
 (`Load`/`ReadRange` are "downloadFileData", `Link` is "linkFile"; scopes.py), so a token's
-scope allows the same on both APIs. Errors are a status code (`status_code`
-below: bad input INVALID_ARGUMENT, missing object NOT_FOUND, no credential
-UNAUTHENTICATED, a wrong one or one whose scope is too small PERMISSION_DENIED) and a one-line message, with the error
+scope allows the same on both APIs. Errors are a status code (`grpc_status.status_code`:
+bad input INVALID_ARGUMENT, missing object NOT_FOUND, no credential
+UNAUTHENTICATED, a wrong one or one whose scope is too small PERMISSION_DENIED, a stalled
+stream DEADLINE_EXCEEDED) and a one-line message, with the error
 type (`wire.error_type`, "refused" for a refusal) in the trailing metadata
 `wire.ERROR_TYPE_METADATA`; an unexpected exception is logged to stderr and answered
 INTERNAL, one line, no traceback.
+
+Connections and calls are limited (grpc_limits): a connection cap inside the open-file
+budget, handshake and idle timeouts, and a call's request message, each message of an
+upload and each answer of a stream must move within the idle timeout.
 
 This module imports grpc, so only the node imports it, and only when `--grpc-port` is given.
 """
@@ -27,73 +32,58 @@ import functools
 import json
 import os
 import socket
-from typing import Any, AsyncIterator, Awaitable, Callable, List, Optional, Tuple, Type
+from typing import (
+    Any,
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    List,
+    Optional,
+    Tuple,
+)
 
 import grpc
 from grpc import aio
 
 from kachery_core.content.uri import ContentUri
-from kachery_core.errors import ConfigError, InvalidInputError, KacheryError, NotFoundError
+from kachery_core.errors import ConfigError, InvalidInputError, KacheryError
 from kachery_core.grpc_api import file_keys
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
 from kachery_core.grpc_api.data_chunks import encode_data_chunk
 from kachery_core.grpc_api.tuning import CHANNEL_OPTIONS, keep_freed_buffers
 from kachery_core.protocol import wire
+from kachery_core.protocol.address import host_port
 
 from . import scopes
 from .feed_watch import Watch
 from .feeds import check_feed_id, check_subfeed_hash
+from .grpc_limits import GrpcLimits, next_message, upload_messages
+from .grpc_status import AnswerUnread, Refused, abort, end_behind_unread_answer
 from .json_bodies import parse_json
-from .node import Node, NoSpaceError, report_unexpected
+from .node import Node
 
 BLOCK = 1 << 20
 """Bytes per DataChunk sent: well under the 4 MiB default message limit of any client, and
 small enough that the few a client holds at once (grpc's receive window, the message being
 read, those waiting to be written) keep a 1 GiB load under 64 MiB of RSS."""
-REFUSED = "refused"
-"""The error type of a call without a valid credential."""
-
 Method = Callable[..., Awaitable[Any]]
 
-STATUS_CODES: Tuple[Tuple[Type[BaseException], grpc.StatusCode], ...] = (
-    (NoSpaceError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (KacheryError, grpc.StatusCode.INVALID_ARGUMENT),  # InvalidInputError, IntegrityError, ...
-    (UnicodeError, grpc.StatusCode.INVALID_ARGUMENT),  # a lone surrogate in *_json text
-    (RecursionError, grpc.StatusCode.INVALID_ARGUMENT),  # a value nested too deeply
-)
-"""Exception -> gRPC status, first match wins; anything else is a bug, answered INTERNAL."""
 
-
-class Refused(Exception):
-    """The call lacks a valid credential."""
-
-    def __init__(self, code: grpc.StatusCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-def status_code(exc: BaseException) -> Optional[grpc.StatusCode]:
-    if isinstance(exc, Refused):
-        return exc.code
-    for cls, code in STATUS_CODES:
-        if isinstance(exc, cls):
-            return code
-    return None
-
-
-async def start_grpc_server(node: Node, host: str, port: int) -> aio.Server:
-    """Serve the gRPC API of `node` on host:port; `ConfigError` when it cannot listen."""
+async def start_grpc_server(node: Node, host: str, port: int, limits: GrpcLimits) -> aio.Server:
+    """Serve the gRPC API of `node` on host:port within `limits` (connection cap and
+    timeouts, see grpc_limits); `ConfigError` when it cannot listen."""
     keep_freed_buffers()
     server = aio.server(
         options=[
             *CHANNEL_OPTIONS,
+            *limits.server_options(),
             ("grpc.so_reuseport", 0),  # a port in use is an error, as it is for HTTP
         ]
     )
-    add_service(server, KacheryService(node))
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    add_service(server, KacheryService(node, limits.message_idle_seconds, limits.write_seconds))
+    address = host_port(host, port)
     _check_can_listen(host, port, address)  # grpc would log its own multi-line error first
     try:
         bound = server.add_insecure_port(address)
@@ -120,16 +110,23 @@ _HANDLER_KINDS = {
 
 
 def add_service(server: aio.Server, service: KacheryService) -> None:
-    """Register the service's methods as the generated code would, except that the bulk
-    answers are bytes already encoded (`encode_data_chunk`): one copy of each block on its
-    way out instead of three (into the message, serialized, handed to grpc)."""
+    """Register the service's methods as the generated code would, except that:
+
+    * the bulk answers are bytes already encoded (`encode_data_chunk`): one copy of each
+      block on its way out instead of three (into the message, serialized, handed to grpc);
+    * a method with one request message takes it as a stream (`_one_request`), so that a
+      call whose message never comes is ended after the message idle timeout; grpc would
+      wait for it forever (the wire is the same: clients see no difference)."""
     descriptor = pb.DESCRIPTOR.services_by_name["Kachery"]
     handlers = {}
     for method in descriptor.methods:
-        kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
+        kind = _HANDLER_KINDS[(True, method.server_streaming)]
         reply = getattr(pb, method.output_type.name)
+        call = getattr(service, method.name)
+        if not method.client_streaming:
+            call = _one_request(call, service.message_idle_seconds)
         handlers[method.name] = kind(
-            getattr(service, method.name),
+            call,
             request_deserializer=getattr(pb, method.input_type.name).FromString,
             response_serializer=None if method.name in BULK_ANSWERS else reply.SerializeToString,
         )
@@ -138,6 +135,25 @@ def add_service(server: aio.Server, service: KacheryService) -> None:
     )
     if hasattr(server, "add_registered_method_handlers"):  # newer grpcio: faster lookup
         server.add_registered_method_handlers(descriptor.full_name, handlers)
+
+
+def _one_request(call: Method, idle_seconds: float) -> Method:
+    """`call(request, context)` as a handler of a request stream: its one message must come
+    within `idle_seconds`, else the call ends with DEADLINE_EXCEEDED."""
+
+    async def request(requests: AsyncIterator[Any], context: aio.ServicerContext) -> Any:
+        try:
+            message = await next_message(requests.__aiter__(), idle_seconds, "the request")
+            if message is None:
+                raise InvalidInputError("the call had no request message")
+            return message
+        except Exception as exc:
+            await abort(context, exc)
+
+    async def answer(requests: AsyncIterator[Any], context: aio.ServicerContext) -> Any:
+        return await call(await request(requests, context), context)
+
+    return answer
 
 
 def _check_can_listen(host: str, port: int, address: str) -> None:
@@ -153,21 +169,6 @@ def _check_can_listen(host: str, port: int, address: str) -> None:
             ) from None
 
 
-async def _abort(context: aio.ServicerContext, exc: Exception) -> None:
-    """End the call with the status, one-line message and error type that fit `exc` (raises)."""
-    code = status_code(exc)
-    if code is None:
-        code, details, kind = (
-            grpc.StatusCode.INTERNAL,
-            report_unexpected(exc, "a gRPC call"),
-            "error",
-        )
-    else:
-        details = wire.one_line(str(exc))
-        kind = REFUSED if isinstance(exc, Refused) else wire.error_type(exc)
-    await context.abort(code, details, trailing_metadata=((wire.ERROR_TYPE_METADATA, kind),))
-
-
 def _rpc(operation: str) -> Callable[[Method], Method]:
     """A call with a single answer, doing `operation` (a key of `scopes.OPERATIONS`): checks
     the credential may do it; errors become status codes."""
@@ -180,7 +181,7 @@ def _rpc(operation: str) -> Callable[[Method], Method]:
                 self.authorize(context, operation)
                 return await method(self, request, context)
             except Exception as exc:
-                await _abort(context, exc)
+                await abort(context, exc)
 
         handler.operation = operation  # type: ignore[attr-defined]  # checked by the tests
         return handler
@@ -188,23 +189,27 @@ def _rpc(operation: str) -> Callable[[Method], Method]:
     return wrap
 
 
-def _streaming(
-    operation: str,
-) -> Callable[[Callable[..., AsyncIterator[Any]]], Callable[..., AsyncIterator[Any]]]:
-    """A call that answers a stream, doing `operation`; as `_rpc`."""
+def _streaming(operation: str) -> Callable[[Callable[..., AsyncGenerator[Any, None]]], Method]:
+    """A call that answers a stream, doing `operation`; as `_rpc`. Each answer is written
+    with `KacheryService.write`, so an answer nobody reads ends the call."""
     assert operation in scopes.OPERATIONS, operation
 
-    def wrap(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    def wrap(method: Callable[..., AsyncGenerator[Any, None]]) -> Method:
         @functools.wraps(method)
-        async def handler(
-            self: KacheryService, request: Any, context: aio.ServicerContext
-        ) -> AsyncIterator[Any]:
+        async def handler(self: KacheryService, request: Any, context: aio.ServicerContext) -> None:
+            replies: Optional[AsyncGenerator[Any, None]] = None
             try:
                 self.authorize(context, operation)
-                async for reply in method(self, request, context):
-                    yield reply
+                replies = method(self, request, context)
+                async for reply in replies:
+                    await self.write(context, reply)
+            except AnswerUnread as exc:
+                end_behind_unread_answer(context, exc)
             except Exception as exc:
-                await _abort(context, exc)
+                await abort(context, exc)
+            finally:
+                if replies is not None:  # its file is closed now, not when it is collected
+                    await replies.aclose()
 
         handler.operation = operation  # type: ignore[attr-defined]  # checked by the tests
         return handler
@@ -213,8 +218,23 @@ def _streaming(
 
 
 class KacheryService(pb_grpc.KacheryServicer):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, message_idle_seconds: float, write_seconds: float) -> None:
         self.node = node
+        self.write_seconds = write_seconds
+        """An answer that cannot be sent for this long (the client reads nothing) ends the call."""
+        self.message_idle_seconds = message_idle_seconds
+        """A call whose request message does not come within this, or an upload stream
+        silent for this long, is ended (`grpc_limits.next_message`)."""
+
+    async def write(self, context: aio.ServicerContext, reply: Any) -> None:
+        """Send one answer of a stream; `StreamStalled` if it cannot go within
+        `write_seconds` (grpc waits for the client's flow-control window forever)."""
+        try:
+            await asyncio.wait_for(context.write(reply), self.write_seconds)
+        except asyncio.TimeoutError:
+            raise AnswerUnread(
+                f"the answer was not read: nothing could be sent for {self.write_seconds:g} s"
+            ) from None
 
     def authorize(self, context: aio.ServicerContext, operation: str) -> None:
         """The same check as the HTTP header's: `Refused` unless the credential may do
@@ -248,7 +268,7 @@ class KacheryService(pb_grpc.KacheryServicer):
     @_rpc("store")
     async def Store(self, requests: AsyncIterator[pb.DataChunk], context: Any) -> pb.StoredReply:
         async def pieces() -> AsyncIterator[bytes]:
-            async for chunk in requests:
+            async for chunk in upload_messages(requests, self.message_idle_seconds):
                 yield chunk.data
 
         stored = await self.node.store_upload(pieces())
@@ -257,17 +277,17 @@ class KacheryService(pb_grpc.KacheryServicer):
         )
 
     @_streaming("downloadFileData")
-    async def Load(self, request: pb.FileKey, context: Any) -> AsyncIterator[bytes]:
-        async for chunk in self._send(file_keys.from_pb(request), 0, None):
-            yield chunk
+    def Load(self, request: pb.FileKey, context: Any) -> AsyncGenerator[bytes, None]:
+        return self._send(file_keys.from_pb(request), 0, None)
 
     @_streaming("downloadFileData")
-    async def ReadRange(self, request: pb.RangeRequest, context: Any) -> AsyncIterator[bytes]:
+    def ReadRange(self, request: pb.RangeRequest, context: Any) -> AsyncGenerator[bytes, None]:
         end = request.end if request.HasField("end") else None
-        async for chunk in self._send(file_keys.from_pb(request.file_key), request.start, end):
-            yield chunk
+        return self._send(file_keys.from_pb(request.file_key), request.start, end)
 
-    async def _send(self, uri: ContentUri, start: int, end: Optional[int]) -> AsyncIterator[bytes]:
+    async def _send(
+        self, uri: ContentUri, start: int, end: Optional[int]
+    ) -> AsyncGenerator[bytes, None]:
         """Bytes [start, end) of an object, BLOCK by BLOCK, as encoded DataChunks; the first
         chunk says the total.
 

@@ -26,9 +26,10 @@ bad request gets a 4xx with a one-line plain-text reason (`http_status` below); 
 unexpected exception is logged with its traceback to stderr and answered 500 with one line,
 never a stack trace. Every 4xx/5xx also carries `KACHERY-ERROR-TYPE`
 (`wire.ERROR_TYPE_HEADER`: `wire.error_type` of the failure, "refused" for a 403) so a
-client raises the same exception whichever backend it uses. Limits (docs-node-limits.md):
-a JSON body over 16 MiB is 413, a body that stalls is 408, a full disk is 507 (error type
-"error"), connections beyond the cap get 503 (connection_guard.py).
+client raises the same exception whichever backend it uses. Limits (README, "Limits,
+hostile peers and file modes"): a JSON body over 16 MiB is 413, a body that stalls or comes
+too slowly is 408 (and its connection closed), a full disk is 507 (error type "error"),
+connections beyond the cap get 503 (connection_guard.py).
 
 Probe with a nonce: `GET /probe?nonce=<1 to 128 hex digits>` adds `"signature"`, the hex
 Ed25519 signature by the node key of `wire.probe_message(nonce)` (the UTF-8 bytes of
@@ -49,15 +50,18 @@ from kachery_core.store.base import StoredObject
 
 from .batch_routes import add_batch_routes
 from .channels.routes import add_channel_routes
+from .connection_guard import ServerLimits
 from .feed_routes import add_mutable_and_feed_routes
 from .http_util import (
     BadRequest,
     BodyTimeout,
     BodyTooLarge,
     Send,
+    answer_and_close,
     error_response,
     file_key_field,
     framed_answer,
+    limits_of,
     read_json_object,
     read_piece,
 )
@@ -65,6 +69,8 @@ from .http_util import field as json_field
 from .node import Node, NoSpaceError, report_unexpected
 
 BLOCK = 4 << 20
+SENDFILE_PIECE = 1 << 20
+"""A download leaves by sendfile this much at a time, each piece under the write timeout."""
 REFUSED = "refused"
 """The error type of a 403 (no or a wrong credential)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -89,12 +95,11 @@ def http_status(exc: BaseException) -> Optional[int]:
     return None
 
 
-def create_app(node: Node, body_idle_seconds: Optional[float] = None) -> web.Application:
-    """The HTTP API of `node`; an upload stalled for `body_idle_seconds` is answered 408."""
+def create_app(node: Node, limits: Optional[ServerLimits] = None) -> web.Application:
+    """The HTTP API of `node`; a body slower than `limits` allow is answered 408."""
     app = web.Application(middlewares=[_errors_middleware(), _auth_middleware(node)])
     app["node"] = node
-    if body_idle_seconds is not None:
-        app["body_idle_seconds"] = body_idle_seconds
+    app["limits"] = limits or ServerLimits()
     app.router.add_get("/probe", _probe)
     app.router.add_get("/stats", _stats)
     app.router.add_post("/store", _store)
@@ -126,7 +131,10 @@ def _errors_middleware() -> Any:
             status = http_status(exc)
             if status is not None:
                 kind = "error" if status >= 500 else wire.error_type(exc)
-                return error_response(status, _reason(exc), kind)
+                response = error_response(status, _reason(exc), kind)
+                if isinstance(exc, BodyTimeout):
+                    return await answer_and_close(request, response)
+                return response
             line = report_unexpected(exc, f"{request.method} {request.path}")
             return error_response(500, line, "error")
 
@@ -272,8 +280,11 @@ async def _send_range(request: web.Request, response: web.StreamResponse, stream
     """The bytes of `stream` (a `FileRange`) after the headers: the kernel copies them from
     the file to the socket (sendfile) without passing through Python.
 
-    asyncio itself reads and writes blocks where sendfile cannot be used (TLS); a loop
-    without sendfile at all gets blocks written through aiohttp.
+    They go a `SENDFILE_PIECE` at a time, and a piece the client does not take within the
+    write timeout (`ServerLimits.write_seconds`) closes the connection: the kernel copy
+    bypasses the connection guard's watch on unsent answers. asyncio itself reads and
+    writes blocks where sendfile cannot be used (TLS); a loop without sendfile at all gets
+    blocks written through aiohttp.
     """
     loop = asyncio.get_running_loop()
     transport = request.transport
@@ -281,13 +292,28 @@ async def _send_range(request: web.Request, response: web.StreamResponse, stream
         raise ConnectionResetError("the client went away")
     if not stream.length:
         return
+    write_seconds = limits_of(request).write_seconds
+    sent = 0
     # asyncio wants a file object with a binary mode; this one shares the descriptor
     with open(stream.fileno(), "rb", closefd=False) as file:
-        try:
-            sent = await loop.sendfile(transport, file, stream.offset, stream.length)
-        except NotImplementedError:
-            await _write_blocks(response, stream, loop)
-            return
+        while sent < stream.length:
+            count = min(SENDFILE_PIECE, stream.length - sent)
+            piece = loop.sendfile(transport, file, stream.offset + sent, count)
+            try:
+                done = await asyncio.wait_for(piece, write_seconds)
+            except NotImplementedError:
+                if sent:
+                    raise
+                await _write_blocks(response, stream, loop)
+                return
+            except asyncio.TimeoutError:
+                transport.abort()
+                raise ConnectionResetError(
+                    f"the client read nothing for {write_seconds:g} s"
+                ) from None
+            if done != count:
+                break
+            sent += done
     if sent != stream.length:
         raise KacheryError(f"an object ended early while it was read ({sent} of {stream.length})")
 

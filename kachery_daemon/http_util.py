@@ -8,7 +8,20 @@ middleware in `http_api.py` maps to status codes (see `http_status` there).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Dict, Mapping, Tuple, Type, TypeVar, Union
+import time
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
 
 from aiohttp import web
 
@@ -16,7 +29,7 @@ from kachery_core.content.uri import ContentUri
 from kachery_core.errors import InvalidInputError, KacheryError
 from kachery_core.protocol import wire
 
-from .connection_guard import DEFAULT_BODY_IDLE_SECONDS
+from .connection_guard import ServerLimits
 from .json_bodies import MAX_INT64, MAX_JSON_BODY, parse_json
 from .node import report_unexpected
 
@@ -35,20 +48,56 @@ class BodyTooLarge(BadRequest):
 
 
 class BodyTimeout(BadRequest):
-    """An upload that stalled: no byte for the body idle timeout (408)."""
+    """A body that stalled (no byte for the body idle timeout) or came too slowly (408);
+    its connection is closed after the answer (`http_api`), not read on."""
 
 
-async def read_piece(request: web.Request, size: int = -1) -> bytes:
+_BODY_CLOCK = "kachery.body_clock"
+"""Where a request keeps [when its body was first read, bytes read since]."""
+
+
+def limits_of(request: web.Request) -> ServerLimits:
+    limits = request.app.get("limits")
+    return limits if isinstance(limits, ServerLimits) else ServerLimits()
+
+
+async def read_piece(request: web.Request, size: int = -1, is_json: bool = False) -> bytes:
     """The next bytes of the body (b"" at its end), or `BodyTimeout` if none come in time.
 
-    `request.app["body_idle_seconds"]` (see `ServerLimits`) is how long a client may stall.
+    Two limits (`ServerLimits`), so that neither a silent peer nor one trickling a byte at
+    a time holds a connection: no byte for `body_idle_seconds`; and on average at least
+    `body_min_rate` bytes per second after a head start (`json_body_seconds` for a JSON
+    body, `body_idle_seconds` for an upload), so a body's total deadline grows with it.
     """
-    idle = request.app.get("body_idle_seconds", DEFAULT_BODY_IDLE_SECONDS)
-    reading = request.content.readany() if size < 0 else request.content.read(size)
-    try:
-        return await asyncio.wait_for(reading, idle)
-    except asyncio.TimeoutError:
-        raise BodyTimeout(f"the request body stalled: no bytes for {idle:g} s") from None
+    limits = limits_of(request)
+    now = time.monotonic()
+    clock: Optional[List[float]] = request.get(_BODY_CLOCK)
+    if clock is None:
+        clock = request[_BODY_CLOCK] = [now, 0.0]
+    started, received = clock
+    head_start = limits.json_body_seconds if is_json else limits.body_idle_seconds
+    left = started + head_start + received / limits.body_min_rate - now
+    too_slow = (
+        f"the request body is too slow: {received:.0f} bytes in {now - started:.0f} s "
+        f"(the node needs {limits.body_min_rate:g} bytes/s after the first {head_start:g} s)"
+    )
+    if left <= 0:  # only what has arrived already
+        if request.content.at_eof():
+            return b""
+        piece = request.content.read_nowait(size)
+        if not piece:
+            raise BodyTimeout(too_slow)
+    else:
+        idle = limits.body_idle_seconds
+        reading = request.content.readany() if size < 0 else request.content.read(size)
+        try:
+            piece = await asyncio.wait_for(reading, min(idle, left))
+        except asyncio.TimeoutError:
+            if left < idle:
+                raise BodyTimeout(too_slow) from None
+            raise BodyTimeout(f"the request body stalled: no bytes for {idle:g} s") from None
+    clock[1] += len(piece)
+    return piece
 
 
 async def read_json_object(request: web.Request) -> Dict[str, Any]:
@@ -65,7 +114,7 @@ async def read_json_object(request: web.Request) -> Dict[str, Any]:
         raise BodyTooLarge(too_large)
     raw = bytearray()
     while True:
-        piece = await read_piece(request)
+        piece = await read_piece(request, is_json=True)
         if not piece:
             break
         raw += piece
@@ -102,6 +151,18 @@ def field(
 def file_key_field(doc: Dict[str, Any], key: str = "fileKey") -> ContentUri:
     """The object the JSON FileKey `doc[key]` names, every field checked (`wire.parse_file_key`)."""
     return wire.parse_file_key(doc.get(key), key)
+
+
+async def answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send `response`, then close the connection: the rest of a body that came too slowly
+    is not waited for (aiohttp would otherwise linger, reading it, for another 10 s)."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    protocol = request.protocol
+    if protocol is not None:
+        protocol.force_close()
+    return response
 
 
 def error_response(status: int, text: str, error_type: str) -> web.Response:

@@ -7,11 +7,17 @@ databases into storage and then download them. The rule, in one place for every 
 
 * never the node's private files: anything in its storage directory that is not an object
   (key, client-auth, tokens, databases, state and lock files, link records, staging files),
-  nor its key or config file wherever they are (also through a symlink or a hard link);
-* only a file the client could read itself: world-readable; or group-readable by the
-  node's auth group; or, on a node without an auth group (one user, the client is that
-  user), a file the node's user owns and can read. Every directory above it must be
-  searchable by the same rule.
+  nor its key or config file wherever they are (also through a symlink or a hard link: a
+  writable file of the node's user with more than one name on the storage filesystem may
+  be another name of one, and is refused); never a file of /proc or /sys (or any other
+  kernel filesystem: they hold the node's environment and report sizes they do not have);
+* only a file every holder of the client-auth code could read itself (`PathIdentity`).
+  The node cannot see who sent a request, only who can read `client-auth`: the members of
+  its group (`--auth-group`, else the node user's primary group). So a path is read as
+  for a member of that group (world-readable, or group-readable by that group), or as for
+  the node's user when it is the only one in that group, or not at all when the node
+  cannot tell who is in it; `--path-identity` lets the admin say instead. Every directory
+  above the file must be searchable by the same rule.
 
 A refusal does not tell whether the path exists: a missing path, an unreadable one and a
 private one get the same one-line answer. The file is opened once and every check is made
@@ -20,17 +26,49 @@ on the open file (`fstat`), so it cannot be swapped for another between check an
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Set, Tuple
+from typing import FrozenSet, Iterable, Optional, Set, Tuple
 
 from kachery_core.errors import InvalidInputError
 from kachery_core.store.local import check_regular_file
 
 MAX_PATH_CHARS = 4096
 """Longest path a client may name (Linux's PATH_MAX)."""
+
+NODE_USER, GROUP, NONE, AUTO = "node-user", "group", "none", "auto"
+PATH_IDENTITIES = (AUTO, NODE_USER, GROUP, NONE)
+"""The values of `kachery-daemon start --path-identity`."""
+
+KERNEL_ROOTS = (Path("/proc"), Path("/sys"))
+KERNEL_FILESYSTEMS = frozenset(
+    [
+        "proc",
+        "sysfs",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "configfs",
+        "cgroup",
+        "cgroup2",
+        "bpf",
+        "efivarfs",
+        "pstore",
+        "binfmt_misc",
+        "fusectl",
+        "devtmpfs",
+        "devpts",
+        "mqueue",
+        "hugetlbfs",
+        "nsfs",
+        "rpc_pipefs",
+    ]
+)
+"""Filesystems whose files are the kernel's, never data: refused wherever mounted."""
 
 
 class PathRefused(InvalidInputError):
@@ -57,6 +95,42 @@ class ClientFile:
         os.close(self.fd)
 
 
+@dataclass(frozen=True)
+class PathIdentity:
+    """Whom the node reads paths for: `kind` NODE_USER (user `uid`), GROUP (any member of
+    group `gid`, the group of client-auth) or NONE (nobody), and why (logged at start)."""
+
+    kind: str
+    uid: int
+    gid: int
+    reason: str
+
+    def describe(self) -> str:
+        if self.kind == NONE:
+            return f"paths are read for no client ({self.reason})"
+        whom = f"user {_user_name(self.uid)}" if self.kind == NODE_USER else None
+        whom = whom or f"any member of group {_group_name(self.gid)}"
+        return f"paths are read as for {whom} ({self.reason})"
+
+
+def path_identity(asked: str, auth_file: Path, auth_group: Optional[int]) -> PathIdentity:
+    """The identity `--path-identity asked` means for a node whose code is `auth_file`."""
+    uid = os.getuid()
+    gid = auth_group if auth_group is not None else os.stat(auth_file).st_gid
+    if asked != AUTO:
+        return PathIdentity(asked, uid, gid, f"--path-identity {asked}")
+    if auth_group is not None:
+        return PathIdentity(GROUP, uid, gid, "its members may read client-auth")
+    members = _group_members(gid)
+    if members is None:
+        return PathIdentity(NONE, uid, gid, f"group {gid} of client-auth has no entry")
+    others = sorted(members - {_user_name(uid)})
+    if not others:
+        return PathIdentity(NODE_USER, uid, gid, "no other user is in the group of client-auth")
+    shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+    return PathIdentity(GROUP, uid, gid, f"{shown} may read client-auth too")
+
+
 @dataclass
 class PathPolicy:
     """The readability rule of one node (see the module docstring)."""
@@ -64,18 +138,26 @@ class PathPolicy:
     storage_root: Path
     private_files: Tuple[Path, ...] = ()
     """Private files outside or inside the storage directory: key, config, token file..."""
-    auth_group: Optional[int] = None
-    uid: int = field(default_factory=os.getuid)
+    identity: PathIdentity = field(
+        default_factory=lambda: PathIdentity(NODE_USER, os.getuid(), os.getgid(), "default")
+    )
+    kernel_devices: FrozenSet[int] = field(default_factory=lambda: kernel_devices())
 
     def open(self, text: str, what: str = "localFilePath") -> ClientFile:
         """Open `text` for reading on a client's behalf, or `PathRefused`/`InvalidInputError`."""
         check_path_text(text, what)
         shown = text[:200]
+        if self.identity.kind == NONE:
+            raise PathRefused(
+                f"this node reads no path for its clients: {self.identity.reason}",
+                "send the bytes instead (clients do so on their own); the node's admin may "
+                "start it with --auth-group GROUP or --path-identity node-user|group",
+            )
         try:
             real = Path(os.path.realpath(text))
         except (OSError, ValueError):
             raise refused(shown) from None
-        if self._is_private_path(real):
+        if self._is_private_path(real) or _under(real, KERNEL_ROOTS):
             raise refused(shown)
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -86,6 +168,7 @@ class PathPolicy:
             if (
                 not self._may_read(st, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
                 or self._is_private_inode(st)
+                or st.st_dev in self.kernel_devices
                 or not self._ancestors_searchable(real)
             ):
                 raise refused(shown)
@@ -101,9 +184,9 @@ class PathPolicy:
         mode = st.st_mode
         if mode & other:
             return True
-        if self.auth_group is not None:
-            return bool(mode & group) and st.st_gid == self.auth_group
-        return bool(mode & owner) and st.st_uid == self.uid
+        if self.identity.kind == GROUP:
+            return bool(mode & group) and st.st_gid == self.identity.gid
+        return bool(mode & owner) and st.st_uid == self.identity.uid
 
     def _ancestors_searchable(self, real: Path) -> bool:
         for directory in real.parents:
@@ -122,7 +205,18 @@ class PathPolicy:
         return any(real == _real(p) for p in self.private_files)
 
     def _is_private_inode(self, st: os.stat_result) -> bool:
-        return (st.st_dev, st.st_ino) in _inodes(self._private_candidates())
+        if (st.st_dev, st.st_ino) in _inodes(self._private_candidates()):
+            return True
+        # Another name of a link record, staging file or database deeper in the storage
+        # directory cannot be found by its inode; all of them are writable by the node's
+        # user, and objects (0444) are not.
+        return (
+            stat.S_ISREG(st.st_mode)
+            and st.st_nlink > 1
+            and st.st_uid == os.getuid()
+            and bool(st.st_mode & 0o222)
+            and st.st_dev == _device_of(self.storage_root)
+        )
 
     def _private_candidates(self) -> Iterable[Path]:
         yield from self.private_files
@@ -159,6 +253,61 @@ def _is_object_path(parts: Tuple[str, ...]) -> bool:
         and set(name) <= hexdigits
         and (parts[1], parts[2], parts[3]) == (name[0:2], name[2:4], name[4:6])
     )
+
+
+def kernel_devices(mountinfo: str = "/proc/self/mountinfo") -> FrozenSet[int]:
+    """The device numbers of every mounted kernel filesystem (`KERNEL_FILESYSTEMS`)."""
+    found = set()
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return frozenset()
+    for line in lines:
+        fields = line.split()
+        if " - " not in line or len(fields) < 3:
+            continue
+        fstype = line.split(" - ", 1)[1].split()[0]
+        major, _, minor = fields[2].partition(":")
+        if fstype in KERNEL_FILESYSTEMS and major.isdigit() and minor.isdigit():
+            found.add(os.makedev(int(major), int(minor)))
+    return frozenset(found)
+
+
+def _group_members(gid: int) -> Optional[Set[str]]:
+    """The users in group `gid` (listed in it, or having it as primary group), or None
+    when the group has no entry, so its members cannot be known."""
+    try:
+        members = set(grp.getgrgid(gid).gr_mem)
+    except KeyError:
+        return None
+    members.update(p.pw_name for p in pwd.getpwall() if p.pw_gid == gid)
+    return members
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _under(real: Path, roots: Iterable[Path]) -> bool:
+    return any(real == root or root in real.parents for root in roots)
+
+
+def _device_of(path: Path) -> int:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return -1
 
 
 def _real(path: Path) -> Path:

@@ -1,7 +1,9 @@
 """Running a node: take the storage directory's lock, serve, and shut down cleanly.
 
 Connections are limited (`connection_guard.ServerLimits`: header, body and keep-alive
-timeouts, a cap on open connections), and the node's files are private (see node_files).
+timeouts, a cap on open connections; the gRPC port the same, with its own cap that leaves
+HTTP room, see grpc_limits), accept failures for lack of descriptors are logged once per
+burst (accept_errors), and the node's files are private (see node_files).
 
 On SIGTERM or SIGINT the node stops accepting connections, gives requests in flight up to
 `shutdown_grace_seconds` (default 10) to finish, then cancels the rest. A cancelled upload's staging
@@ -24,12 +26,15 @@ from aiohttp import web
 
 from kachery_core.store.local import LocalStorage
 
+from .accept_errors import AcceptErrorLog
 from .auth import RotatingAuthCode
 from .channels.service import open_channels
 from .connection_guard import GuardedSite, ServerLimits
 from .feeds import FILE_NAME as FEEDS_FILE
 from .feeds import FeedStore
+from .grpc_limits import GrpcLimits
 from .http_api import create_app
+from .http_log import server_logger
 from .mutables import FILE_NAME as MUTABLES_FILE
 from .mutables import MutableStore
 from .node import Node
@@ -52,6 +57,7 @@ class NodeOptions:
     port: int = 20431
     node_key: Optional[Path] = None
     auth_group: Optional[int] = None
+    path_identity: str = "auto"
     label: str = ""
     rotate_seconds: float = 300.0
     shutdown_grace_seconds: float = 10.0
@@ -61,6 +67,8 @@ class NodeOptions:
     node_config: Optional[Path] = None
     """The node config file (channels)."""
     limits: ServerLimits = ServerLimits()
+    grpc_max_connections: Optional[int] = None
+    """None: what fits beside the HTTP cap (`grpc_limits.default_connection_cap`)."""
 
 
 def run_node(options: NodeOptions) -> None:
@@ -80,6 +88,7 @@ def run_node(options: NodeOptions) -> None:
             feeds=FeedStore(storage_dir / FEEDS_FILE),
             label=options.label,
             config_file=options.node_config,
+            path_identity=options.path_identity,
         )
         node.channels = open_channels(options.node_config, node.storage, identity.node_id)
         try:
@@ -114,11 +123,13 @@ async def _serve(
     host, port, grpc_port = options.host, options.port, options.grpc_port
     grace_seconds = options.shutdown_grace_seconds
     limits = options.limits
+    asyncio.get_running_loop().set_exception_handler(AcceptErrorLog())
     runner = web.AppRunner(
-        create_app(node, limits.body_idle_seconds),
+        create_app(node, limits),
         shutdown_timeout=grace_seconds,
         access_log=None,
         keepalive_timeout=limits.keepalive_seconds,
+        logger=server_logger(),  # one line per malformed request, not a traceback
     )
     await runner.setup()
     grpc_server = None
@@ -126,7 +137,15 @@ async def _serve(
         from .grpc_service import start_grpc_server  # grpc is imported only when asked for
 
         try:
-            grpc_server = await start_grpc_server(node, host, grpc_port)
+            grpc_limits = GrpcLimits.beside_http(
+                limits.connection_cap(),
+                limits.header_seconds,
+                limits.keepalive_seconds,
+                limits.body_idle_seconds,
+                limits.body_idle_seconds,  # the write timeout: no message either way
+                options.grpc_max_connections,
+            )
+            grpc_server = await start_grpc_server(node, host, grpc_port, grpc_limits)
         except BaseException:
             await runner.cleanup()
             raise
@@ -162,6 +181,7 @@ async def _serve(
         file=sys.stderr,
         flush=True,
     )
+    print(f"kachery-daemon: {node.path_policy.identity.describe()}", file=sys.stderr, flush=True)
     rotation = asyncio.ensure_future(_rotate(node))
     try:
         await stop.wait()

@@ -44,8 +44,10 @@ from kachery_core.errors import (
 )
 from kachery_core.grpc_api import kachery_pb2 as pb
 from kachery_core.grpc_api.file_keys import to_pb
+from kachery_core.protocol.address import host_port
 from kachery_core.settings.config import Config
 from kachery_core.store.base import StoredObject
+from kachery_core.store.layout import CLIENT_AUTH_FILE
 from kachery_core.store.local import LocalStorage, open_input_file
 
 from .grpc_client import NodeGrpc
@@ -69,18 +71,18 @@ class GrpcDaemonTransport(DaemonTransport):
 
     def __init__(self, config: Config) -> None:
         host, port = config.daemon_host, config.grpc_port
-        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.address = host_port(host, port)
         self.url = f"grpc://{self.address}"
         self.connect_timeout = config.connect_timeout
         self.read_timeout = config.read_timeout
-        self.cache = LocalStorage(
+        self.storage = LocalStorage(
             config.storage_dir, config.temp_dir, config.keep_temp_files, config.fsync
         )
         self._config = config
         session = NodeSession(
             config,
             self.url,
-            lambda: config.auth_code_file or config.storage_dir / "client-auth",
+            lambda: config.auth_code_file or config.storage_dir / CLIENT_AUTH_FILE,
             "set KACHERY_AUTH_CODE_FILE to the node's client-auth file, "
             "or KACHERY_AUTH_TOKEN to a token from `kachery-daemon token create`",
         )
@@ -97,6 +99,10 @@ class GrpcDaemonTransport(DaemonTransport):
     def from_config(cls, config: Config) -> GrpcDaemonTransport:
         return cls(config)
 
+    def local_store(self) -> LocalStorage:
+        """The cache loads stream into (nothing is shared on disk with the node)."""
+        return self.storage
+
     # -- node ------------------------------------------------------------------------
 
     def node_info(self) -> NodeInfo:
@@ -107,7 +113,7 @@ class GrpcDaemonTransport(DaemonTransport):
         return NodeInfo(
             self.name,
             answer.node_id,
-            str(self.cache.root),
+            str(self.storage.root),
             answer.daemon_version,
             self.url,
             details,
@@ -116,7 +122,7 @@ class GrpcDaemonTransport(DaemonTransport):
     # -- files -----------------------------------------------------------------------
 
     def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
-        path = self.cache.find(uri.sha1)
+        path = self.storage.find(uri.sha1)
         if path is None:
             try:
                 self._download(uri, progress)
@@ -128,7 +134,7 @@ class GrpcDaemonTransport(DaemonTransport):
                         "channels work through the node's HTTP API: use --backend http or remote",
                     ) from None
                 raise
-            path = self.cache.require(uri.sha1)
+            path = self.storage.require(uri.sha1)
         return str(path)
 
     def _download(self, uri: ContentUri, progress: Optional[Progress]) -> None:
@@ -140,7 +146,7 @@ class GrpcDaemonTransport(DaemonTransport):
         Bytes past the size the node announced are refused before they are written.
         """
         # With a manifest in the URI the node has it: no need to hash chunks again here.
-        writer = self.cache.object_writer(manifest=uri.manifest_sha1 is None)
+        writer = self.storage.object_writer(manifest=uri.manifest_sha1 is None)
         try:
             total: Optional[int] = None
             done = 0
@@ -186,7 +192,7 @@ class GrpcDaemonTransport(DaemonTransport):
                 ) from None
         finally:
             writer.abort()  # nothing once committed; otherwise the staging file goes
-        if uri.manifest_sha1 is not None and not self.cache.has(uri.manifest_sha1):
+        if uri.manifest_sha1 is not None and not self.storage.has(uri.manifest_sha1):
             # the manifest, fetched (small) rather than recomputed (a second pass)
             with contextlib.suppress(NotFoundError):
                 self._download(ContentUri(uri.manifest_sha1), None)
@@ -196,10 +202,10 @@ class GrpcDaemonTransport(DaemonTransport):
         return None, self.cache
 
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
-        if self._config.channel and self.cache.find(uri.sha1) is None:
+        if self._config.channel and self.storage.find(uri.sha1) is None:
             self.load_file(uri)  # so that a channel named for a missing file is an error
-        if self.cache.find(uri.sha1) is not None:
-            return self.cache.open_range(uri.sha1, start, end)  # type: ignore[return-value]
+        if self.storage.find(uri.sha1) is not None:
+            return self.storage.open_range(uri.sha1, start, end)  # type: ignore[return-value]
         request = pb.RangeRequest(file_key=to_pb(uri), start=start)
         if end is not None:
             request.end = end

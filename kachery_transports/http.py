@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
-from kachery_core.backend.base import JSON, NodeInfo, SubfeedWatch
+from kachery_core.backend.base import JSON, DaemonTransport, NodeInfo, SubfeedWatch
 from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
@@ -29,6 +29,7 @@ from kachery_core.errors import (
     NotFoundError,
     TransportError,
 )
+from kachery_core.protocol.address import url_host
 from kachery_core.protocol.probe import ProbeAnswer, Tls, probe_node
 from kachery_core.protocol.wire import file_key
 from kachery_core.settings.config import Config
@@ -42,13 +43,16 @@ from .http_client import (
     ResponseStream,
     UploadBody,
     stored_object,
-    url_host,
 )
 from .node_session import NodeSession, storage_owner
-from .storage_backed import StorageBackedTransport
 
 
-class HttpDaemonTransport(StorageBackedTransport):
+class HttpDaemonTransport(DaemonTransport):
+    """Not a `StorageBackedTransport`, though it reads a storage directory too: an object
+    missing there is the node's to load (from a channel), never assembled here from its
+    pieces, which would write into the node's own directory; so nothing of that class's
+    loading applies."""
+
     name = "http"
     parallel_transfers = PARALLEL_TRANSFERS
     """Batches (store-file -r, load-file -r) run on this many threads over one connection
@@ -59,12 +63,15 @@ class HttpDaemonTransport(StorageBackedTransport):
         "to use the embedded storage"
     )
 
+    storage: LocalStorage
+    """Set on connecting: where objects are read (see `_attach_storage`)."""
+
     def __init__(self, config: Config) -> None:
         self.host = config.daemon_host
         self.port = config.daemon_port
         scheme = "https" if config.daemon_tls else "http"
         self.base_url = f"{scheme}://{url_host(self.host)}:{self.port}"
-        self._tls = Tls(_str_or_none(config.tls_ca_file)) if config.daemon_tls else None
+        self._tls = Tls.from_settings(config.daemon_tls, config.tls_ca_file)
         self._storage_override = config.storage_dir if config.is_set("storage_dir") else None
         self._config = config
         self.timeout = (config.connect_timeout, config.read_timeout)
@@ -116,7 +123,10 @@ class HttpDaemonTransport(StorageBackedTransport):
                 f"storage directory {root} {found}, but the node at {self.base_url} is {answer.node_id}",
                 "point KACHERY_STORAGE_DIR at that node's storage directory (or unset it)",
             )
-        return LocalStorage(root, self._config.temp_dir, self._config.keep_temp_files)
+        # Only read here (the node writes its own storage), so fsync changes nothing; it is
+        # passed so that every backend builds its LocalStorage from the same settings.
+        config = self._config
+        return LocalStorage(root, config.temp_dir, config.keep_temp_files, config.fsync)
 
     def _auth_code_file(self) -> Path:
         """Where the node's client-auth code is read (when no access token is set)."""
@@ -136,6 +146,11 @@ class HttpDaemonTransport(StorageBackedTransport):
 
     def describe_location(self) -> str:
         return f"the node at {self.base_url} (storage {self.storage.root})"
+
+    def local_store(self) -> LocalStorage:
+        """The node's storage directory (or, for `remote`, the cache or shared mount)."""
+        self._connect()
+        return self.storage
 
     # -- files -----------------------------------------------------------------------
 
@@ -207,11 +222,6 @@ class HttpDaemonTransport(StorageBackedTransport):
         doc = {"localFilePath": real, "size": st.st_size, "mtime": st.st_mtime}
         answer = self.http.post_json("/linkFile", doc, "link")
         return _reported(stored_object(answer, st.st_size), progress)
-
-    def find_path(self, uri: ContentUri) -> Path:
-        self._connect()
-        path = self.storage.find(uri.sha1)
-        return path if path is not None else Path(self._load_through_node(uri, None))
 
     def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
         self._connect()
@@ -354,7 +364,3 @@ def _seekable(stream: BinaryIO) -> bool:
         return bool(stream.seekable())
     except (AttributeError, OSError, ValueError):
         return False
-
-
-def _str_or_none(path: Optional[Path]) -> Optional[str]:
-    return None if path is None else str(path)

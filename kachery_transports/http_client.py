@@ -375,11 +375,6 @@ def stored_object(doc: Dict[str, Any], size: int = -1) -> StoredObject:
     return StoredObject(str(doc["sha1"]), size, doc.get("manifestSha1"))
 
 
-def url_host(host: str) -> str:
-    """`host` as it appears in a URL (an IPv6 address in brackets)."""
-    return f"[{host}]" if ":" in host else host
-
-
 def _origin(url: str) -> str:
     """`scheme://host:port` of a URL."""
     scheme, _, rest = url.partition("://")

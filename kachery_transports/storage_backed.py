@@ -24,6 +24,9 @@ class StorageBackedTransport(DaemonTransport):
 
     storage: LocalStorage
 
+    def local_store(self) -> LocalStorage:
+        return self.storage
+
     def describe_location(self) -> str:
         return f"{self.storage.root} ({self.name} backend)"
 

@@ -37,7 +37,10 @@ spawn.install()
 
 BIN = Path(sys.executable).parent
 
-pytest_plugins = ["node_fixtures"]  # the `node` and `make_node` fixtures
+# Fixtures registered once for the whole session (a fixture imported into two test modules
+# would be set up once per module): `node`, `make_node`; `grpc_node`, `genv`; the channel
+# tests' S3 store and `lab`; the installed example plugin and the web server it reads.
+pytest_plugins = ["node_fixtures", "grpc_fixtures", "channel_fixtures", "mirror_fixtures"]
 
 
 def _kill_leftovers_at_exit() -> None:

@@ -25,9 +25,16 @@ from spawn import SafePopen
 
 class NodeProcess:
     def __init__(
-        self, storage_dir: Path, env: Dict[str, str], extra_args: Optional[List[str]] = None
+        self,
+        storage_dir: Path,
+        env: Dict[str, str],
+        extra_args: Optional[List[str]] = None,
+        prefix: Optional[List[str]] = None,
     ) -> None:
+        """`prefix` runs the node through another program (`setpriv` to run it as
+        another user: tests/daemon/test_attack_paths.py)."""
         self.storage_dir = storage_dir
+        self.prefix = list(prefix or [])
         self.env = env
         self.port = int(env["KACHERY_DAEMON_PORT"])
         self.extra_args = list(extra_args or [])
@@ -49,6 +56,7 @@ class NodeProcess:
 
     def start(self, timeout: float = 20.0) -> None:
         args = [
+            *self.prefix,
             command("kachery-daemon"),
             "start",
             "--host",

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Optional
 
 from kachery_client.backends.registry import BackendRegistry
 from kachery_core.errors import TransportError
+from kachery_core.protocol.address import url_host
 from kachery_core.protocol.probe import Tls, probe
 from kachery_core.settings.config import Config
 
@@ -60,29 +60,18 @@ def select_backend(config: Config, registry: BackendRegistry) -> Selection:
     if not is_local_host(host):
         return Selection("remote", f"daemon host {host!r} is another machine")
     if "http" in registry.backends:
-        tls = _probe_tls(config)
+        tls = Tls.from_settings(config.daemon_tls, config.tls_ca_file)  # as the http backend
         result = probe(host, port, tls=tls)
         if result.answer is not None:
             if tls is None:
                 return Selection("http", f"a node answered the probe at {host}:{port}")
-            where = f"https://{_url_host(host)}:{port}"
+            where = f"https://{url_host(host)}:{port}"
             return Selection("http", f"a node answered the probe over HTTPS at {where}")
         if tls is not None and result.tls_error is not None:
             raise TransportError(
                 f"daemon_tls is set ({config.source('daemon_tls')}), but the node at "
-                f"https://{_url_host(host)}:{port} failed the TLS check: {result.tls_error}",
+                f"https://{url_host(host)}:{port} failed the TLS check: {result.tls_error}",
                 "trust its certificate with KACHERY_TLS_CA_FILE (tls_ca_file), "
                 "or unset KACHERY_DAEMON_TLS for a plain-HTTP node",
             )
     return Selection("local", f"no node answered at {host}:{port}, so the embedded storage is used")
-
-
-def _probe_tls(config: Config) -> Optional[Tls]:
-    """The TLS settings the http backend would use, so that selection probes alike."""
-    if not config.daemon_tls:
-        return None
-    return Tls(str(config.tls_ca_file) if config.tls_ca_file is not None else None)
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

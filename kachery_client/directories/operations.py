@@ -2,8 +2,9 @@
 
 Everything here works through the `DaemonTransport` interface, so every backend (and
 every plugin) gets directories without code of its own: the files are ordinary objects
-and the directory object is one more. A backend that can move several files at once sets
-`parallel_transfers`; batches then run on that many threads over its one connection pool.
+and the directory object is one more. A backend that can move several files at once says
+so in `parallel_transfers`; batches then run on that many threads over its one connection
+pool, and loads go through its `load_files` (a batch request, where it has one).
 
     >>> uri = store_tree(transport, Path("recording"))                 # doctest: +SKIP
     >>> materialize(transport, parse_dir_uri(str(uri)), Path("copy"))  # doctest: +SKIP
@@ -11,10 +12,8 @@ and the directory object is one more. A backend that can move several files at o
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import shutil
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
@@ -26,7 +25,7 @@ from typing import (
     Union,
 )
 
-from kachery_client.dest_copy import link_verified, write_verified_copy
+from kachery_client.directories.materialize import materialize_tree
 from kachery_client.directories.scan import ScannedTree, scan_tree
 from kachery_client.verified_read import VerifiedRead, open_verified
 from kachery_client.verified_store import (
@@ -57,7 +56,7 @@ if TYPE_CHECKING:
 
 
 def parallel_transfers(transport: DaemonTransport) -> int:
-    return max(1, int(getattr(transport, "parallel_transfers", 1)))
+    return max(1, transport.parallel_transfers)
 
 
 # -- storing ---------------------------------------------------------------------------
@@ -158,11 +157,13 @@ def _entry(obj: StoredObject) -> FileEntry:
 
 
 def _folder_label(root: Path) -> Optional[str]:
-    """The folder's name, unless it cannot be a label (control characters): then none."""
+    """The folder's name, unless it cannot be a label (control characters, not UTF-8):
+    then none."""
     name = os.path.basename(os.path.normpath(os.path.abspath(root)))
     try:
+        name.encode("utf-8")
         return check_dir_label(name) or None
-    except InvalidUriError:
+    except (InvalidUriError, UnicodeEncodeError):
         return None
 
 
@@ -291,92 +292,22 @@ def materialize(
     the store's bytes), copies otherwise or with `copy`. `dest` must be absent or an empty
     directory: then the tree is built beside it and renamed into place, so a failure
     leaves nothing. With `force`, an existing folder is filled file by file (each file
-    replaced atomically; other files in it are left alone).
+    replaced atomically; other files in it are left alone), once no entry of the tree
+    conflicts with what is there. Nothing is ever written outside `dest`
+    (`kachery_client.directories.materialize`).
     """
     directory = resolve_dir(transport, uri)
-    dest = Path(dest)
-    existing = _check_dest(dest, force)
-    if existing:
-        _check_conflicts(directory, dest)
-        _fill(transport, str(uri), directory, dest, copy, progress)
-        return dest
-    staging = dest.with_name(f".{dest.name}.kachery-{os.getpid()}-{os.urandom(4).hex()}.part")
-    os.mkdir(staging)
-    try:
-        _fill(transport, str(uri), directory, staging, copy, progress)
-        os.replace(staging, dest)  # onto an empty directory, or where there was none
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return dest
-
-
-def _check_dest(dest: Path, force: bool) -> bool:
-    """True when `dest` is a non-empty folder to fill (`force`); refuse what cannot be used."""
-    if not dest.parent.is_dir():
-        raise InvalidInputError(
-            f"destination directory {str(dest.parent)!r} does not exist", "create it first"
-        )
-    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
-        raise InvalidInputError(
-            f"destination {str(dest)!r} exists and is not a directory",
-            "give a new or empty directory",
-        )
-    if not dest.exists() or not any(os.scandir(dest)):
-        return False
-    if not force:
-        raise InvalidInputError(
-            f"destination {str(dest)!r} is not empty",
-            "give a new or empty directory, or pass --force (force=True) to write into it",
-        )
-    return True
-
-
-def _check_conflicts(directory: Directory, dest: Path) -> None:
-    """Refuse before writing when the folder has a file where the tree has a directory or
-    the other way round, or anything but a regular file where a file goes."""
-    for path in directory.walk_dirs():
-        target = dest.joinpath(*path)
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
-            raise InvalidInputError(
-                f"{str(target)!r} exists and is not a directory, but the tree has one there",
-                "remove it, or give another destination",
-            )
-    for path, _entry in directory.walk():
-        target = dest.joinpath(*path)
-        if target.is_dir() and not target.is_symlink():
-            raise InvalidInputError(
-                f"{str(target)!r} is a directory, but the tree has a file there",
-                "remove it, or give another destination",
-            )
-
-
-def _fill(
-    transport: DaemonTransport,
-    where: str,
-    directory: Directory,
-    root: Path,
-    copy: bool,
-    progress: Optional[TreeReport],
-) -> None:
-    items = list(directory.walk())
-    uris = [entry.uri(path[-1]) for path, entry in items]  # refuses entries without a hash
-    sources = load_files(transport, uris, progress, [entry.size for _path, entry in items])
-    stats = [os.stat(source) for source in sources]
-    for (path, entry), st in zip(items, stats):  # all checked before any is written
-        check_entry_size(where, path, entry, st.st_size)
-    for path in directory.walk_dirs():  # only then: a refused tree changes nothing
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(root.joinpath(*path))
-    for (path, _entry), uri, source, st in zip(items, uris, sources, stats):
-        target = root.joinpath(*path)
-        source_path = Path(source)
-        if (
-            copy
-            or not _is_object_file(source_path, st, uri)
-            or not link_verified(source_path, target, uri)
-        ):
-            write_verified_copy(source_path, target, uri)
+    return materialize_tree(
+        transport,
+        uri,
+        directory,
+        Path(dest),
+        load_files,
+        check_entry_size,
+        force=force,
+        copy=copy,
+        progress=progress,
+    )
 
 
 def load_files(
@@ -385,28 +316,8 @@ def load_files(
     progress: Optional[TreeReport] = None,
     sizes: Optional[Sequence[int]] = None,
 ) -> List[str]:
-    """Make several objects available locally; their paths, in order.
-
-    A backend with a batch operation of its own (`load_files(uris, progress, sizes)`, for
-    instance one request for many small files) is used through it; otherwise `load_file`
-    runs on `parallel_transfers` threads. `sizes` (what a directory says, when known) lets
-    a batch check each object's size before reading it.
-    """
-    batch = getattr(transport, "load_files", None)
-    if batch is not None:
-        return list(batch(uris, progress, sizes))
-    counter = TreeProgress(progress)
-
-    def one(uri: ContentUri) -> str:
-        file_progress = counter.for_file()
-        path = transport.load_file(uri, file_progress)
-        file_progress.done(os.stat(path).st_size)
-        return path
-
-    return run_batch(uris, one, parallel_transfers(transport))
-
-
-def _is_object_file(path: Path, st: os.stat_result, uri: ContentUri) -> bool:
-    """An object in a storage directory (named by its hash, read-only), not a linked
-    original: hard-linking a user's own file would tie the copy to later edits of it."""
-    return path.name == uri.sha1 and not st.st_mode & 0o222
+    """Make several objects available locally; their paths, in order (the backend's
+    `load_files`: one request for many small files where it has one, else `load_file` on
+    its `parallel_transfers` threads). `sizes` (what a directory says, when known) lets a
+    batch check each object's size before reading it."""
+    return list(transport.load_files(uris, progress, sizes))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Tuple
 
-from kachery_client.dest_copy import file_kind
+from kachery_client.file_kinds import file_kind
 from kachery_core.content.directory import name_problem
 from kachery_core.errors import InvalidInputError
 

@@ -12,6 +12,12 @@ objects, JSON values as Python objects.
     >>> transport.load_file(stored.uri("data.bin"))             # doctest: +SKIP
     '/home/me/kachery-storage/sha1/94/3a/70/943a70...'
 
+What a backend offers beyond the methods is declared here too, with defaults a backend
+overrides: `parallel_transfers` (how many files a batch moves at once), `stores_in_process`
+(whether its stores are hashed by this very process), `load_files` (a batch load; by
+default `load_file` per object on `parallel_transfers` threads) and `local_store()` (the
+storage directory on this machine it reads objects from, which `verify` checks).
+
 A backend that cannot do something (store while offline, feeds without a node) need not
 override that method: the default raises `UnsupportedOperation`, which the CLI shows as
 a one-line error naming the backend and, through `unsupported_hint`, what to do.
@@ -19,17 +25,21 @@ a one-line error naming the backend and, through `unsupported_hint`, what to do.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import UnsupportedOperation
 from kachery_core.store.base import StoredObject
 
+from .batch import TreeProgress, TreeReport, run_batch
+
 if TYPE_CHECKING:
     from kachery_core.settings.config import Config
+    from kachery_core.store.local import LocalStorage
 
 JSON = Any
 """A value that `json.dumps` accepts."""
@@ -67,6 +77,13 @@ class DaemonTransport(ABC):
     A backend that supports channels sets it from its config; `Client(channel="x")` and
     `--channel x` work by setting that config value explicitly.
     """
+    parallel_transfers: int = 1
+    """Files a batch (`store-file -r`, `load-file -r`) moves at once, on threads sharing this
+    one backend object: above 1 only when its methods are safe to call from several threads."""
+    stores_in_process: bool = False
+    """True when this process hashes a store's bytes as it writes them (the embedded `local`
+    backend): the client then takes the answer's hash as it is. Otherwise the client hashes
+    the bytes it sends itself and refuses an answer naming another hash."""
 
     @classmethod
     @abstractmethod
@@ -88,6 +105,28 @@ class DaemonTransport(ABC):
         Raises `NotFoundError` naming the URI and where it looked.
         """
 
+    def load_files(
+        self,
+        uris: Sequence[ContentUri],
+        progress: Optional[TreeReport] = None,
+        sizes: Optional[Sequence[int]] = None,
+    ) -> List[str]:
+        """Make several objects available locally; their paths, in the order given.
+
+        The default runs `load_file` on `parallel_transfers` threads. A backend that can
+        move many objects in one request overrides it; `sizes` (what a directory says of
+        each object, when known) lets it check a size before reading the bytes.
+        """
+        counter = TreeProgress(progress)
+
+        def one(uri: ContentUri) -> str:
+            file_progress = counter.for_file()
+            path = self.load_file(uri, file_progress)
+            file_progress.done(os.stat(path).st_size)
+            return path
+
+        return run_batch(uris, one, max(1, self.parallel_transfers))
+
     @abstractmethod
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         """A readable binary stream of bytes [start, end) of the object."""
@@ -103,6 +142,12 @@ class DaemonTransport(ABC):
     def link_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
         """Make a local file available by reference, without copying it."""
         raise self.unsupported("linking files")
+
+    def local_store(self) -> Optional[LocalStorage]:
+        """The storage directory on this machine that loads read objects from (the one
+        `kachery-client verify` checks), or None when there is none. May contact the node
+        (a node-backed backend learns its directory on connecting)."""
+        return None
 
     # -- channels -----------------------------------------------------------------
 

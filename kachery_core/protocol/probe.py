@@ -7,6 +7,7 @@ library so that it stays cheap on every command. Answers are cached for the proc
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
@@ -49,6 +50,16 @@ class Tls:
 
     ca_file: Optional[str] = None
     verify: bool = True
+
+    @classmethod
+    def from_settings(
+        cls, daemon_tls: bool, tls_ca_file: Optional[os.PathLike[str]]
+    ) -> Optional[Tls]:
+        """What a client uses for the `daemon_tls` and `tls_ca_file` settings: None for
+        plain HTTP. Backend selection and the http backend probe alike through this."""
+        if not daemon_tls:
+            return None
+        return cls(None if tls_ca_file is None else os.fspath(tls_ca_file))
 
 
 def probe_node(

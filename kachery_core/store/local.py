@@ -4,7 +4,10 @@ The node and the embedded backend both use this class, so there is one implement
 of the layout. Writes are crash-safe: bytes go to a staging file named after this
 host and process, are hashed on the way, and are renamed into place only once the hash
 is known (and checked, when the caller expected one). A process killed mid-store leaves
-only its staging file, which the next store on this host removes.
+only its staging file, which the next store on this host removes. Objects are served
+only as regular files reached from the storage directory without following a symlink
+(`open_object`). Its parts live beside it: `link_record` (the JSON of a linked file),
+`staging` (staging files, `ObjectWriter`), `input_file` (reading a file someone named).
 
     >>> storage = LocalStorage(Path("~/kachery-storage").expanduser())
     >>> obj = storage.store_file(Path("data.bin"))          # doctest: +SKIP
@@ -14,19 +17,14 @@ only its staging file, which the next store on this host removes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
 import io
-import json
 import os
 import shutil
-import socket
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Optional, Set, TypeVar
+from typing import BinaryIO, Optional, Set
 
 from kachery_core.atomic_file import write_atomically
 from kachery_core.content.hashing import (
@@ -34,20 +32,29 @@ from kachery_core.content.hashing import (
     HashResult,
     Progress,
     ReadInto,
-    _ChunkHasher,
     hash_file_copy,
     hash_stream,
     sha1_of_bytes,
     sha1_of_file,
     writer_for,
 )
-from kachery_core.content.manifest import MANIFEST_THRESHOLD, Manifest
+from kachery_core.content.manifest import Manifest
 from kachery_core.content.uri import check_sha1
 from kachery_core.errors import IntegrityError, InvalidInputError, NotFoundError, StaleLinkError
 from kachery_core.store.base import FileRange, Storage, StoredObject
+from kachery_core.store.input_file import check_regular_file as check_regular_file
+from kachery_core.store.input_file import check_unchanged, read_small
+from kachery_core.store.input_file import open_input_file as open_input_file
 from kachery_core.store.layout import LINK_SUFFIX, StorageLayout
+from kachery_core.store.link_record import LinkRecord as LinkRecord
+from kachery_core.store.staging import ObjectWriter as ObjectWriter
+from kachery_core.store.staging import StagingFile, staging_name, sweep_dead_staging_files
+from kachery_core.store.staging import unlink_quietly as unlink_quietly
 
-T = TypeVar("T")
+# `X as X`: names that lived here before link_record, input_file and staging, still
+# importable from here.
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 QUARANTINE_DIR_NAME = "quarantine"
 
@@ -59,73 +66,6 @@ SMALL_OBJECT_SIZE = BLOCK_SIZE
 
 _KNOWN_DIRS_LIMIT = 65536
 """Object directories remembered as existing (saves a mkdir per store); bounds memory."""
-
-
-@dataclass(frozen=True)
-class LinkRecord:
-    """The JSON beside an object's path that stands in for a linked file.
-
-    `stat` holds size and mtime (the original protocol) and, since records written by
-    this version, the inode, device and ctime: an edit whose size and mtime were put
-    back (`os.utime`) still changes the ctime, and a file replaced by another has a new
-    inode. Records without them are still read and checked on size and mtime alone.
-    """
-
-    path: str
-    size: int
-    mtime: float
-    manifest_hash: Optional[str] = None
-    ino: Optional[int] = None
-    dev: Optional[int] = None
-    ctime: Optional[float] = None
-
-    @classmethod
-    def for_file(cls, path: str, st: os.stat_result, manifest_hash: Optional[str]) -> LinkRecord:
-        return cls(path, st.st_size, st.st_mtime, manifest_hash, st.st_ino, st.st_dev, st.st_ctime)
-
-    def to_bytes(self) -> bytes:
-        st: Dict[str, object] = {"size": self.size, "mtime": self.mtime}
-        for key in ("ino", "dev", "ctime"):
-            value = getattr(self, key)
-            if value is not None:
-                st[key] = value
-        doc = {"path": self.path, "manifest_hash": self.manifest_hash, "stat": st}
-        return json.dumps(doc).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> LinkRecord:
-        doc = json.loads(data)
-        st = doc["stat"]
-        return cls(
-            str(doc["path"]),
-            int(st["size"]),
-            float(st["mtime"]),
-            doc.get("manifest_hash"),
-            _optional(int, st.get("ino")),
-            _optional(int, st.get("dev")),
-            _optional(float, st.get("ctime")),
-        )
-
-    def mismatch(self, st: os.stat_result) -> Optional[str]:
-        """What differs between the record and the file's stat now, or None if nothing."""
-        checks = (
-            ("size", self.size, st.st_size),
-            ("mtime", self.mtime, st.st_mtime),
-            ("inode", self.ino, st.st_ino),
-            ("device", self.dev, st.st_dev),
-            ("ctime", self.ctime, st.st_ctime),
-        )
-        for name, recorded, now in checks:
-            if recorded is not None and recorded != now:
-                return f"{name} {now}, recorded {recorded}"
-        return None
-
-    def matches(self, st: os.stat_result) -> bool:
-        return self.mismatch(st) is None
-
-
-def _optional(parse: Callable[[Any], T], value: Any) -> Optional[T]:
-    return None if value is None else parse(value)
 
 
 class LocalStorage(Storage):
@@ -151,7 +91,7 @@ class LocalStorage(Storage):
 
     def find(self, sha1: str) -> Optional[Path]:
         path = self.layout.object_path(sha1)
-        if path.is_file():
+        if _is_regular(path):  # a symlink or anything else in its place is no object
             return path
         record = self.read_link(sha1)
         if record is None:
@@ -191,7 +131,12 @@ class LocalStorage(Storage):
 
     def open_range(self, sha1: str, start: int = 0, end: Optional[int] = None) -> FileRange:
         path = self.require(sha1)
-        file = open(path, "rb", buffering=0)  # noqa: SIM115 - owned by the FileRange
+        if path == self.layout.object_path(sha1):
+            file = self.open_object(sha1)
+            if file is None:
+                raise NotFoundError(f"sha1://{sha1} is not in {self.root}")
+        else:  # a linked file, which whoever serves it has checked (the node's path policy)
+            file = io.FileIO(path, "rb")
         size = os.fstat(file.fileno()).st_size
         end = size if end is None else end
         if not 0 <= start <= end <= size:
@@ -201,6 +146,30 @@ class LocalStorage(Storage):
                 "choose 0 <= start <= end <= size",
             )
         return FileRange(file, start, end - start)
+
+    def open_object(self, sha1: str) -> Optional[io.FileIO]:
+        """Object `sha1`'s own file, for serving it: opened from the storage directory down
+        without following a symlink at any step, and only if it is a regular file. None
+        otherwise (a symlink to the node key planted in sha1/ is never served)."""
+        parts = self.layout.object_path(sha1).relative_to(self.root).parts
+        try:
+            directory = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            for name in parts[:-1]:
+                inner = os.open(name, _OPEN_FLAGS | os.O_DIRECTORY, dir_fd=directory)
+                os.close(directory)
+                directory = inner
+            fd = os.open(parts[-1], _OPEN_FLAGS, dir_fd=directory)
+        except OSError:  # missing, a symlink (ELOOP), not a directory
+            return None
+        finally:
+            os.close(directory)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return io.FileIO(fd, "rb")
 
     def load_manifest(self, manifest_sha1: str) -> Manifest:
         return Manifest.from_bytes(self.require(manifest_sha1).read_bytes())
@@ -232,23 +201,32 @@ class LocalStorage(Storage):
 
     def store_file(self, path: Path, progress: Optional[Progress] = None) -> StoredObject:
         with open_input_file(path) as (source, st):
-            if st.st_size < SMALL_OBJECT_SIZE:
-                data = _read_small(source, st.st_size)
-                _check_unchanged(path, st, HashResult("", len(data), None))
-                stored = self._store_in_one_piece(data)
-                if progress is not None and data:
-                    progress(len(data))
-                return stored
-            with self._staging_file() as staging:
-                result = hash_file_copy(
-                    source.fileno(), staging.file.fileno(), st.st_size, progress
+            return self.store_open_file(source, st, str(path), progress)
+
+    def store_open_file(
+        self,
+        source: io.FileIO,
+        st: os.stat_result,
+        shown: str,
+        progress: Optional[Progress] = None,
+    ) -> StoredObject:
+        """Store an open regular file whose stat at opening was `st`. A file that changes
+        while it is read is refused before anything is kept (`check_unchanged`)."""
+        if st.st_size < SMALL_OBJECT_SIZE:
+            data = read_small(source, st.st_size)
+            check_unchanged(source.fileno(), st, len(data), shown)
+            stored = self._store_in_one_piece(data)
+            if progress is not None and data:
+                progress(len(data))
+            return stored
+        with self._staging_file() as staging:
+            result = hash_file_copy(source.fileno(), staging.file.fileno(), st.st_size, progress)
+            if result is None:  # no kernel copy between these files: read and write
+                result = hash_stream(
+                    source.readinto, writer_for(staging.file), st.st_size, progress
                 )
-                if result is None:  # no kernel copy between these files: read and write
-                    result = hash_stream(
-                        source.readinto, writer_for(staging.file), st.st_size, progress
-                    )
-                _check_unchanged(path, st, result)
-                return self._commit(staging, result)
+            check_unchanged(source.fileno(), st, result.size, shown)
+            return self._commit(staging, result)
 
     def store_stream(
         self,
@@ -290,27 +268,38 @@ class LocalStorage(Storage):
     def link_file(self, path: Path, progress: Optional[Progress] = None) -> StoredObject:
         real = Path(os.path.realpath(path))
         with open_input_file(real) as (source, st):
-            result = hash_stream(source.readinto, None, st.st_size, progress)
-            _check_unchanged(real, st, result)
+            return self.link_open_file(source, st, real, progress)
+
+    def link_open_file(
+        self,
+        source: io.FileIO,
+        st: os.stat_result,
+        real: Path,
+        progress: Optional[Progress] = None,
+    ) -> StoredObject:
+        """Link the open file at `real` (its real path): hash it, then write its manifest and
+        link record, unless it changed while it was read (then nothing is written)."""
+        result = hash_stream(source.readinto, None, st.st_size, progress)
+        check_unchanged(source.fileno(), st, result.size, str(real))
         manifest_sha1 = self._store_manifest(result)
-        if not self.layout.object_path(result.sha1).is_file():
+        if not _is_regular(self.layout.object_path(result.sha1)):
             record = LinkRecord.for_file(str(real), st, manifest_sha1)
             self._write_small_file(self.layout.link_path(result.sha1), record.to_bytes())
         return StoredObject(result.sha1, result.size, manifest_sha1)
 
     # -- internals -----------------------------------------------------------------
 
-    def _staging_file(self) -> _StagingFile:
+    def _staging_file(self) -> StagingFile:
         if not self._temp_dir_made:
             self.temp_dir.mkdir(parents=True, exist_ok=True)
             self._temp_dir_made = True
         self._sweep_dead_staging_files()
-        path = self.temp_dir / _staging_name()
+        path = self.temp_dir / staging_name()
         try:
-            return _StagingFile(path, self.keep_temp_files)
+            return StagingFile(path, self.keep_temp_files)
         except FileNotFoundError:  # the temp dir was removed since
             self.temp_dir.mkdir(parents=True, exist_ok=True)
-            return _StagingFile(path, self.keep_temp_files)
+            return StagingFile(path, self.keep_temp_files)
 
     def _store_in_one_piece(self, data: bytes, expected_sha1: Optional[str] = None) -> StoredObject:
         """Store a small object: hash, then write it unless an identical object is there."""
@@ -333,7 +322,7 @@ class LocalStorage(Storage):
         return StoredObject(sha1, len(data), None)
 
     def _commit(
-        self, staging: _StagingFile, result: HashResult, expected_sha1: Optional[str] = None
+        self, staging: StagingFile, result: HashResult, expected_sha1: Optional[str] = None
     ) -> StoredObject:
         if expected_sha1 is not None and result.sha1 != check_sha1(expected_sha1):
             where = f" (kept at {staging.path})" if self.keep_temp_files else ""
@@ -366,7 +355,7 @@ class LocalStorage(Storage):
             if exc.errno != errno.EXDEV:
                 raise
             # The temp dir is on another filesystem: copy beside the object, then rename.
-            beside = final.with_name(f".{final.name}.{_staging_name()}")
+            beside = final.with_name(f".{final.name}.{staging_name()}")
             try:
                 shutil.copyfile(staged, beside)
                 os.chmod(beside, OBJECT_MODE)
@@ -390,160 +379,19 @@ class LocalStorage(Storage):
         write_atomically(final, data, mode=0o600, fsync=self.fsync)
 
     def _sweep_dead_staging_files(self) -> None:
-        """Remove staging files left by processes of this host that no longer exist."""
+        """Once per process: staging files of dead processes of this host go."""
         if self._swept or self.keep_temp_files:
             return
         self._swept = True
-        prefix = f"{_HOST}-"
-        try:
-            names = os.listdir(self.temp_dir)
-        except OSError:
-            return
-        for name in names:
-            if not (name.startswith(prefix) and name.endswith(".part")):
-                continue
-            pid_text = name[len(prefix) :].split("-", 1)[0]
-            if pid_text.isdigit() and not _process_exists(int(pid_text)):
-                unlink_quietly(self.temp_dir / name)
+        sweep_dead_staging_files(self.temp_dir)
 
 
-class ObjectWriter:
-    """Write an object piece by piece, then `commit()` it (or `abort()`).
-
-    >>> with storage.object_writer() as writer:          # doctest: +SKIP
-    ...     for piece in body:
-    ...         writer.write(piece)
-    ...     stored = writer.commit(expected_sha1=None)
-    """
-
-    def __init__(self, storage: LocalStorage, manifest: bool = True) -> None:
-        self._storage = storage
-        self._staging = storage._staging_file()
-        self._whole = hashlib.sha1()
-        self._chunks = _ChunkHasher() if manifest else None
-        self.size = 0
-
-    def write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        self._whole.update(view)
-        if self._chunks is not None:
-            self._chunks.update(view)
-        writer_for(self._staging.file)(view)
-        self.size += len(view)
-
-    def commit(self, expected_sha1: Optional[str] = None) -> StoredObject:
-        manifest = None
-        if self.size > MANIFEST_THRESHOLD and self._chunks is not None:
-            manifest = Manifest(self.size, self._whole.hexdigest(), self._chunks.finish())
-        result = HashResult(self._whole.hexdigest(), self.size, manifest)
-        with self._staging:
-            return self._storage._commit(self._staging, result, expected_sha1)
-
-    def abort(self) -> None:
-        self._staging.__exit__(None, None, None)
-
-    def __enter__(self) -> ObjectWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self._staging.committed:
-            self.abort()
-
-
-class _StagingFile:
-    """A temporary file that is removed unless committed (or kept for debugging)."""
-
-    def __init__(self, path: Path, keep: bool) -> None:
-        self.path = path
-        self.keep = keep
-        self.committed = False
-        # Readable too: large stores hash the staging file through a mapping as it fills.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        self.file = os.fdopen(fd, "wb", buffering=0)
-
-    def finish(self, fsync: bool) -> None:
-        if fsync:
-            os.fsync(self.file.fileno())
-        self.file.close()
-
-    def __enter__(self) -> _StagingFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.file.closed:
-            self.file.close()
-        if not self.committed and not self.keep:
-            unlink_quietly(self.path)
-
-
-def check_regular_file(st: os.stat_result, shown: str) -> None:
-    """Refuse anything but a regular file as the input of a store or link, in one line."""
-    if stat.S_ISDIR(st.st_mode):
-        raise InvalidInputError(
-            f"{shown!r} is a directory, not a file",
-            "store the files in it one by one, or pack it with tar first",
-        )
-    if not stat.S_ISREG(st.st_mode):
-        raise InvalidInputError(f"{shown!r} is not a regular file", "give a regular file")
-
-
-class open_input_file:
-    """Open a user-named file for reading, turning OS errors into one-line messages."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def __enter__(self) -> tuple[io.FileIO, os.stat_result]:
-        shown = str(self.path)
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            raise InvalidInputError(f"no such file: {shown!r}", "check the path") from None
-        except PermissionError:
-            raise InvalidInputError(
-                f"permission denied: {shown!r}", "check its permissions"
-            ) from None
-        check_regular_file(st, shown)
-        try:
-            self.file = io.FileIO(self.path, "rb")
-        except PermissionError:
-            raise InvalidInputError(
-                f"permission denied reading {shown!r}", "check the file's permissions"
-            ) from None
-        return self.file, st
-
-    def __exit__(self, *exc: object) -> None:
-        self.file.close()
-
-
-def _check_unchanged(path: Path, before: os.stat_result, result: HashResult) -> None:
-    after = os.stat(path)
-    if (
-        result.size != before.st_size
-        or after.st_size != before.st_size
-        or after.st_mtime != before.st_mtime
-    ):
-        raise IntegrityError(
-            f"{str(path)!r} changed while it was being read",
-            "wait until whatever writes it is done, then try again",
-        )
-
-
-def _read_small(source: io.FileIO, size: int) -> bytes:
-    """All of a file expected to be `size` bytes, with at most one byte more (so a file that
-    grew shows up as the wrong size)."""
-    data = source.read(size + 1)
-    if len(data) == size + 1 or not data:
-        return data
-    pieces = [data]  # a short read: keep going until the end or one byte too many
-    got = len(data)
-    while got <= size:
-        piece = source.read(size + 1 - got)
-        if not piece:
-            break
-        pieces.append(piece)
-        got += len(piece)
-    return b"".join(pieces)
+def _is_regular(path: Path) -> bool:
+    """A regular file itself at `path` (not followed through a symlink)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _holds_exactly(path: Path, data: bytes) -> bool:
@@ -562,26 +410,3 @@ def _readinto_from_read(stream: BinaryIO) -> ReadInto:
         return len(data)
 
     return read_into
-
-
-def _staging_name() -> str:
-    return f"{_HOST}-{os.getpid()}-{os.urandom(6).hex()}.part"
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def unlink_quietly(path: Path) -> None:
-    """Remove a file that may already be gone (staging files, leftovers of other processes)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-_HOST = socket.gethostname().replace("-", "_") or "host"

@@ -6,11 +6,9 @@ browsed like one):
     <prefix>sha1/aa/bb/cc/<sha1>     an object (a manifest is an object like any other)
     <prefix>requests/<sha1>          "please upload this": {"nodeId", "time", ...}
 
-Every boto3 failure becomes a one-line `KacheryError` naming the channel and the endpoint:
-an unreachable or silent store after the channel's `connect_timeout` / `read_timeout` and
-ATTEMPTS tries, a refusal (credentials), a missing bucket. One request therefore fails
-within ATTEMPTS * (connect_timeout + read_timeout + EXPECT_WAIT) + RETRY_PAUSE * (1 + 2) seconds. boto3 is imported here only, on first use, so the
-CLI and a node without channels never pay for it.
+Every boto3 failure becomes a one-line error naming the channel and the endpoint
+(`store_errors.py`, which also sets how often a request is tried). boto3 is imported
+here only, on first use, so the CLI and a node without channels never pay for it.
 
 Retries happen in one place per request, so a message's "tried N times" is what happened:
 our own loop (`_call`, `iter_range`) for every request but a multipart upload's, with
@@ -26,32 +24,39 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
-
-from kachery_core.content.manifest import CHUNK_SIZE
-from kachery_core.errors import (
-    ConfigError,
-    IntegrityError,
-    KacheryError,
-    NotFoundError,
-    TransportError,
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ContextManager,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
 )
 
+from kachery_core.content.manifest import CHUNK_SIZE
+from kachery_core.errors import ConfigError, KacheryError, NotFoundError
+
 from .config import ChannelConfig
+from .store_errors import (
+    ATTEMPTS,
+    RETRIED,
+    ChannelUnreachable,
+    call_with_retries,
+    no_such_bucket,
+    pause_before_retry,
+    store_errors,
+    tried,
+)
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .housekeeping import UploadJournal
 
-ATTEMPTS = 3
-"""Tries per request, the first included. A download cut off midway resumes where it
-stopped, and that counts as a try."""
-RETRY_PAUSE = 0.5
-"""Seconds before the second try; before the third, twice that."""
-EXPECT_WAIT = 1.0
-"""Seconds botocore waits for "100 Continue" before sending a PUT's body anyway: a silent
-store costs each upload attempt this much on top of the timeouts."""
-RETRIED_STATUSES = (500, 502, 503, 504)
-RETRIED_CODES = ("SlowDown", "Throttling", "ThrottlingException", "RequestTimeout")
 BLOCK = 1 << 20
 """Bytes read from a response body at a time: memory per transfer stays at one block."""
 MANIFEST_METADATA = "kachery-manifest-sha1"
@@ -61,20 +66,6 @@ SHA1_METADATA = "kachery-sha1"
 the bucket's object carries the same SHA-1 (and size), so uploading again repairs a copy
 that someone overwrote with other bytes."""
 SMALL_OBJECT_LIMIT = 64 << 20
-
-
-T = TypeVar("T")
-
-
-class ChannelUnreachable(TransportError):
-    """The channel's store did not answer (refused, timed out, dropped the connection)."""
-
-
-class StoreBusy(TransportError):
-    """The store answered with a failure that may pass (a 5xx status, throttling)."""
-
-
-RETRIED = (ChannelUnreachable, StoreBusy)
 
 
 @dataclass(frozen=True)
@@ -183,14 +174,7 @@ class ChannelBucket:
                 lambda: self.client.head_bucket(Bucket=self.channel.bucket),
             )
         except NotFoundError:
-            raise self._no_such_bucket() from None
-
-    def _no_such_bucket(self) -> ConfigError:
-        return ConfigError(
-            f"bucket {self.channel.bucket!r} of channel {self.channel.name!r} does not "
-            f"exist at {self.channel.endpoint}",
-            f"create it, or fix bucket in {self.channel.source}",
-        )
+            raise no_such_bucket(self.channel) from None
 
     def head(self, key: str) -> Optional[ObjectInfo]:
         """Size, ETag and metadata of an object, or None when there is none."""
@@ -230,13 +214,13 @@ class ChannelBucket:
                             f"the store of channel {self.channel.name!r} at "
                             f"{self.channel.endpoint} sent {position - start} of "
                             f"{end - start} bytes while {what}",
-                            _tried(attempt),
+                            tried(attempt),
                         )
                 return
             except RETRIED:
                 if attempt == ATTEMPTS:
                     raise
-                time.sleep(RETRY_PAUSE * attempt)
+                pause_before_retry(attempt)
 
     def _get_range(self, key: str, start: int, end: Optional[int]) -> Any:
         args: Dict[str, Any] = {"Bucket": self.channel.bucket, "Key": key}
@@ -390,85 +374,8 @@ class ChannelBucket:
 
     def _call(self, what: str, request: Callable[[], T]) -> T:
         """`request()`, tried up to ATTEMPTS times while the store is unreachable or busy."""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                with self.errors(what, attempt):
-                    return request()
-            except RETRIED:
-                if attempt == ATTEMPTS:
-                    raise
-                time.sleep(RETRY_PAUSE * attempt)
-        raise AssertionError("the last attempt returns or raises")
+        return call_with_retries(self.channel, what, request)
 
-    @contextlib.contextmanager
-    def errors(self, what: str, attempts: int = 1) -> Iterator[None]:
-        """Turn boto3's exceptions into one-line errors naming the channel and endpoint.
-
-        `attempts`: how many times the request has been tried, for the message.
-        """
-        from botocore import exceptions as bx
-
-        checksum_error = getattr(bx, "FlexibleChecksumError", ())  # botocore >= 1.23
-        try:
-            yield
-        except bx.ClientError as exc:
-            raise self._client_error(exc, what, attempts) from None
-        except checksum_error as exc:  # the store's own checksum of the bytes did not match
-            raise IntegrityError(f"{what}: {_one_line(str(exc))}") from None
-        except (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError) as exc:
-            raise ChannelUnreachable(
-                f"cannot reach the store of channel {self.channel.name!r} at "
-                f"{self.channel.endpoint} while {what}: {_reason(exc, self.channel)}",
-                f"is it up? (endpoint_url in {self.channel.source}; {_tried(attempts)})",
-            ) from None
-        except (bx.NoCredentialsError, bx.PartialCredentialsError):
-            raise ConfigError(
-                f"no AWS credentials for channel {self.channel.name!r} ({self.channel.endpoint})",
-                f"set aws_profile in {self.channel.source}, or AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY in the node's environment",
-            ) from None
-        except bx.BotoCoreError as exc:
-            raise TransportError(
-                f"the store of channel {self.channel.name!r} at {self.channel.endpoint} "
-                f"failed while {what}: {_one_line(str(exc))}"
-            ) from None
-
-    def _client_error(self, exc: Any, what: str, attempts: int) -> KacheryError:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        where = f"the store of channel {self.channel.name!r} at {self.channel.endpoint}"
-        if code in ("NoSuchKey", "NotFound", "404") or (status == 404 and code != "NoSuchBucket"):
-            return NotFoundError(f"{what}: no such object in channel {self.channel.name!r}")
-        if code == "NoSuchBucket":
-            return self._no_such_bucket()
-        if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return TransportError(
-                f"{where} refused {what}: {code or status}",
-                "check the node's AWS credentials (aws_profile, or AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY) and what they may do in the bucket",
-            )
-        message = _one_line(str(error.get("Message", "")))
-        text = f"{where} failed while {what}: {code or status} {message}".rstrip()
-        if status in RETRIED_STATUSES or code in RETRIED_CODES:
-            return StoreBusy(text, _tried(attempts))
-        return TransportError(text)
-
-
-def _reason(exc: BaseException, channel: ChannelConfig) -> str:
-    name = type(exc).__name__
-    if name == "ConnectTimeoutError":
-        return f"no connection within {channel.connect_timeout:g} s (connect_timeout)"
-    if name == "ReadTimeoutError":
-        return f"no answer within {channel.read_timeout:g} s (read_timeout)"
-    if name == "EndpointConnectionError":
-        return "could not connect"
-    return f"connection lost ({name})"
-
-
-def _tried(attempts: int) -> str:
-    return "tried once" if attempts == 1 else f"tried {attempts} times"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
+    def errors(self, what: str, attempts: int = 1) -> ContextManager[None]:
+        """Turn boto3's exceptions into one-line errors naming the channel and endpoint."""
+        return store_errors(self.channel, what, attempts)

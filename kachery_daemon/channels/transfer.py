@@ -351,7 +351,7 @@ class _ChunkedDownload:
         """Fetch one chunk to its place in the file, checking its SHA-1 as it arrives.
 
         A dropped connection is the bucket's to retry (`iter_range` resumes where the
-        bytes stopped), so each chunk costs at most `bucket.ATTEMPTS` requests.
+        bytes stopped), so each chunk costs at most `store_errors.ATTEMPTS` requests.
         """
         digest = hashlib.sha1()
         position = chunk.start

@@ -89,3 +89,29 @@ def test_after_double_dash_everything_is_an_argument(cli, tmp_path: Path, monkey
     named = cli("--", "--debug", program="kachery-store")
     assert named.returncode == 0, named
     assert named.stdout.strip().endswith("/--debug")
+
+
+def test_main_command_takes_global_options_after_the_subcommand(cli, kenv, tmp_path: Path) -> None:
+    """`kachery-client store-file a.bin --debug` as `kachery-store a.bin --debug` takes it;
+    an option after the subcommand wins over the same one before it."""
+    lab_storage = _write_profile(kenv, tmp_path)
+    env = {k: v for k, v in kenv.items() if k != "KACHERY_STORAGE_DIR"}
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"after the subcommand")
+    stored = cli("store-file", str(src), "--debug", "--profile", "lab", env=env)
+    assert stored.returncode == 0, stored
+    uri = stored.stdout.strip()
+    loaded = cli("load-file", uri, "--transport", "local", "--profile=lab", env=env)
+    assert loaded.returncode == 0, loaded
+    assert lab_storage in Path(loaded.stdout.strip()).parents
+    later_wins = cli(
+        "--backend", "nope", "cat-file", uri, "--backend=local", "--profile=lab", env=env
+    )
+    assert later_wins.returncode == 0 and later_wins.stdout == "after the subcommand", later_wins
+    earlier_kept = cli("--profile", "lab", "load-file", uri, "--transport", "local", env=env)
+    assert lab_storage in Path(earlier_kept.stdout.strip()).parents, earlier_kept
+    missing = cli("load-file", "sha1://" + "0" * 40, "--debug", env=env)
+    assert missing.returncode == 1 and "Traceback" in missing.stderr, missing
+    assert "Error: sha1://" + "0" * 40 in missing.stderr
+    own = cli("backends", "--debug", env=env)  # `backends` keeps its own --debug
+    assert own.returncode == 0 and "local" in own.stdout, own

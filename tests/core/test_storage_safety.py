@@ -92,9 +92,9 @@ def test_staging_files_of_live_processes_are_kept(kenv, tmp_path: Path) -> None:
     root = Path(kenv["KACHERY_STORAGE_DIR"])
     store = LocalStorage(root)
     (root / "tmp").mkdir(parents=True)
-    from kachery_core.store import local as local_storage
+    from kachery_core.store import staging
 
-    live = root / "tmp" / f"{local_storage._HOST}-{os.getpid()}-abc.part"
+    live = root / "tmp" / f"{staging.HOST}-{os.getpid()}-abc.part"
     live.write_bytes(b"in progress")
     store.store_bytes(b"something else")
     assert live.exists()

@@ -209,17 +209,17 @@ def test_source_changing_during_the_store_is_refused(
 def test_small_source_that_grew_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "small.bin"
     source.write_bytes(os.urandom(1000))
-    from kachery_core.store import local as local_storage
+    from kachery_core.store.input_file import check_unchanged, read_small
 
     st = os.stat(source)
     with open(source, "ab") as f:
         f.write(b"x")
     os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: the size tells
     with open(source, "rb", buffering=0) as f:
-        data = local_storage._read_small(f, st.st_size)  # type: ignore[arg-type]
-    assert len(data) == st.st_size + 1  # one byte too many: the store sees the growth
-    with pytest.raises(IntegrityError, match="changed while it was being read"):
-        local_storage._check_unchanged(source, st, local_storage.HashResult("", len(data), None))
+        data = read_small(f, st.st_size)  # type: ignore[arg-type]
+        assert len(data) == st.st_size + 1  # one byte too many: the store sees the growth
+        with pytest.raises(IntegrityError, match="changed while it was being read"):
+            check_unchanged(f.fileno(), st, len(data), str(source))
 
 
 def test_damaged_small_object_is_replaced_and_identical_one_kept(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Progress frames of channel transfers carry the object's real size, never a total of 0
 (the original kachery-client prints that as "Loaded 0 of 0 bytes (100.0 %)").
 
-Real nodes and a real S3 store (SeaweedFS), with the fixtures of test_channels.py.
+Real nodes and a real S3 store (SeaweedFS), with the `lab` of channel_fixtures.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import requests
+from channel_fixtures import Lab
 from conftest import write_random_file
-from test_channels import Lab, lab, s3  # noqa: F401 - fixtures
 
 from kachery_core.content.uri import parse_uri
 from kachery_core.protocol import wire
@@ -40,7 +40,7 @@ def _file_key(uri: str) -> Dict[str, Any]:
 
 
 def test_upload_and_provided_load_report_the_real_size(
-    lab: Lab,  # noqa: F811 - fixture
+    lab: Lab,
     cli: Any,
     tmp_path: Path,
 ) -> None:
@@ -59,7 +59,7 @@ def test_upload_and_provided_load_report_the_real_size(
 
 
 def test_waiting_for_a_provider_reports_the_size_from_a_stored_manifest(
-    lab: Lab,  # noqa: F811 - fixture
+    lab: Lab,
     cli: Any,
     tmp_path: Path,
 ) -> None:

@@ -1,127 +1,26 @@
 """Channels end to end: real nodes exchanging files through a real S3 store (SeaweedFS).
 
-One SeaweedFS server on loopback serves the whole module (see seaweed.py); each test uses
-its own key prefix in the shared bucket. Nodes are real `kachery-daemon` processes started
-with `--config`, clients are real `kachery-client` processes.
+One SeaweedFS server on loopback serves the session (`lab` in channel_fixtures.py); each
+test uses its own key prefix in the shared bucket. Nodes are real `kachery-daemon` processes
+started with `--config`, clients are real `kachery-client` processes. A node's channel
+configuration, checked without a store, is in test_channel_config.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import http.client
 import json
-import re
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, List
 
-import pytest
+from channel_fixtures import BIG, Lab, channel_stats, one_line_error, random_sha1
 from conftest import command, free_port, sha1_file, write_random_file
-from seaweed import SeaweedS3, running_s3
 
-from kachery_core.errors import ConfigError
 from kachery_core.store.layout import StorageLayout
-from kachery_daemon.channels.config import parse_node_config
-
-BUCKET = "kachery-channels"
-BIG = 45_000_000  # over 20,000,000: a manifest, three chunks
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    # boto3 comes with the test extra, as weed does: a missing one fails here, not skips.
-    import boto3  # noqa: F401
-
-    with running_s3(tmp_path_factory.mktemp("seaweed"), BUCKET) as server:
-        yield server
-
-
-class Lab:
-    """The test's view of one channel: its prefix, config files, nodes and the bucket."""
-
-    def __init__(self, s3: SeaweedS3, kenv: Dict[str, str], make_node: Any, tmp: Path, prefix: str):
-        self.s3 = s3
-        self.kenv = kenv
-        self.make_node = make_node
-        self.tmp = tmp
-        self.prefix = prefix
-        self.client = s3.client()
-
-    def config(self, name: str, endpoint_url: Optional[str] = None, **keys: Any) -> Path:
-        lines = [
-            "[channels.lab]",
-            f'bucket = "{BUCKET}"',
-            f'prefix = "{self.prefix}"',
-            f'endpoint_url = "{endpoint_url or self.s3.endpoint_url}"',
-            'region = "us-east-1"',
-        ]
-        for key, value in keys.items():
-            lines.append(f"{key} = {json.dumps(value)}")
-        path = self.tmp / f"{name}.toml"
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
-    def node(self, name: str, **keys: Any) -> Any:
-        return self.make_node("--config", str(self.config(name, **keys)))
-
-    def env(self, node: Any, **extra: str) -> Dict[str, str]:
-        """A client of `node` on its machine (the http backend, storage shared)."""
-        return dict(
-            self.kenv,
-            KACHERY_DAEMON_PORT=str(node.port),
-            KACHERY_STORAGE_DIR=str(node.storage_dir),
-            **extra,
-        )
-
-    def object_key(self, sha1: str) -> str:
-        return f"{self.prefix}sha1/{sha1[0:2]}/{sha1[2:4]}/{sha1[4:6]}/{sha1}"
-
-    def request_key(self, sha1: str) -> str:
-        return f"{self.prefix}requests/{sha1}"
-
-    def listing(self) -> List[str]:
-        found = self.client.list_objects_v2(Bucket=BUCKET, Prefix=self.prefix).get("Contents", [])
-        return sorted(item["Key"] for item in found)
-
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-
-    def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=BUCKET, Key=key, Body=data)
-
-
-@pytest.fixture
-def lab(s3: SeaweedS3, kenv: Dict[str, str], make_node: Any, tmp_path: Path, request: Any) -> Lab:
-    kenv.update(s3.credentials)  # make_node and cli copy kenv when called
-    prefix = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50] + "/"
-    return Lab(s3, kenv, make_node, tmp_path, prefix)
-
-
-def _stats(node: Any) -> Dict[str, int]:
-    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
-    conn.request("GET", "/stats", headers=node.headers())
-    doc = json.loads(conn.getresponse().read())
-    conn.close()
-    return dict(doc["stats"])
-
-
-def _one_line_error(result: Any) -> str:
-    assert result.returncode == 1, result
-    lines = result.stderr.strip().splitlines()
-    # (Python 3.8 adds a CryptographyDeprecationWarning, two lines, before everything)
-    if len(lines) == 3 and "Warning: " in lines[0]:
-        lines = lines[2:]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
-
-
-def _random_sha1() -> str:
-    return hashlib.sha1(str(time.time()).encode()).hexdigest()
-
 
 # -- upload and load -------------------------------------------------------------------
 
@@ -145,7 +44,7 @@ def test_a_uploads_b_loads_the_same_bytes(lab: Lab, cli: Any, tmp_path: Path) ->
     path = Path(loaded.stdout.strip())
     assert path == StorageLayout(b.storage_dir).object_path(sha1)
     assert sha1_file(path) == sha1
-    assert _stats(b)["channelBytesDownloaded"] >= BIG
+    assert channel_stats(b)["channelBytesDownloaded"] >= BIG
     assert list((b.storage_dir / "tmp").glob("*.download")) == []  # nothing left behind
 
     small_uri = cli("store-file", str(small), "--upload-to-channel", "lab", env=lab.env(a))
@@ -188,8 +87,8 @@ def test_b_requests_and_a_provides(lab: Lab, cli: Any, tmp_path: Path) -> None:
     assert sha1_file(Path(loaded.stdout.strip())) == sha1
     assert lab.request_key(sha1) not in lab.listing()  # the requester deleted its request
     assert lab.object_key(sha1) in lab.listing()
-    assert _stats(a)["channelRequestsProvided"] == 1
-    assert _stats(b)["channelRequests"] == 1
+    assert channel_stats(a)["channelRequestsProvided"] == 1
+    assert channel_stats(b)["channelRequests"] == 1
 
     # a URI without ?manifest=: A makes the manifest, B finds it in the object's metadata
     other = write_random_file(tmp_path / "other.bin", 25_000_000, seed=5)
@@ -207,7 +106,7 @@ def test_b_requests_and_a_provides(lab: Lab, cli: Any, tmp_path: Path) -> None:
 
 def test_request_times_out_with_a_clear_error(lab: Lab, cli: Any) -> None:
     b = lab.node("b")
-    sha1 = _random_sha1()
+    sha1 = random_sha1()
     result = cli(
         "load-file",
         f"sha1://{sha1}",
@@ -215,7 +114,7 @@ def test_request_times_out_with_a_clear_error(lab: Lab, cli: Any) -> None:
         "lab",
         env=lab.env(b, KACHERY_CHANNEL_TIMEOUT="1"),
     )
-    error = _one_line_error(result)
+    error = one_line_error(result)
     assert "no node of channel 'lab' provided" in error and "within 1 s" in error
     assert "KACHERY_CHANNEL_TIMEOUT" in error
     assert lab.request_key(sha1) in lab.listing()  # left for providers that come later
@@ -225,8 +124,8 @@ def test_request_times_out_with_a_clear_error(lab: Lab, cli: Any) -> None:
 
 def test_node_that_may_not_request_says_so(lab: Lab, cli: Any) -> None:
     b = lab.node("b", request=False)
-    result = cli("load-file", f"sha1://{_random_sha1()}", "--channel", "lab", env=lab.env(b))
-    assert "request = false" in _one_line_error(result)
+    result = cli("load-file", f"sha1://{random_sha1()}", "--channel", "lab", env=lab.env(b))
+    assert "request = false" in one_line_error(result)
     assert lab.listing() == []
 
 
@@ -259,16 +158,16 @@ def test_corrupted_object_is_refused_then_provided_again(
     for path in (small, big):
         sha1 = sha1_file(path)
         result = cli("load-file", uris[path], "--channel", "lab", env=lab.env(b))
-        error = _one_line_error(result)
+        error = one_line_error(result)
         assert "refused" in error and "corrupt" in error and "hash" in error, error
         assert not StorageLayout(b.storage_dir).object_path(sha1).exists()  # nothing stored
         assert lab.request_key(sha1) in lab.listing()  # left for another provider
         assert json.loads(lab.get(lab.request_key(sha1)))["refusedEtag"]
-    assert _stats(b)["channelObjectsRefused"] == 2
+    assert channel_stats(b)["channelObjectsRefused"] == 2
 
     # A sees the requests naming the refused copies and uploads good ones over them
     deadline = time.monotonic() + 30
-    while _stats(a).get("channelRequestsProvided", 0) < 2 and time.monotonic() < deadline:
+    while channel_stats(a).get("channelRequestsProvided", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     for path in (small, big):
         loaded = cli("load-file", uris[path], "--channel", "lab", env=lab.env(b))
@@ -282,11 +181,11 @@ def test_unreachable_store_is_a_clear_error(lab: Lab, cli: Any, tmp_path: Path) 
     src = tmp_path / "x.txt"
     src.write_text("going nowhere")
     for args in (
-        ["load-file", f"sha1://{_random_sha1()}", "--channel", "lab"],
+        ["load-file", f"sha1://{random_sha1()}", "--channel", "lab"],
         ["store-file", str(src), "--upload-to-channel", "lab"],
     ):
         started = time.monotonic()
-        error = _one_line_error(cli(*args, env=lab.env(c)))
+        error = one_line_error(cli(*args, env=lab.env(c)))
         assert time.monotonic() - started < 30
         assert "cannot reach the store of channel 'lab'" in error
         assert f"http://127.0.0.1:{closed}" in error
@@ -294,19 +193,19 @@ def test_unreachable_store_is_a_clear_error(lab: Lab, cli: Any, tmp_path: Path) 
 
 def test_unknown_channel_lists_the_nodes_channels(lab: Lab, cli: Any, tmp_path: Path) -> None:
     b = lab.node("b")
-    result = cli("load-file", f"sha1://{_random_sha1()}", "--channel", "nope", env=lab.env(b))
-    error = _one_line_error(result)
+    result = cli("load-file", f"sha1://{random_sha1()}", "--channel", "nope", env=lab.env(b))
+    error = one_line_error(result)
     assert "not in channel 'nope'" in error and "its channels: lab" in error
     src = tmp_path / "y.txt"
     src.write_text("y")
-    error = _one_line_error(
+    error = one_line_error(
         cli("store-file", str(src), "--upload-to-channel", "nope", env=lab.env(b))
     )
     assert "not in channel 'nope'" in error and "its channels: lab" in error
 
     plain = lab.make_node()  # a node with no config file: no channels at all
-    result = cli("load-file", f"sha1://{_random_sha1()}", "--channel", "lab", env=lab.env(plain))
-    assert "belongs to no channel" in _one_line_error(result)
+    result = cli("load-file", f"sha1://{random_sha1()}", "--channel", "lab", env=lab.env(plain))
+    assert "belongs to no channel" in one_line_error(result)
 
 
 # -- resuming --------------------------------------------------------------------------
@@ -363,7 +262,7 @@ class SlowProxy:
             s.close()
 
 
-def test_interrupted_download_resumes(lab: Lab, cli: Any, tmp_path: Path, s3: SeaweedS3) -> None:
+def test_interrupted_download_resumes(lab: Lab, cli: Any, tmp_path: Path) -> None:
     size = 100_000_000  # five chunks
     a = lab.node("a")
     src = write_random_file(tmp_path / "resume.bin", size, seed=4)
@@ -371,7 +270,7 @@ def test_interrupted_download_resumes(lab: Lab, cli: Any, tmp_path: Path, s3: Se
     assert stored.returncode == 0, stored
     uri, sha1 = stored.stdout.strip(), sha1_file(src)
 
-    proxy = SlowProxy(s3.ports["s3"], rate=12e6)  # 2 chunks at a time: ~24 MB/s for B
+    proxy = SlowProxy(lab.s3.ports["s3"], rate=12e6)  # 2 chunks at a time: ~24 MB/s for B
     try:
         config = lab.config("b", endpoint_url=f"http://127.0.0.1:{proxy.port}", max_parallel=2)
         b = lab.make_node("--config", str(config))
@@ -382,7 +281,7 @@ def test_interrupted_download_resumes(lab: Lab, cli: Any, tmp_path: Path, s3: Se
             stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 60
-        while _stats(b).get("channelBytesDownloaded", 0) < 50_000_000:
+        while channel_stats(b).get("channelBytesDownloaded", 0) < 50_000_000:
             assert time.monotonic() < deadline and load.poll() is None, "the download ended early"
             time.sleep(0.05)
         b.kill()  # halfway: two chunks done, others partly written
@@ -399,7 +298,7 @@ def test_interrupted_download_resumes(lab: Lab, cli: Any, tmp_path: Path, s3: Se
     loaded = cli("load-file", uri, "--channel", "lab", env=lab.env(b))
     assert loaded.returncode == 0, loaded
     assert sha1_file(Path(loaded.stdout.strip())) == sha1
-    fetched = _stats(b)["channelBytesDownloaded"]
+    fetched = channel_stats(b)["channelBytesDownloaded"]
     assert 0 < fetched <= size - 40_000_000  # the verified chunks were kept
     assert not partial.exists()
 
@@ -436,100 +335,3 @@ def test_remote_client_in_cache_mode(lab: Lab, cli: Any, tmp_path: Path) -> None
     assert path == StorageLayout(cache).object_path(sha1_file(src))
     assert path.read_bytes() == src.read_bytes()
     assert StorageLayout(b.storage_dir).object_path(sha1_file(src)).exists()
-
-
-# -- without a store: configuration and the embedded backend ---------------------------
-
-
-@pytest.mark.parametrize(
-    "body, words",
-    [
-        (
-            '[channels.lab]\nbucket = "kachery-lab"\nprovide = "yes"\n',
-            ["'lab'", "'provide'", "true or false"],
-        ),
-        (
-            '[channels.lab]\nbucket = "kachery-lab"\npoll_secs = 2\n',
-            ["'lab'", "'poll_secs'", "known keys"],
-        ),
-        ('[channels.lab]\nprefix = "x/"\n', ["'lab'", "'bucket'", "missing"]),
-        ('[channels.lab]\nbucket = "kachery-lab"\npoll_seconds = 0\n', ["'lab'", "'poll_seconds'"]),
-        (
-            '[channels.lab]\nbucket = "kachery-lab"\nmax_parallel = 1000\n',
-            ["'lab'", "'max_parallel'"],
-        ),
-        (
-            '[channels.lab]\nbucket = "kachery-lab"\nprefix = "lab"\n',
-            ["'lab'", "'prefix'", "ending in '/'"],
-        ),
-        ('[channels.lab]\nbucket = "x"\n', ["'lab'", "'bucket'"]),
-        (
-            '[channels.lab]\nbucket = "kachery-lab"\nendpoint_url = "localhost:9000"\n',
-            ["'endpoint_url'"],
-        ),
-        ('[channel.lab]\nbucket = "kachery-lab"\n', ["unknown key 'channel'"]),
-    ],
-)
-def test_node_config_is_validated(tmp_path: Path, body: str, words: List[str]) -> None:
-    path = tmp_path / "node.toml"
-    path.write_text(body)
-    from kachery_daemon.channels.config import load_node_config
-
-    with pytest.raises(ConfigError) as caught:
-        load_node_config(path, tmp_path)
-    message = str(caught.value)
-    assert str(path) in message and "\n" not in message
-    for word in words:
-        assert word in message, message
-
-
-def test_node_config_defaults(tmp_path: Path) -> None:
-    config = parse_node_config(
-        {"channels": {"lab": {"bucket": "kachery-lab"}, "b": {"bucket": "other", "provide": True}}},
-        tmp_path / "n.toml",
-    )
-    lab = config.channels["lab"]
-    assert (lab.prefix, lab.endpoint_url, lab.request, lab.provide) == ("", None, True, False)
-    assert (lab.poll_seconds, lab.max_parallel, lab.region, lab.aws_profile) == (2.0, 4, None, None)
-    assert config.channels["b"].provide
-
-
-def test_daemon_refuses_a_bad_config_in_one_line(cli: Any, tmp_path: Path) -> None:
-    bad = tmp_path / "node.toml"
-    bad.write_text('[channels.lab]\nbucket = "kachery-lab"\nrequest = 3\n')
-    result = cli(
-        "start",
-        "--port",
-        str(free_port()),
-        "--storage-dir",
-        str(tmp_path / "s"),
-        "--config",
-        str(bad),
-        program="kachery-daemon",
-        timeout=60,
-    )
-    error = _one_line_error(result)
-    assert str(bad) in error and "'lab'" in error and "'request'" in error
-
-
-def test_default_node_config_in_storage_dir(tmp_path: Path) -> None:
-    from kachery_daemon.channels.config import load_node_config
-
-    assert load_node_config(None, tmp_path).channels == {}
-    (tmp_path / "kachery-node.toml").write_text('[channels.lab]\nbucket = "kachery-lab"\n')
-    assert list(load_node_config(None, tmp_path).channels) == ["lab"]
-
-
-def test_embedded_backend_says_channels_need_a_node(
-    cli: Any, kenv: Dict[str, str], tmp_path: Path
-) -> None:
-    src = tmp_path / "z.txt"
-    src.write_text("z")
-    error = _one_line_error(cli("store-file", str(src), "--upload-to-channel", "lab"))
-    assert "channels need a node" in error
-    assert not (Path(kenv["KACHERY_STORAGE_DIR"]) / "sha1").exists()  # checked before storing
-    error = _one_line_error(cli("load-file", f"sha1://{_random_sha1()}", "--channel", "lab"))
-    assert "channels need a node" in error and "'lab'" in error
-    shown = cli("config", env=dict(kenv, KACHERY_CHANNEL="lab", KACHERY_CHANNEL_TIMEOUT="5"))
-    assert re.search(r"^channel\s+lab\s+\[environment KACHERY_CHANNEL", shown.stdout, re.M)
-    assert re.search(r"^channel_timeout\s+5.0\s", shown.stdout, re.M)

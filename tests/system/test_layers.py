@@ -5,7 +5,12 @@ kachery_core <- kachery_daemon; the example plugin kachery_mirror sits on top an
 package imports it. A lower layer never imports a higher one, and no module imports itself
 back round a cycle. Inside kachery_core each sub-package imports only the floors below it
 (`CORE_FLOORS`); the daemon never imports the backend interface; only the daemon's runner
-imports its HTTP and gRPC front ends. ARCHITECTURE.md draws the same picture.
+imports its HTTP and gRPC front ends. The CLI only parses and dispatches to `Client`: of
+kachery_client it imports only the modules users and plugin authors are told to use
+(`CLI_CLIENT_MODULES`: the API, the verified stream `Client.open` returns, the plugin
+registry behind `backends` and plugin warnings), never a backend module, the directory
+operations or the backend selection, and it never touches `client.transport`
+(`test_the_cli_never_reaches_a_backend`). ARCHITECTURE.md draws the same picture.
 
 Rules the graph is built with (what counts as an import):
 - Module-level AND function-level imports count: a lazy import is still a dependency.
@@ -50,8 +55,16 @@ FORBIDDEN: Dict[str, Tuple[str, ...]] = {
     "kachery_transports": ("kachery_daemon", "kachery_cli", "kachery_client", "kachery_mirror"),
     "kachery_daemon": ("kachery_transports", "kachery_cli", "kachery_client", "kachery_mirror"),
     "kachery_client": ("kachery_cli", "kachery_daemon", "kachery_mirror"),
-    "kachery_cli": ("kachery_daemon", "kachery_mirror"),
+    "kachery_cli": ("kachery_daemon", "kachery_mirror", "kachery_transports"),
 }
+
+# The only kachery_client modules the CLI may import: what it dispatches to.
+CLI_CLIENT_MODULES = (
+    "kachery_client",
+    "kachery_client.client",
+    "kachery_client.verified_read",
+    "kachery_client.backends.registry",
+)
 
 # Old plugin-facing import paths, kept for one release as aliases of the moved modules
 # (tests/system/test_compat_paths.py checks each). They name their new home only, so they are
@@ -226,6 +239,15 @@ def layer_violations(imports: Iterable[Import]) -> List[str]:
                 f"floor: {at}: kachery_core.{source_floor} may import only "
                 f"{', '.join(CORE_FLOORS[source_floor]) or 'nothing below it'}"
             )
+        if (
+            _package(imp.source) == "kachery_cli"
+            and _package(imp.target) == "kachery_client"
+            and imp.target not in CLI_CLIENT_MODULES
+        ):
+            lines.append(
+                f"cli: {at}: the CLI dispatches to Client; of kachery_client it imports only "
+                + ", ".join(CLI_CLIENT_MODULES)
+            )
         if imp.target in RUNNER_ONLY and imp.source != RUNNER:
             lines.append(f"front end: {at}: only {RUNNER} starts {imp.target}")
     return lines
@@ -310,7 +332,7 @@ def test_the_graph_sees_the_real_imports() -> None:
         "kachery_core.backend.hookspecs",
         "kachery_core.settings.config",
     ) in edges  # relative, TYPE_CHECKING
-    assert ("kachery_cli.main", "kachery_client.client") in edges
+    assert ("kachery_cli.state", "kachery_client.client") in edges
     assert ("kachery_core.store.local", "kachery_core.content.hashing") in edges
     assert ("kachery_daemon.runner", "kachery_daemon.http_api") in edges
     assert set(COMPAT_SHIMS) <= {imp.source for imp in imports}  # their TYPE_CHECKING import
@@ -339,6 +361,27 @@ def test_each_rule_fires() -> None:
     assert check("kachery_transports.remote", "kachery_client.client")[0].startswith("layer:")
     assert check("kachery_client.client", "kachery_core.hookspecs")[0].startswith("old path:")
     assert check("kachery_core.testing", "kachery_client.testing") == []  # a listed alias
+    assert check("kachery_cli.files", "kachery_client.directories.operations")[0].startswith("cli:")
+    assert check("kachery_cli.listing", "kachery_transports.http")[0].startswith("layer:")
+    assert check("kachery_cli.files", "kachery_client.client") == []
+    assert backend_uses("client.transport.node_info()", here) != []
+    assert backend_uses("client.node_info()", here) == []
+
+
+def backend_uses(source: str, path: Path) -> List[str]:
+    """Every `.transport` attribute in a CLI module's source: the CLI reaching past `Client`."""
+    return [
+        f"{path.name}:{node.lineno}: .transport (call a Client method instead)"
+        for node in ast.walk(ast.parse(source, filename=str(path)))
+        if isinstance(node, ast.Attribute) and node.attr == "transport"
+    ]
+
+
+def test_the_cli_never_reaches_a_backend() -> None:
+    lines: List[str] = []
+    for path in sorted(PACKAGE_DIRS["kachery_cli"].rglob("*.py")):
+        lines.extend(backend_uses(path.read_text(encoding="utf-8"), path))
+    _fail_with(lines)
 
 
 # --- the reader on a made-up package, so each rule is known to fire ---

@@ -1,15 +1,14 @@
 """The `grpc` backend against a real node started with `--grpc-port`, on 127.0.0.1 only.
 
 The client's storage dir (its cache) is not the node's, so every byte crosses the socket:
-loads stream into the client cache, stores stream to the node.
+loads stream into the client cache, stores stream to the node. How it fails (a node
+killed or stalled mid-load, a rotated code, bad requests) is in test_grpc_failures.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -19,6 +18,7 @@ from typing import Dict, Iterator
 
 import pytest
 from conftest import command, free_port, sha1_file, write_random_file
+from grpc_fixtures import objects_below, one_error_line
 from node_fixtures import NodeProcess
 
 from kachery_client.testing import ContractBackend, TransportContract
@@ -26,39 +26,7 @@ from kachery_core.backend.base import SubfeedWatch
 from kachery_core.errors import InvalidInputError, NotFoundError, TransportError
 from kachery_core.settings.config import resolve_config
 from kachery_core.store.layout import StorageLayout
-from kachery_core.store.local import LocalStorage
 from kachery_transports.grpc import GrpcDaemonTransport
-
-
-@pytest.fixture
-def grpc_node(make_node) -> NodeProcess:
-    port = free_port()
-    node = make_node("--grpc-port", str(port), "--auth-rotate-seconds", "300")
-    node.grpc_port = port  # type: ignore[attr-defined]
-    return node
-
-
-@pytest.fixture
-def genv(kenv: Dict[str, str], grpc_node: NodeProcess, tmp_path: Path) -> Dict[str, str]:
-    """The client's environment: the grpc backend, its own cache, the node's auth file."""
-    return dict(
-        kenv,
-        KACHERY_TRANSPORT="grpc",
-        KACHERY_DAEMON_HOST="127.0.0.1",
-        KACHERY_GRPC_PORT=str(grpc_node.grpc_port),  # type: ignore[attr-defined]
-        KACHERY_STORAGE_DIR=str(tmp_path / "client-cache"),
-        KACHERY_AUTH_CODE_FILE=str(grpc_node.storage_dir / "client-auth"),
-    )
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
-    return lines[0]
-
-
-def _objects(root: Path) -> list:
-    return [p for p in (root / "sha1").rglob("*") if p.is_file()] if root.exists() else []
 
 
 @pytest.mark.slow
@@ -73,7 +41,7 @@ def test_cli_store_load_and_ranges_of_a_large_file(
     assert uri.startswith(f"sha1://{sha1}/data.bin?manifest=")
     assert sha1_file(StorageLayout(grpc_node.storage_dir).object_path(sha1)) == sha1
     cache = Path(genv["KACHERY_STORAGE_DIR"])
-    assert _objects(cache) == []  # stored on the node only
+    assert objects_below(cache) == []  # stored on the node only
 
     loaded = cli("load-file", uri, env=genv)
     assert loaded.returncode == 0, loaded
@@ -87,11 +55,11 @@ def test_cli_store_load_and_ranges_of_a_large_file(
     for start, end in [(0, 10), (19_999_990, 20_000_010), (24_999_000, 25_000_000)]:
         part = cli("cat-file", uri, "--start", str(start), "--end", str(end), env=fresh)
         assert part.returncode == 0 and part.stdout_bytes == data[start:end], part
-    assert _objects(tmp_path / "other-cache") == []
+    assert objects_below(tmp_path / "other-cache") == []
     whole = cli("cat-file", uri, env=fresh)
     assert whole.returncode == 0 and hashlib.sha1(whole.stdout_bytes).hexdigest() == sha1
     outside = cli("cat-file", uri, "--start", "5", "--end", "25000001", env=fresh)
-    assert outside.returncode == 1 and "5-25000001" in _one_error_line(outside.stderr)
+    assert outside.returncode == 1 and "5-25000001" in one_error_line(outside.stderr)
 
     piped = cli("store-file", "-", input=b"through a pipe", env=genv)
     assert piped.stdout.strip() == "sha1://" + hashlib.sha1(b"through a pipe").hexdigest()
@@ -156,13 +124,13 @@ def test_wrong_auth_is_one_clean_line(
     wrong.write_text("0123456789abcdef")
     result = cli("store-file", "-", input=b"x", env=dict(genv, KACHERY_AUTH_CODE_FILE=str(wrong)))
     assert result.returncode == 1
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert "refused access" in line and str(wrong) in line
     token = cli("load-file", "sha1://" + "1" * 40, env=dict(genv, KACHERY_AUTH_TOKEN="t" * 24))
-    assert token.returncode == 1 and "refused access" in _one_error_line(token.stderr)
+    assert token.returncode == 1 and "refused access" in one_error_line(token.stderr)
     missing = cli("load-file", "sha1://" + "1" * 40, env=dict(genv, KACHERY_AUTH_CODE_FILE=""))
     assert missing.returncode == 1  # <client cache>/client-auth does not exist
-    assert "client-auth" in _one_error_line(missing.stderr)
+    assert "client-auth" in one_error_line(missing.stderr)
     # probe needs no auth: info works whatever the code
     assert cli("info", env=dict(genv, KACHERY_AUTH_CODE_FILE=str(wrong))).returncode == 0
 
@@ -178,7 +146,7 @@ def test_node_not_running(cli, kenv: Dict[str, str], tmp_path: Path) -> None:
     started = time.monotonic()
     result = cli("load-file", "sha1://" + "2" * 40, env=env)
     assert result.returncode == 1 and time.monotonic() - started < 10
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert f"no kachery node answers at grpc://127.0.0.1:{port}" in line and "--grpc-port" in line
 
 
@@ -210,7 +178,7 @@ def test_grpc_port_in_use_is_one_clean_line(kenv: Dict[str, str], tmp_path: Path
             [command("kachery-daemon"), *args], env=env, capture_output=True, text=True, timeout=60
         )
     assert proc.returncode == 1
-    line = _one_error_line(proc.stderr)
+    line = one_error_line(proc.stderr)
     assert f"127.0.0.1:{port}" in line and "--grpc-port" in line
 
 
@@ -219,7 +187,7 @@ def test_expected_node_id(grpc_node: NodeProcess, cli, genv: Dict[str, str]) -> 
     other = "ab" * 32
     bad = cli("info", env=dict(genv, KACHERY_EXPECTED_NODE_ID=other))
     assert bad.returncode == 1
-    line = _one_error_line(bad.stderr)
+    line = one_error_line(bad.stderr)
     assert other in line and actual in line and "KACHERY_EXPECTED_NODE_ID" in line
     good = cli("info", env=dict(genv, KACHERY_EXPECTED_NODE_ID=actual))
     assert good.returncode == 0 and actual in good.stdout
@@ -229,167 +197,6 @@ def test_cli_does_not_import_grpc(kenv) -> None:
     code = "import sys, kachery_cli.main, kachery_client; print('grpc' in sys.modules)"
     out = subprocess.run([command("python"), "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out
-
-
-def _start_load(genv: Dict[str, str], uri: str, extra: Dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [command("kachery-client"), "load-file", uri],
-        env=dict(genv, **extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _wait_for_staging(cache: Path, proc: subprocess.Popen, at_least: int = 1) -> None:
-    """Wait until the client is mid-load: its staging file holds some bytes."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        parts = list((cache / "tmp").glob("*.part")) if (cache / "tmp").exists() else []
-        try:
-            if parts and parts[0].stat().st_size >= at_least:
-                return
-        except FileNotFoundError:
-            pass
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.002)
-    raise AssertionError("the load never started")
-
-
-@pytest.fixture
-def big_object(grpc_node: NodeProcess, tmp_path: Path) -> Iterator[str]:
-    """A 400 MB object in the node's storage (written there directly, which is quicker)."""
-    src = write_random_file(tmp_path / "big.bin", 400_000_000, seed=11)
-    stored = LocalStorage(grpc_node.storage_dir).store_file(src)
-    src.unlink()
-    yield str(stored.uri("big.bin"))
-
-
-@pytest.mark.slow
-def test_node_killed_mid_load_leaves_nothing(
-    grpc_node: NodeProcess, genv: Dict[str, str], big_object: str
-) -> None:
-    cache = Path(genv["KACHERY_STORAGE_DIR"])
-    proc = _start_load(genv, big_object, {})
-    _wait_for_staging(cache, proc)
-    os.kill(grpc_node.pid, signal.SIGKILL)
-    grpc_node.proc = None
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1
-    assert "lost the node" in _one_error_line(err.decode())
-    assert _objects(cache) == []  # no partial object
-    assert list((cache / "tmp").glob("*.part")) == []  # and no staging file left behind
-
-
-@pytest.mark.slow
-def test_stalled_node_is_an_error_not_a_hang(
-    grpc_node: NodeProcess, genv: Dict[str, str], big_object: str
-) -> None:
-    cache = Path(genv["KACHERY_STORAGE_DIR"])
-    proc = _start_load(genv, big_object, {"KACHERY_READ_TIMEOUT": "1"})
-    _wait_for_staging(cache, proc)
-    os.kill(grpc_node.pid, signal.SIGSTOP)
-    try:
-        _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 1
-        assert "sent nothing for 1 s" in _one_error_line(err.decode())
-        assert _objects(cache) == []
-        # A node stalled before the first call: the probe gives up after connect_timeout.
-        started = time.monotonic()
-        probe = subprocess.run(
-            [command("kachery-client"), "info"],
-            env=dict(genv, KACHERY_CONNECT_TIMEOUT="1"),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert probe.returncode == 1 and time.monotonic() - started < 10
-        assert "did not answer within 1 s" in _one_error_line(probe.stderr)
-    finally:
-        os.kill(grpc_node.pid, signal.SIGCONT)
-
-
-def test_rotated_code_is_retried(make_node, kenv, tmp_path: Path) -> None:
-    port = free_port()
-    node = make_node(
-        "--grpc-port", str(port), "--auth-rotate-seconds", "0.3", "--allow-short-rotation"
-    )
-    config = resolve_config(
-        {
-            "transport": "grpc",
-            "daemon_host": "127.0.0.1",
-            "grpc_port": port,
-            "storage_dir": str(tmp_path / "rotating-cache"),
-            "auth_code_file": str(node.storage_dir / "client-auth"),
-        }
-    )
-    transport = GrpcDaemonTransport.from_config(config)
-    for i in range(5):
-        transport.mutable_set(f"k{i}", i)
-        time.sleep(0.35)
-        assert transport.mutable_get(f"k{i}") == (True, i)
-    transport.close()
-
-
-def test_the_client_leaves_the_process_allocator_alone(
-    grpc_node: NodeProcess, tmp_path: Path
-) -> None:
-    """A client runs in someone else's process: only the node retunes malloc for gRPC."""
-    from kachery_core.grpc_api import tuning
-
-    config = resolve_config(
-        {
-            "daemon_host": "127.0.0.1",
-            "grpc_port": grpc_node.grpc_port,  # type: ignore[attr-defined]
-            "storage_dir": str(tmp_path / "c"),
-            "auth_code_file": str(grpc_node.storage_dir / "client-auth"),
-        }
-    )
-    transport = GrpcDaemonTransport.from_config(config)
-    uri = transport.store_stream(io.BytesIO(b"some bytes")).uri()
-    assert Path(transport.load_file(uri)).read_bytes() == b"some bytes"
-    transport.close()
-    assert tuning._done is False  # keep_freed_buffers() never ran in this process
-
-
-def test_bad_requests_get_clean_status_codes(grpc_node: NodeProcess, genv) -> None:
-    """Raw gRPC calls with bad input: each a status code and one line, the node unharmed."""
-    import grpc
-
-    from kachery_core.grpc_api import kachery_pb2 as pb
-    from kachery_core.grpc_api import kachery_pb2_grpc as pb_grpc
-
-    code = (grpc_node.storage_dir / "client-auth").read_text().strip()
-    auth = (("kachery-client-auth-code", code),)
-    with grpc.insecure_channel(f"127.0.0.1:{grpc_node.grpc_port}") as channel:  # type: ignore[attr-defined]
-        stub = pb_grpc.KacheryStub(channel)
-        cases = [
-            (lambda: stub.GetMutable(pb.MutableKey(key_json="{"), metadata=auth), "INVALID"),
-            (lambda: stub.GetMutable(pb.MutableKey(key_json='"k"')), "UNAUTHENTICATED"),
-            (
-                lambda: stub.GetMutable(
-                    pb.MutableKey(key_json='"k"'), metadata=(("kachery-client-auth-code", "x"),)
-                ),
-                "PERMISSION_DENIED",
-            ),
-            (
-                lambda: list(stub.Load(pb.FileKey(sha1="../../etc/passwd"), metadata=auth)),
-                "INVALID",
-            ),
-            (lambda: list(stub.Load(pb.FileKey(sha1="3" * 40), metadata=auth)), "NOT_FOUND"),
-            (lambda: stub.Link(pb.LinkRequest(path="relative/path"), metadata=auth), "INVALID"),
-            (lambda: stub.DeleteFeed(pb.FeedId(feed_id="zz"), metadata=auth), "INVALID"),
-            (
-                lambda: stub.WatchForNewMessages(pb.WatchRequest(wait_msec=-1), metadata=auth),
-                "INVALID",
-            ),
-            (lambda: stub.Probe(pb.ProbeRequest(nonce="not hex")), "INVALID"),
-        ]
-        for call, expected in cases:
-            with pytest.raises(grpc.RpcError) as caught:
-                call()
-            assert caught.value.code().name.startswith(expected), caught.value
-            assert "\n" not in caught.value.details()
-        assert stub.Probe(pb.ProbeRequest()).node_id == grpc_node.probe()["nodeId"]
 
 
 # -- the transport contract, like every built-in backend -----------------------------
@@ -455,7 +262,7 @@ def test_a_named_channel_is_never_silently_ignored(grpc_node: NodeProcess, cli, 
     for subcommand in ("load-file", "cat-file"):
         result = cli(subcommand, missing, "--channel", "lab", env=genv)
         assert result.returncode == 1
-        line = _one_error_line(result.stderr)
+        line = one_error_line(result.stderr)
         assert "does not support loading from channel 'lab'" in line and "--backend http" in line
     plain = cli("load-file", missing, env=genv)  # no channel named: the usual not-found error
     assert plain.returncode == 1 and "not found by the node" in plain.stderr

@@ -51,6 +51,10 @@ class MirrorTransport(DaemonTransport):
     def node_info(self) -> NodeInfo:
         return NodeInfo(self.name, None, str(self.cache.root), address=self.base_url)
 
+    def local_store(self) -> LocalStorage:
+        """The cache, which `kachery-client verify` checks."""
+        return self.cache
+
     def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
         path = self._cached(uri.sha1) or self.fetcher.fetch(uri.sha1, progress)
         if path is None and uri.manifest_sha1 is not None:

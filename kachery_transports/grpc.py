@@ -199,7 +199,7 @@ class GrpcDaemonTransport(DaemonTransport):
 
     def lazy_storages(self) -> Tuple[Optional[LocalStorage], Optional[LocalStorage]]:
         """Chunks come over the channel (`ReadRange`) into the client's cache."""
-        return None, self.cache
+        return None, self.storage
 
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         if self._config.channel and self.storage.find(uri.sha1) is None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from channel_fixtures import BIG, Lab
 from conftest import write_random_file
-from test_channels import BIG, Lab, lab, s3  # noqa: F401 - the channel fixtures
 
 import kachery_client as kc
 from kachery_core.content.manifest import CHUNK_SIZE
@@ -16,9 +16,7 @@ from kachery_core.store.layout import StorageLayout
 
 
 def test_a_lazy_read_through_a_channel_moves_only_the_chunk_read(
-    lab: Lab,  # noqa: F811 - the fixture imported above
-    cli,
-    tmp_path: Path,
+    lab: Lab, cli, tmp_path: Path
 ) -> None:
     a, b = lab.node("a"), lab.node("b")
     big = write_random_file(tmp_path / "big.bin", BIG, seed=21)

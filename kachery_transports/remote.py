@@ -37,6 +37,7 @@ from kachery_core.protocol.probe import ProbeAnswer
 from kachery_core.protocol.wire import file_key
 from kachery_core.settings.config import Config
 from kachery_core.settings.paths import user_cache_dir
+from kachery_core.store.assembly import has_some_chunks
 from kachery_core.store.base import StoredObject
 from kachery_core.store.local import LocalStorage
 from kachery_core.store.resumable import ResumableDownload
@@ -155,7 +156,7 @@ class RemoteDaemonTransport(HttpDaemonTransport):
 
     def _download(self, uri: ContentUri, progress: Optional[Progress]) -> Path:
         manifest = self._manifest(uri)
-        if manifest is not None and any(self.storage.has(c.sha1) for c in manifest.chunks):
+        if manifest is not None and has_some_chunks(self.storage, manifest):
             return self._download_missing_chunks(uri, manifest, progress)
         with ResumableDownload(self.storage, uri.sha1, manifest) as download:
             done = download.done_elsewhere()
@@ -192,39 +193,18 @@ class RemoteDaemonTransport(HttpDaemonTransport):
     ) -> Path:
         """Some chunks are cached already (a lazy read left them): fetch only the others,
         each checked against the manifest as it is stored, then join them (checked again
-        whole by `assemble_from_manifest`)."""
-        from kachery_core.store.assembly import assemble_from_manifest, check_manifest
+        whole)."""
+        from kachery_core.store.assembly import assemble_fetching_missing
 
-        check_manifest(manifest, uri)
-        for chunk in manifest.chunks:
-            if not self.storage.has(chunk.sha1):
-                self._fetch_chunk(uri, chunk.start, chunk.end, chunk.sha1)
-            if progress is not None:
-                progress(chunk.end)
-        path = assemble_from_manifest(self.storage, uri)
+        def fetch(start: int, end: int) -> BinaryIO:
+            return self._range_from_node(uri, start, end)
+
+        path = assemble_fetching_missing(self.storage, uri, manifest, fetch, progress)
         if path is None:
             raise TransportError(
                 f"{uri}: its chunks vanished from {self.storage.root}", "try again"
             )
         return path
-
-    def _fetch_chunk(self, uri: ContentUri, start: int, end: int, sha1: str) -> None:
-        """Bytes [start, end) from the node, kept as object `sha1` only if they hash to it."""
-        what = f"{uri} (bytes {start}-{end}) from the {self.name} backend ({self.base_url})"
-        with self._range_from_node(uri, start, end) as stream, self.storage.object_writer(
-            manifest=False
-        ) as writer:
-            while True:
-                block = stream.read(1 << 20)
-                if not block:
-                    break
-                writer.write(block)
-                if writer.size > end - start:
-                    raise IntegrityError(f"{what}: more than {end - start} bytes arrived")
-            try:
-                writer.commit(expected_sha1=sha1)
-            except IntegrityError as exc:
-                raise IntegrityError(f"{what}: {exc.message}", exc.hint) from None
 
     def _manifest(self, uri: ContentUri) -> Optional[Manifest]:
         """The URI's manifest (fetched once and cached), or None to download without one."""

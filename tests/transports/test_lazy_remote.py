@@ -177,13 +177,18 @@ def test_grpc_reads_chunks_over_its_wire(make_node, kenv, tmp_path: Path) -> Non
         grpc_port=grpc_port,
         storage_dir=str(cache),
         auth_code_file=str(node.storage_dir / "client-auth"),
-    ) as c, c.open(uri) as f:
-        f.seek(CHUNK_SIZE + 7)
-        assert f.read(1000) == data[CHUNK_SIZE + 7 : CHUNK_SIZE + 1007]
-    whole = parse_uri(uri).sha1
-    assert not StorageLayout(cache).object_path(whole).exists()  # only the chunk came
-    chunk_sha1 = __import__("hashlib").sha1(data[CHUNK_SIZE : 2 * CHUNK_SIZE]).hexdigest()
-    assert StorageLayout(cache).object_path(chunk_sha1).exists()
+    ) as c:
+        with c.open(uri) as f:
+            f.seek(CHUNK_SIZE + 7)
+            assert f.read(1000) == data[CHUNK_SIZE + 7 : CHUNK_SIZE + 1007]
+        whole = parse_uri(uri).sha1
+        assert not StorageLayout(cache).object_path(whole).exists()  # only the chunk came
+        chunk_sha1 = __import__("hashlib").sha1(data[CHUNK_SIZE : 2 * CHUNK_SIZE]).hexdigest()
+        assert StorageLayout(cache).object_path(chunk_sha1).exists()
+        before = _sent(node)
+        path = c.load_file(uri)  # then the whole file: only the chunks still missing travel
+        assert _sent(node) - before == len(data) - CHUNK_SIZE
+        assert Path(path).read_bytes() == data
 
 
 RSS_SCRIPT = """

@@ -74,6 +74,7 @@ __all__ = [
     "link_file",
     "load_file",
     "load_bytes",
+    "open",
     "store_text",
     "load_text",
     "store_json",
@@ -213,6 +214,13 @@ def load_bytes(
     uri: UriLike, start: int = 0, end: Optional[int] = None, *, channel: Optional[str] = None
 ) -> bytes:
     return default_client().load_bytes(uri, start, end, channel=channel)
+
+
+@_api
+def open(  # noqa: A001 - the API's name
+    uri: UriLike, start: Optional[int] = None, end: Optional[int] = None
+) -> BinaryIO:
+    return default_client().open(uri, start, end)
 
 
 @_api

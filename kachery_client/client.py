@@ -279,14 +279,23 @@ class Client(TypedObjects):
 
         return resolve_file(self.transport, parsed)
 
-    def open(self, uri: UriLike, start: int = 0, end: Optional[int] = None) -> BinaryIO:
-        """A binary stream of the object's bytes [start, end), checked against its hash.
+    def open(
+        self, uri: UriLike, start: Optional[int] = None, end: Optional[int] = None
+    ) -> BinaryIO:
+        """A seekable, read-only binary file over the object (`sha1://`, or a file in a
+        `sha1dir://` tree), read lazily: only the chunks a read touches are fetched, and
+        each is hash-checked before any of its bytes is returned (kachery_client/lazy).
 
-        A whole object is hashed as it streams: `IntegrityError` comes at the end of the
-        stream when the bytes are not the object's (so use them only once it has ended). A
-        range is cut from pieces checked before any of it is given.
+        Given `start` or `end` (as `cat-file` gives them), a one-pass stream of bytes
+        [start, end) instead: a whole object hashed as it streams (`IntegrityError` at its
+        end), a range cut from pieces checked before any of it is given.
         """
-        return open_verified(self.transport, self._file_uri(uri), start, end)  # type: ignore[return-value]
+        if start is not None or end is not None:
+            stream = open_verified(self.transport, self._file_uri(uri), start or 0, end)
+            return stream  # type: ignore[return-value]
+        from kachery_client.lazy.file import open_uri
+
+        return open_uri(self.transport, _parsed(uri), self.config)
 
     def load_bytes(
         self,

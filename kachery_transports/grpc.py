@@ -46,6 +46,7 @@ from kachery_core.grpc_api.file_keys import to_pb
 from kachery_core.protocol.address import host_port
 from kachery_core.protocol.json_values import json_text
 from kachery_core.settings.config import Config
+from kachery_core.store.assembly import assemble_fetching_missing, has_some_chunks
 from kachery_core.store.base import StoredObject
 from kachery_core.store.layout import CLIENT_AUTH_FILE
 from kachery_core.store.local import LocalStorage, open_input_file
@@ -123,6 +124,8 @@ class GrpcDaemonTransport(DaemonTransport):
 
     def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
         path = self.storage.find(uri.sha1)
+        if path is None and self._from_cached_chunks(uri, progress):
+            path = self.storage.find(uri.sha1)
         if path is None:
             try:
                 self._download(uri, progress)
@@ -136,6 +139,19 @@ class GrpcDaemonTransport(DaemonTransport):
                 raise
             path = self.storage.require(uri.sha1)
         return str(path)
+
+    def _from_cached_chunks(self, uri: ContentUri, progress: Optional[Progress]) -> bool:
+        """When a lazy read left some chunks here, fetch only the others and join them."""
+        if uri.manifest_sha1 is None or not self.storage.has(uri.manifest_sha1):
+            return False
+        manifest = self.storage.load_manifest(uri.manifest_sha1)
+        if manifest.sha1 != uri.sha1 or not has_some_chunks(self.storage, manifest):
+            return False
+
+        def fetch(start: int, end: int) -> BinaryIO:
+            return self.open_range(uri, start, end)
+
+        return assemble_fetching_missing(self.storage, uri, manifest, fetch, progress) is not None
 
     def _download(self, uri: ContentUri, progress: Optional[Progress]) -> None:
         """Stream the object into the cache; it appears only once its SHA-1 checks out.
@@ -196,6 +212,10 @@ class GrpcDaemonTransport(DaemonTransport):
             # the manifest, fetched (small) rather than recomputed (a second pass)
             with contextlib.suppress(NotFoundError):
                 self._download(ContentUri(uri.manifest_sha1), None)
+
+    def lazy_storages(self) -> Tuple[Optional[LocalStorage], Optional[LocalStorage]]:
+        """Chunks come over the channel (`ReadRange`) into the client's cache."""
+        return None, self.storage
 
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         if self._config.channel and self.storage.find(uri.sha1) is None:

@@ -295,12 +295,21 @@ class HttpDaemonTransport(DaemonTransport):
         )
         self.http.follow(response, progress, what)
 
+    def lazy_storages(self) -> Tuple[Optional[LocalStorage], Optional[LocalStorage]]:
+        """The node's storage, read in place; a missing object is loaded by the node."""
+        self._connect()
+        return self.storage, None
+
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         self._connect()
         if self.channel and self.storage.find(uri.sha1) is None:
             self._load_through_node(uri, None)  # the node fetches it from the channel first
         if self.storage.find(uri.sha1) is not None:
             return self.storage.open_range(uri.sha1, start, end)  # type: ignore[return-value]
+        return self._range_from_node(uri, start, end)
+
+    def _range_from_node(self, uri: ContentUri, start: int, end: Optional[int]) -> BinaryIO:
+        """Bytes [start, end) streamed by the node (`/downloadFileData`)."""
         doc: Dict[str, Any] = {"fileKey": file_key(uri), "startByte": start}
         if end is not None:
             doc["endByte"] = end

@@ -24,7 +24,7 @@ create`) in the same header. Timeouts come from `connect_timeout` and `read_time
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, BinaryIO, List, Optional, Sequence, Set, Tuple
 
 from kachery_core.content.hashing import Progress, hash_stream, writer_for
 from kachery_core.content.manifest import Manifest
@@ -39,6 +39,7 @@ from kachery_core.protocol.probe import UNREADABLE, ProbeAnswer, storage_reach
 from kachery_core.protocol.wire import file_key
 from kachery_core.settings.config import Config
 from kachery_core.settings.paths import user_cache_dir
+from kachery_core.store.assembly import has_some_chunks
 from kachery_core.store.base import StoredObject
 from kachery_core.store.local import LocalStorage
 from kachery_core.store.resumable import ResumableDownload
@@ -67,6 +68,8 @@ class RemoteDaemonTransport(HttpDaemonTransport):
         self.shared = False
         self.batch_route: Optional[bool] = None
         """Whether the node has `/downloadFiles` (None: not asked yet)."""
+        self._node_has: Set[str] = set()
+        """Objects the node was asked to load through its channel, so it holds them."""
 
     @classmethod
     def from_config(cls, config: Config) -> RemoteDaemonTransport:
@@ -91,6 +94,14 @@ class RemoteDaemonTransport(HttpDaemonTransport):
     @property
     def node_reads_local_paths(self) -> bool:
         return self.shared and super().node_reads_local_paths
+
+    def lazy_storages(self) -> Tuple[Optional[LocalStorage], Optional[LocalStorage]]:
+        """Shared storage is read in place; otherwise chunks come over the connection
+        (`open_range`) into the client's cache."""
+        self._connect()
+        if self.shared:
+            return self.storage, None
+        return None, self.storage
 
     def describe_location(self) -> str:
         where = "shared storage" if self.shared else "cache"
@@ -130,6 +141,18 @@ class RemoteDaemonTransport(HttpDaemonTransport):
 
         return load_files(self, uris, progress, sizes)
 
+    def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
+        """With a channel and storage not shared, the node fetches the object through the
+        channel, and only the range asked for crosses the connection (a lazy read of one
+        chunk does not download the whole file here)."""
+        self._connect()
+        if self.shared or not self.channel or self.storage.find(uri.sha1) is not None:
+            return super().open_range(uri, start, end)
+        if uri.sha1 not in self._node_has:
+            self._node_loads(uri, None)
+            self._node_has.add(uri.sha1)
+        return self._range_from_node(uri, start, end)
+
     def _load_through_node(self, uri: ContentUri, progress: Optional[Progress]) -> str:
         if self.shared:
             return super()._load_through_node(uri, progress)
@@ -139,6 +162,8 @@ class RemoteDaemonTransport(HttpDaemonTransport):
 
     def _download(self, uri: ContentUri, progress: Optional[Progress]) -> Path:
         manifest = self._manifest(uri)
+        if manifest is not None and has_some_chunks(self.storage, manifest):
+            return self._download_missing_chunks(uri, manifest, progress)
         with ResumableDownload(self.storage, uri.sha1, manifest) as download:
             done = download.done_elsewhere()
             if done is not None:
@@ -168,6 +193,24 @@ class RemoteDaemonTransport(HttpDaemonTransport):
                     f"{uri} from the {self.name} backend ({self.base_url}): {exc.message}",
                     exc.hint,
                 ) from None
+
+    def _download_missing_chunks(
+        self, uri: ContentUri, manifest: Manifest, progress: Optional[Progress]
+    ) -> Path:
+        """Some chunks are cached already (a lazy read left them): fetch only the others,
+        each checked against the manifest as it is stored, then join them (checked again
+        whole)."""
+        from kachery_core.store.assembly import assemble_fetching_missing
+
+        def fetch(start: int, end: int) -> BinaryIO:
+            return self._range_from_node(uri, start, end)
+
+        path = assemble_fetching_missing(self.storage, uri, manifest, fetch, progress)
+        if path is None:
+            raise TransportError(
+                f"{uri}: its chunks vanished from {self.storage.root}", "try again"
+            )
+        return path
 
     def _manifest(self, uri: ContentUri) -> Optional[Manifest]:
         """The URI's manifest (fetched once and cached), or None to download without one."""

@@ -9,7 +9,7 @@ chunks. Either way the bytes are hash-checked before the object appears; the rul
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Optional, Tuple
 
 from kachery_core.backend.base import DaemonTransport, NodeInfo
 from kachery_core.content.hashing import Progress
@@ -47,6 +47,11 @@ class StorageBackedTransport(DaemonTransport):
 
     def load_file(self, uri: ContentUri, progress: Optional[Progress] = None) -> str:
         return str(self.find_path(uri))
+
+    def lazy_storages(self) -> Tuple[Optional[LocalStorage], Optional[LocalStorage]]:
+        """For lazy reads (kachery_client/lazy): objects are read in place in the storage;
+        what is missing is loaded whole (`load_file`), never cached beside it by chunk."""
+        return self.storage, None
 
     def open_range(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> BinaryIO:
         self.find_path(uri)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional, Sequence, cast
+from typing import BinaryIO, Callable, Iterator, Optional, Sequence, cast
 
 from kachery_core.content.manifest import CHUNK_SIZE, Chunk, Manifest
 from kachery_core.content.uri import ContentUri
@@ -68,6 +68,55 @@ def assemble_from_manifest(storage: LocalStorage, uri: ContentUri) -> Optional[P
     with ChainedObjects(storage, manifest.chunks) as chained:
         storage.store_stream(cast(BinaryIO, chained), expected_sha1=uri.sha1)
     return storage.find(uri.sha1)
+
+
+def has_some_chunks(storage: LocalStorage, manifest: Manifest) -> bool:
+    """True when a lazy read (or an interrupted load) left some of the chunks here."""
+    return any(storage.has(c.sha1) for c in manifest.chunks)
+
+
+def assemble_fetching_missing(
+    storage: LocalStorage,
+    uri: ContentUri,
+    manifest: Manifest,
+    open_range: Callable[[int, int], BinaryIO],
+    progress: Optional[Callable[[int], None]] = None,
+) -> Optional[Path]:
+    """Fetch the chunks of `uri` not yet in `storage` (`open_range(start, end)` streams
+    them), each kept only if it is its manifest's length and hash, then join them all.
+
+    So a load after a lazy read moves only what is still missing.
+    """
+    check_manifest(manifest, uri)
+    for chunk in manifest.chunks:
+        if not storage.has(chunk.sha1):
+            _fetch_chunk(storage, uri, chunk, open_range)
+        if progress is not None:
+            progress(chunk.end)
+    return assemble_from_manifest(storage, uri)
+
+
+def _fetch_chunk(
+    storage: LocalStorage, uri: ContentUri, chunk: Chunk, open_range: Callable[[int, int], BinaryIO]
+) -> None:
+    what = f"{uri} chunk sha1://{chunk.sha1} (bytes {chunk.start}-{chunk.end})"
+    length = chunk.end - chunk.start
+    with open_range(chunk.start, chunk.end) as stream, storage.object_writer(
+        manifest=False
+    ) as writer:
+        while True:
+            block = stream.read(1 << 20)
+            if not block:
+                break
+            writer.write(block)
+            if writer.size > length:
+                raise IntegrityError(
+                    f"{what}: more than {length} bytes arrived", "nothing was kept"
+                )
+        try:
+            writer.commit(expected_sha1=chunk.sha1)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{what}: {exc.message}", exc.hint) from None
 
 
 def check_manifest(manifest: Manifest, uri: ContentUri) -> None:

@@ -14,6 +14,14 @@ from kachery_core.errors import ConfigError
 from kachery_core.settings.config import resolve_config
 
 
+def storage_dir_setting(value: Optional[str]) -> Path:
+    """The storage directory as settings give it (flag, environment, config), unchecked."""
+    config = resolve_config(
+        {"storage_dir": value} if value else {}, explicit_source="--storage-dir"
+    )
+    return config.storage_dir
+
+
 def node_storage(value: Optional[str], need_node: bool = False) -> Tuple[Path, str]:
     """The storage directory a command works on, found as `start` finds it (--storage-dir,
     else KACHERY_STORAGE_DIR, else `storage_dir` in a config file, else the default), and

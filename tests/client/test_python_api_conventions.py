@@ -210,7 +210,10 @@ def _readme_api_list() -> str:
 
 def test_the_readme_lists_exactly_the_api() -> None:
     listed = set(
-        re.findall(r"\b(?:store|load|read|link)_\w+|\bget\b|\bset\b|\bdelete\b", _readme_api_list())
+        re.findall(
+            r"\b(?:store|load|read|link)_\w+|\bopen\b|\bget\b|\bset\b|\bdelete\b",
+            _readme_api_list(),
+        )
     )
     assert listed == set(_api_functions())
 

@@ -33,12 +33,21 @@ def daemon(*args: str, env: Dict[str, str]) -> subprocess.CompletedProcess:
 FORGED = "laptop\n0123456789ab  2026-01-01 00:00  admin  root's laptop"
 
 
+def node_storage_dir(tmp_path: Path) -> Path:
+    """A node's storage directory, as its first start leaves it (key and kachery-node-id)."""
+    from kachery_daemon.node_files import load_identity
+
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    load_identity(storage, None)
+    return storage
+
+
 @pytest.mark.parametrize(
     "label", [FORGED, "tab\there", "bell\x07", "reversed\u202ename", "line\u2028sep"]
 )
 def test_a_label_that_is_not_printable_is_refused_at_create(kenv, tmp_path, label) -> None:
-    storage = tmp_path / "storage"
-    storage.mkdir()
+    storage = node_storage_dir(tmp_path)
     made = daemon("token", "create", "--label", label, "--storage-dir", str(storage), env=kenv)
     assert made.returncode == 1, made
     assert made.stdout == ""  # no token printed
@@ -50,8 +59,7 @@ def test_a_label_that_is_not_printable_is_refused_at_create(kenv, tmp_path, labe
 
 def test_token_list_shows_an_old_unprintable_label_escaped(kenv, tmp_path) -> None:
     """A token file written before labels were checked: still one line per token."""
-    storage = tmp_path / "storage"
-    storage.mkdir()
+    storage = node_storage_dir(tmp_path)
     assert daemon("token", "create", "--label", "plain", "--storage-dir", str(storage), env=kenv)
     path = storage / "kachery-tokens.json"
     doc = json.loads(path.read_text())

@@ -19,7 +19,7 @@ from .state import progress as _progress
 from .state import tree_progress as _tree_progress
 
 if TYPE_CHECKING:
-    from kachery_client.client import Client, ScannedTree
+    from kachery_client.client import Client, ScannedFolder
 
 
 def _tree_options(verb: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -135,17 +135,19 @@ def _store_each(
             _store_folder(state, path, label, scans[path], channel, link)
 
 
-def _check_folders(client: Client, folders: List[str], skip_errors: bool) -> Dict[str, ScannedTree]:
+def _check_folders(
+    client: Client, folders: List[str], skip_errors: bool
+) -> Dict[str, ScannedFolder]:
     """Walk every folder first: one `Cannot store:` line per problem, then the error, and
     nothing stored; with --skip-errors, `Skipped:` lines."""
-    from kachery_core.errors import TreeProblemsError
+    from kachery_core.errors import FolderProblemsError
 
-    scans: Dict[str, ScannedTree] = {}
-    failures: List[TreeProblemsError] = []
+    scans: Dict[str, ScannedFolder] = {}
+    failures: List[FolderProblemsError] = []
     for folder in folders:
         try:
             scans[folder] = client.check_dir(folder, skip_errors)
-        except TreeProblemsError as exc:
+        except FolderProblemsError as exc:
             failures.append(exc)
             for line in exc.problems:
                 click.echo(f"Cannot store: {line}", err=True)
@@ -186,7 +188,7 @@ def _store_folder(
     state: CliState,
     path: str,
     label: Optional[str],
-    scanned: ScannedTree,
+    scanned: ScannedFolder,
     channel: Optional[str],
     link: bool,
 ) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import click
 
-from kachery_core.progress import progress_bar, tree_progress_bar
+from kachery_core.progress import batch_progress_bar, progress_bar
 
 if TYPE_CHECKING:
     from kachery_client.client import Client
@@ -91,7 +91,7 @@ def progress(label: str, size: Optional[int] = None) -> Iterator[Any]:
 @contextmanager
 def tree_progress(label: str, files: Optional[int], size: Optional[int]) -> Iterator[Any]:
     """A files-and-bytes progress bar (None off a terminal), closed however the work ends."""
-    bar = tree_progress_bar(label, files, size)
+    bar = batch_progress_bar(label, files, size)
     try:
         yield bar
     finally:

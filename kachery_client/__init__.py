@@ -19,6 +19,7 @@ from kachery_core import __version__
 from kachery_core.content.uri import ContentUri, DirUri, parse_any_uri, parse_uri
 from kachery_core.errors import (
     ConfigError,
+    FolderProblemsError,
     FormatError,
     IntegrityError,
     InvalidInputError,
@@ -26,7 +27,6 @@ from kachery_core.errors import (
     KacheryError,
     NotFoundError,
     StaleLinkError,
-    TreeProblemsError,
     UnsupportedOperation,
 )
 
@@ -38,7 +38,7 @@ if _TYPE_CHECKING:  # annotations only; kept out of the module's namespace
     import numpy
 
     from kachery_client.client import PathLike, UriLike
-    from kachery_client.directories.scan import ScannedTree
+    from kachery_client.directories.scan import ScannedFolder
     from kachery_client.progress_bars import ShowProgress, ShowTreeProgress
     from kachery_core.backend.base import JSON
 
@@ -63,7 +63,7 @@ __all__ = [
     "NotFoundError",
     "StaleLinkError",
     "UnsupportedOperation",
-    "TreeProblemsError",
+    "FolderProblemsError",
     "store_file",
     "store_files",
     "store_stream",
@@ -165,7 +165,7 @@ def store_dir(
     skip_errors: bool = False,
     upload_to_channel: Optional[str] = None,
     progress: ShowTreeProgress = None,
-    scanned: Optional[ScannedTree] = None,
+    scanned: Optional[ScannedFolder] = None,
 ) -> str:
     return default_client().store_dir(
         path,

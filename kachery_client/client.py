@@ -46,14 +46,14 @@ from kachery_client.verified_store import (
     store_file_checked,
     store_stream_checked,
 )
-from kachery_core.backend.base import JSON, DaemonTransport, NodeInfo
+from kachery_core.backend.base import JSON, Backend, NodeInfo
 from kachery_core.content.uri import ContentUri, DirUri
 from kachery_core.errors import InvalidInputError, UnsupportedOperation
 from kachery_core.settings.config import Config, resolve_config
 from kachery_core.store.base import StoredObject
 
 if TYPE_CHECKING:
-    from kachery_client.directories.scan import ScannedTree
+    from kachery_client.directories.scan import ScannedFolder
     from kachery_core.content.directory import Directory, FileEntry
     from kachery_core.content.hashing import Progress
     from kachery_core.store.local import LocalStorage
@@ -85,7 +85,7 @@ class Client(TypedObjects):
         if settings.get("channel") is not None:
             settings["channel"] = check_channel_name(settings["channel"])
         self.config: Config = _config or resolve_config(settings, explicit_source=_source)
-        self._transport: Optional[DaemonTransport] = None
+        self._backend: Optional[Backend] = None
         self._selection: Optional[Selection] = None
         self._on_channels: Dict[str, Client] = {}
 
@@ -107,21 +107,27 @@ class Client(TypedObjects):
         return self._selection
 
     @property
-    def transport(self) -> DaemonTransport:
+    def backend(self) -> Backend:
+        """The active backend object, made on first use (no network I/O until then)."""
         """The backend's transport, made on first use (for plugins and tests)."""
-        if self._transport is None:
+        if self._backend is None:
             cls = get_registry().load(self.selection.name)
-            self._transport = cls.from_config(self.config)
-        return self._transport
+            self._backend = cls.from_config(self.config)
+        return self._backend
+
+    @property
+    def transport(self) -> Backend:
+        """The earlier name of `backend`."""
+        return self.backend
 
     def node_info(self) -> NodeInfo:
         """Who is at the other end of the active backend (may contact the node)."""
-        return self.transport.node_info()
+        return self.backend.node_info()
 
     def local_store(self) -> LocalStorage:
         """The storage directory on this machine that loads read objects from (what
         `kachery-client verify` checks); `UnsupportedOperation` when the backend has none."""
-        store = self.transport.local_store()
+        store = self.backend.local_store()
         if store is None:
             raise UnsupportedOperation(
                 self.selection.name, "verify", "it keeps no storage on this machine to check"
@@ -132,9 +138,9 @@ class Client(TypedObjects):
         """Close the backend's connections (a `with Client() as c:` block does it too)."""
         for other in self._on_channels.values():
             other.close()
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def __enter__(self) -> Client:
         return self
@@ -160,7 +166,7 @@ class Client(TypedObjects):
         name = label or _basename(path)
         with byte_progress(progress, f"storing {name}", _size(path)) as report:
             return self._store_and_upload(
-                lambda: store_file_checked(self.transport, os.fspath(path), report),
+                lambda: store_file_checked(self.backend, os.fspath(path), report),
                 name,
                 upload_to_channel,
                 upload_progress,
@@ -173,7 +179,7 @@ class Client(TypedObjects):
         """Make a file available without copying it; it is served only while unchanged."""
         name = label or _basename(path)  # refused before any work
         with byte_progress(progress, f"linking {name}", _size(path)) as report:
-            stored = link_file_checked(self.transport, os.fspath(path), report)
+            stored = link_file_checked(self.backend, os.fspath(path), report)
         return str(stored.uri(name))
 
     def store_stream(
@@ -186,7 +192,7 @@ class Client(TypedObjects):
         """Store everything read from a binary stream (a pipe, a socket, a file object)."""
         with byte_progress(progress, f"storing {label or 'stream'}", None) as report:
             return self._store_and_upload(
-                lambda: store_stream_checked(self.transport, stream, report),
+                lambda: store_stream_checked(self.backend, stream, report),
                 label,
                 upload_to_channel,
             )
@@ -205,14 +211,14 @@ class Client(TypedObjects):
         uri = store().uri(label)
         if channel is not None:
             with byte_progress(upload_progress, f"uploading to {channel}", size) as report:
-                self.transport.upload_to_channel(uri, channel, report)
+                self.backend.upload_to_channel(uri, channel, report)
         return str(uri)
 
     def check_upload(self, channel: str) -> None:
         """Raise now if `channel` is not a channel name, or this backend cannot upload to
         channels: before a store does any work, so a bad name never leaves a stored file."""
         check_channel_name(channel)
-        self.transport.check_channels(channel)
+        self.backend.check_channels(channel)
 
     def upload_to_channel(
         self, uri: UriLike, channel: Optional[str] = None, progress: ShowProgress = None
@@ -230,12 +236,12 @@ class Client(TypedObjects):
         checked = check_channel_name(name)
         parsed = _parsed(uri)
         if isinstance(parsed, DirUri):
-            from kachery_client.directories.operations import upload_tree
+            from kachery_client.directories.operations import upload_directory
 
-            upload_tree(self.transport, parsed, checked)
+            upload_directory(self.backend, parsed, checked)
             return
         with byte_progress(progress, f"uploading to {checked}", None) as report:
-            self.transport.upload_to_channel(parsed, checked, report)
+            self.backend.upload_to_channel(parsed, checked, report)
 
     def load_file(
         self,
@@ -262,10 +268,10 @@ class Client(TypedObjects):
         if isinstance(given, DirUri):
             from kachery_client.directories.operations import load_entry
 
-            parsed, path = load_entry(self.transport, given, progress)
+            parsed, path = load_entry(self.backend, given, progress)
         else:
             parsed = given
-            path = self.transport.load_file(parsed, progress)
+            path = self.backend.load_file(parsed, progress)
         if dest is None:
             return path
         return str(copy_verified(Path(path), dest, parsed, progress))
@@ -277,7 +283,7 @@ class Client(TypedObjects):
             return parsed
         from kachery_client.directories.operations import resolve_file
 
-        return resolve_file(self.transport, parsed)
+        return resolve_file(self.backend, parsed)
 
     def open(
         self, uri: UriLike, start: Optional[int] = None, end: Optional[int] = None
@@ -291,11 +297,11 @@ class Client(TypedObjects):
         end), a range cut from pieces checked before any of it is given.
         """
         if start is not None or end is not None:
-            stream = open_verified(self.transport, self._file_uri(uri), start or 0, end)
+            stream = open_verified(self.backend, self._file_uri(uri), start or 0, end)
             return stream  # type: ignore[return-value]
         from kachery_client.lazy.file import open_uri
 
-        return open_uri(self.transport, _parsed(uri), self.config)
+        return open_uri(self.backend, _parsed(uri), self.config)
 
     def load_bytes(
         self,
@@ -321,19 +327,19 @@ class Client(TypedObjects):
         skip_errors: bool = False,
         upload_to_channel: Optional[str] = None,
         progress: ShowTreeProgress = None,
-        scanned: Optional[ScannedTree] = None,
+        scanned: Optional[ScannedFolder] = None,
     ) -> str:
         """Store every file below a folder and return the `sha1dir://` URI naming the tree.
 
         The label defaults to the folder's name. Symlinks to files are stored as their
         content; broken links, links to directories and special files raise
-        `TreeProblemsError` (listing each in `.problems`) before anything is stored,
+        `FolderProblemsError` (listing each in `.problems`) before anything is stored,
         unless `skip_errors`. `link=True` links the files instead of copying them.
         `progress` is True for a bar, or called with (files done, bytes done). `scanned` is
         the folder's walk from `check_dir`, when it was made first (to check several
         folders before any store).
         """
-        from kachery_client.directories.operations import store_tree, upload_tree
+        from kachery_client.directories.operations import store_folder, upload_directory
 
         if upload_to_channel is not None:
             self.check_upload(upload_to_channel)
@@ -341,8 +347,8 @@ class Client(TypedObjects):
             scanned = self.check_dir(path, skip_errors)
         files, size = (len(scanned.files), scanned.total_size) if scanned else (None, None)
         with tree_progress(progress, f"storing {_shown_name(path)}", files, size) as report:
-            uri = store_tree(
-                self.transport,
+            uri = store_folder(
+                self.backend,
                 Path(os.fspath(path)),
                 label,
                 link=link,
@@ -351,15 +357,15 @@ class Client(TypedObjects):
                 scanned=scanned,
             )
         if upload_to_channel is not None:
-            upload_tree(self.transport, uri, upload_to_channel)
+            upload_directory(self.backend, uri, upload_to_channel)
         return str(uri)
 
-    def check_dir(self, path: PathLike, skip_errors: bool = False) -> ScannedTree:
+    def check_dir(self, path: PathLike, skip_errors: bool = False) -> ScannedFolder:
         """Walk a folder as `store_dir` would, storing nothing: what it would store, or
-        `TreeProblemsError` listing what cannot be stored (unless `skip_errors`)."""
-        from kachery_client.directories.operations import check_tree
+        `FolderProblemsError` listing what cannot be stored (unless `skip_errors`)."""
+        from kachery_client.directories.operations import check_folder
 
-        return check_tree(Path(os.fspath(path)), skip_errors)
+        return check_folder(Path(os.fspath(path)), skip_errors)
 
     def store_files(
         self,
@@ -378,7 +384,7 @@ class Client(TypedObjects):
         names = [_basename(p) for p in texts]  # every name checked before any store
         total = sum(_size(p) or 0 for p in texts)
         with tree_progress(progress, "storing", len(texts), total) as report:
-            stored = store_paths(self.transport, texts, link, report)
+            stored = store_paths(self.backend, texts, link, report)
         return [str(obj.uri(name)) for obj, name in zip(stored, names)]
 
     def read_dir(self, uri: UriLike, *, channel: Optional[str] = None) -> Dict[str, Any]:
@@ -395,7 +401,7 @@ class Client(TypedObjects):
         """The entry the path of a `sha1dir://` URI names: a file's, or a directory."""
         from kachery_client.directories.operations import lookup
 
-        return lookup(self.transport, _dir_uri(uri))
+        return lookup(self.backend, _dir_uri(uri))
 
     def load_dir(
         self,
@@ -433,13 +439,13 @@ class Client(TypedObjects):
 
     def get(self, key: JSON, default: JSON = None) -> JSON:
         """The value stored under a mutable key, or `default` if there is none."""
-        found, value = self.transport.mutable_get(key)
+        found, value = self.backend.mutable_get(key)
         return value if found else default
 
     def set(self, key: JSON, value: JSON, update: bool = True) -> None:
         """Store `value` under a mutable key; with `update=False` an existing value is kept."""
-        self.transport.mutable_set(key, value, update)
+        self.backend.mutable_set(key, value, update)
 
     def delete(self, key: JSON) -> None:
         """Remove a mutable key."""
-        self.transport.mutable_delete(key)
+        self.backend.mutable_delete(key)

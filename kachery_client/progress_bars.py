@@ -16,7 +16,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, Union
 
-from kachery_core.backend.batch import TreeReport
+from kachery_core.backend.batch import BatchReport
 from kachery_core.content.hashing import Progress
 
 ShowProgress = Union[bool, Callable[[int], None], None]
@@ -100,7 +100,7 @@ def byte_progress(
 @contextmanager
 def tree_progress(
     progress: ShowTreeProgress, label: str, files: Optional[int], total: Optional[int]
-) -> Iterator[Optional[TreeReport]]:
+) -> Iterator[Optional[BatchReport]]:
     """Like `byte_progress`, for a batch or folder: the bar counts bytes and shows files."""
     if progress is None or progress is False:
         yield None

@@ -10,7 +10,7 @@ is the one place that does, for every read of the Python API and the CLI:
   it (the manifest fetched through the same backend and checked against its own hash and
   the URI), or the whole object when the URI has no manifest.
 
-    >>> with open_verified(transport, uri) as stream:      # doctest: +SKIP
+    >>> with open_verified(backend, uri) as stream:      # doctest: +SKIP
     ...     data = stream.read()                           # IntegrityError at the end if bad
 
 Only the standard library is imported here, so the CLI keeps starting fast.
@@ -29,7 +29,7 @@ from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
-    from kachery_core.backend.base import DaemonTransport
+    from kachery_core.backend.base import Backend
     from kachery_core.content.hashing import WriteAll
 
 SMALL_OBJECT = 4 << 20
@@ -39,7 +39,7 @@ READ_BLOCK = 1 << 20
 
 
 def open_verified(
-    transport: DaemonTransport, uri: ContentUri, start: int = 0, end: Optional[int] = None
+    backend: Backend, uri: ContentUri, start: int = 0, end: Optional[int] = None
 ) -> VerifiedRead:
     """A stream of bytes [start, end) of `uri` that only ever yields checked bytes.
 
@@ -47,28 +47,26 @@ def open_verified(
     a range read checks the pieces that cover the range before yielding any of it.
     """
     if start == 0 and end is None:
-        return VerifiedRead(transport.open_range(uri), uri, transport)
-    pieces = _PiecesStream(_range_pieces(transport, uri, start, end))
-    return VerifiedRead(cast(BinaryIO, pieces), uri, transport, whole=False)
+        return VerifiedRead(backend.open_range(uri), uri, backend)
+    pieces = _PiecesStream(_range_pieces(backend, uri, start, end))
+    return VerifiedRead(cast(BinaryIO, pieces), uri, backend, whole=False)
 
 
-def describe_source(transport: DaemonTransport) -> str:
+def describe_source(backend: Backend) -> str:
     """`the NAME backend (ADDRESS)`: where bytes came from, for an error that names it."""
     try:
-        info = transport.node_info()
+        info = backend.node_info()
         where = info.address or info.storage_dir
     except Exception:  # noqa: BLE001 - only naming the source of an error
         where = None
-    return f"the {transport.name} backend ({where})" if where else f"the {transport.name} backend"
+    return f"the {backend.name} backend ({where})" if where else f"the {backend.name} backend"
 
 
-def mismatch(
-    uri: ContentUri, transport: DaemonTransport, received: str, what: str = ""
-) -> IntegrityError:
+def mismatch(uri: ContentUri, backend: Backend, received: str, what: str = "") -> IntegrityError:
     """The error for bytes of `uri` (or of `what` in it) that hash to `received`."""
     part = f" {what}" if what else ""
     return IntegrityError(
-        f"{uri}{part} from {describe_source(transport)}: the bytes received hash to {received}",
+        f"{uri}{part} from {describe_source(backend)}: the bytes received hash to {received}",
         "its copy is damaged, or they were altered on the way; nothing was kept",
     )
 
@@ -78,12 +76,12 @@ class VerifiedRead(io.RawIOBase):
     passes on range bytes already checked piece by piece (`whole=False`)."""
 
     def __init__(
-        self, stream: BinaryIO, uri: ContentUri, transport: DaemonTransport, whole: bool = True
+        self, stream: BinaryIO, uri: ContentUri, backend: Backend, whole: bool = True
     ) -> None:
         super().__init__()
         self._stream = stream
         self._uri = uri
-        self._transport = transport
+        self._transport = backend
         self._hash: Optional[Any] = hashlib.sha1() if whole else None
         self._read_into = _read_into(stream)
         self._ended = False
@@ -160,16 +158,16 @@ def _read_into(stream: BinaryIO) -> Callable[[memoryview], int]:
 
 
 def _range_pieces(
-    transport: DaemonTransport, uri: ContentUri, start: int, end: Optional[int]
+    backend: Backend, uri: ContentUri, start: int, end: Optional[int]
 ) -> Iterator[bytes]:
     """The checked bytes of [start, end), in pieces; the first piece is ready on return."""
-    manifest = _manifest(transport, uri)
+    manifest = _manifest(backend, uri)
     if manifest is None:
-        pieces = _range_of_whole(transport, uri, start, end)
+        pieces = _range_of_whole(backend, uri, start, end)
     else:
         _check_range(uri, start, end, manifest.size)
         pieces = _range_of_chunks(
-            transport, uri, manifest, start, manifest.size if end is None else end
+            backend, uri, manifest, start, manifest.size if end is None else end
         )
     first = next(pieces, b"")
     return _prepend(first, pieces)
@@ -189,13 +187,13 @@ def _check_range(uri: ContentUri, start: int, end: Optional[int], size: int) -> 
         )
 
 
-def _manifest(transport: DaemonTransport, uri: ContentUri) -> Optional[Manifest]:
+def _manifest(backend: Backend, uri: ContentUri) -> Optional[Manifest]:
     """The URI's manifest, fetched through the backend and checked; None without one."""
     if uri.manifest_sha1 is None:
         return None
     manifest_uri = ContentUri(uri.manifest_sha1)
     try:
-        with open_verified(transport, manifest_uri) as stream:
+        with open_verified(backend, manifest_uri) as stream:
             data = stream.read()
     except NotFoundError:
         return None  # the backend has the object but not its manifest: read it whole
@@ -207,26 +205,26 @@ def _manifest(transport: DaemonTransport, uri: ContentUri) -> Optional[Manifest]
 
 
 def _range_of_chunks(
-    transport: DaemonTransport, uri: ContentUri, manifest: Manifest, start: int, end: int
+    backend: Backend, uri: ContentUri, manifest: Manifest, start: int, end: int
 ) -> Iterator[bytes]:
     """Each chunk that overlaps [start, end), read and checked, then cut to the range."""
     for chunk in manifest.chunks_for_range(start, end):
-        with transport.open_range(uri, chunk.start, chunk.end) as stream:
+        with backend.open_range(uri, chunk.start, chunk.end) as stream:
             data = _read_all(stream)
         received = hashlib.sha1(data).hexdigest()
         if received != chunk.sha1:
-            raise mismatch(uri, transport, received, f"(bytes {chunk.start}-{chunk.end})")
+            raise mismatch(uri, backend, received, f"(bytes {chunk.start}-{chunk.end})")
         yield data[max(start, chunk.start) - chunk.start : min(end, chunk.end) - chunk.start]
 
 
 def _range_of_whole(
-    transport: DaemonTransport, uri: ContentUri, start: int, end: Optional[int]
+    backend: Backend, uri: ContentUri, start: int, end: Optional[int]
 ) -> Iterator[bytes]:
     """The whole object read and checked (kept only as far as the range goes), then cut."""
     kept = tempfile.SpooledTemporaryFile(max_size=SMALL_OBJECT)  # noqa: SIM115 - closed below
     try:
         size = 0
-        with open_verified(transport, uri) as stream:
+        with open_verified(backend, uri) as stream:
             while True:
                 block = stream.read(READ_BLOCK)
                 if not block:

@@ -7,7 +7,7 @@ bytes itself (a file on a thread beside the request, a stream as it is sent) and
 hash in this very process (`stores_in_process = True`, the embedded `local` backend) are
 taken at their word: the hash is computed by the code that writes the bytes.
 
-    >>> stored = store_file_checked(transport, "results.txt")   # doctest: +SKIP
+    >>> stored = store_file_checked(backend, "results.txt")   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,56 +21,56 @@ from kachery_core.errors import IntegrityError
 from kachery_core.store.base import StoredObject
 
 if TYPE_CHECKING:
-    from kachery_core.backend.base import DaemonTransport
+    from kachery_core.backend.base import Backend
 
 
 def store_file_checked(
-    transport: DaemonTransport, path: str, progress: Optional[Progress] = None
+    backend: Backend, path: str, progress: Optional[Progress] = None
 ) -> StoredObject:
-    """`transport.store_file(path)`, its answer checked against the file's own SHA-1."""
-    return _with_file_hash(transport, path, lambda: transport.store_file(path, progress), "store")
+    """`backend.store_file(path)`, its answer checked against the file's own SHA-1."""
+    return _with_file_hash(backend, path, lambda: backend.store_file(path, progress), "store")
 
 
 def link_file_checked(
-    transport: DaemonTransport, path: str, progress: Optional[Progress] = None
+    backend: Backend, path: str, progress: Optional[Progress] = None
 ) -> StoredObject:
-    """`transport.link_file(path)`, its answer checked against the file's own SHA-1."""
-    return _with_file_hash(transport, path, lambda: transport.link_file(path, progress), "link")
+    """`backend.link_file(path)`, its answer checked against the file's own SHA-1."""
+    return _with_file_hash(backend, path, lambda: backend.link_file(path, progress), "link")
 
 
 def store_stream_checked(
-    transport: DaemonTransport, stream: BinaryIO, progress: Optional[Progress] = None
+    backend: Backend, stream: BinaryIO, progress: Optional[Progress] = None
 ) -> StoredObject:
-    """`transport.store_stream(stream)`, hashing the bytes as the backend reads them."""
-    if _in_process(transport):
-        return transport.store_stream(stream, progress)
+    """`backend.store_stream(stream)`, hashing the bytes as the backend reads them."""
+    if _in_process(backend):
+        return backend.store_stream(stream, progress)
     hashing = HashingReader(stream)
-    stored = transport.store_stream(hashing, progress)  # type: ignore[arg-type]
-    check_answer(transport, stored, hashing.hexdigest(), "store")
+    stored = backend.store_stream(hashing, progress)  # type: ignore[arg-type]
+    check_answer(backend, stored, hashing.hexdigest(), "store")
     return stored
 
 
-def check_answer(transport: DaemonTransport, stored: StoredObject, local: str, what: str) -> None:
+def check_answer(backend: Backend, stored: StoredObject, local: str, what: str) -> None:
     """`IntegrityError` unless the backend's answer names the bytes hashed here."""
     if stored.sha1 != local:
         from kachery_client.verified_read import describe_source
 
         raise IntegrityError(
-            f"{describe_source(transport)} answered the {what} with sha1 {stored.sha1}, "
+            f"{describe_source(backend)} answered the {what} with sha1 {stored.sha1}, "
             f"but the bytes sent hash to {local}",
             "the node or something between is not honest; no URI was given",
         )
 
 
-def _in_process(transport: DaemonTransport) -> bool:
-    return bool(transport.stores_in_process)
+def _in_process(backend: Backend) -> bool:
+    return bool(backend.stores_in_process)
 
 
 def _with_file_hash(
-    transport: DaemonTransport, path: str, store: Callable[[], StoredObject], what: str
+    backend: Backend, path: str, store: Callable[[], StoredObject], what: str
 ) -> StoredObject:
     """Run `store()` while a thread hashes the file; compare the two when both are done."""
-    if _in_process(transport):
+    if _in_process(backend):
         return store()
     hashed: List[Any] = []
 
@@ -89,7 +89,7 @@ def _with_file_hash(
     local = hashed[0]
     if isinstance(local, OSError):
         raise local  # the file went away or became unreadable after the backend read it
-    check_answer(transport, stored, local, what)
+    check_answer(backend, stored, local, what)
     return stored
 
 

@@ -46,7 +46,7 @@ class InvalidInputError(KacheryError):
     """A local file or argument that cannot be used (missing, a directory, unreadable)."""
 
 
-class TreeProblemsError(InvalidInputError):
+class FolderProblemsError(InvalidInputError):
     """Entries of a folder that cannot be stored; `problems` has one line for each."""
 
     def __init__(self, root: object, problems: List[str]) -> None:
@@ -57,6 +57,10 @@ class TreeProblemsError(InvalidInputError):
             "fix or remove them, or pass --skip-errors (skip_errors=True) to leave them out",
         )
         self.problems = problems
+
+
+TreeProblemsError = FolderProblemsError
+"""The earlier name of `FolderProblemsError`."""
 
 
 class FormatError(KacheryError, ValueError):

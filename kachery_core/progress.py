@@ -61,7 +61,7 @@ def progress_bar(label: str, total: Optional[int] = None) -> Optional[ProgressBa
     return ProgressBar(label, total, sys.stderr)
 
 
-class TreeProgressBar(ProgressBar):
+class BatchProgressBar(ProgressBar):
     """A bar for a batch: call with (files done, bytes done)."""
 
     def __init__(
@@ -82,13 +82,13 @@ class TreeProgressBar(ProgressBar):
         return f"{count}, {super().text(done, rate)}"
 
 
-def tree_progress_bar(
+def batch_progress_bar(
     label: str, files: Optional[int] = None, total: Optional[int] = None
-) -> Optional[TreeProgressBar]:
+) -> Optional[BatchProgressBar]:
     """A files-and-bytes bar when stderr is a terminal, else None."""
     if not sys.stderr.isatty():
         return None
-    return TreeProgressBar(label, files, total, sys.stderr)
+    return BatchProgressBar(label, files, total, sys.stderr)
 
 
 def as_callback(bar: Optional[ProgressBar]) -> Optional[Progress]:

@@ -13,7 +13,7 @@ then rename). A node that answers anything else gets a one-line error naming it,
 nothing unverified is kept. A node without the route (404, older versions) is asked one
 object at a time.
 
-    >>> load_files(transport, [parse_uri("sha1://...")], sizes=[4096])   # doctest: +SKIP
+    >>> load_files(backend, [parse_uri("sha1://...")], sizes=[4096])   # doctest: +SKIP
     ['/home/me/.cache/kachery/storage/sha1/...']
 """
 
@@ -24,7 +24,7 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Callable, Dict, List, Optional, Sequence
 
-from kachery_core.backend.batch import TreeProgress, TreeReport, run_batch
+from kachery_core.backend.batch import BatchProgress, BatchReport, run_batch
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, NotFoundError, TransportError
 from kachery_core.protocol import wire
@@ -59,14 +59,14 @@ class Wanted:
 
 
 def load_files(
-    transport: RemoteDaemonTransport,
+    backend: RemoteDaemonTransport,
     uris: Sequence[ContentUri],
-    progress: Optional[TreeReport] = None,
+    progress: Optional[BatchReport] = None,
     sizes: Optional[Sequence[int]] = None,
 ) -> List[str]:
     """The local paths of `uris`' objects, in order, fetching what the cache lacks."""
-    counter = TreeProgress(progress)
-    storage = transport.storage
+    counter = BatchProgress(progress)
+    storage = backend.storage
     paths: Dict[str, str] = {}
     wanted: Dict[str, Wanted] = {}
     for i, uri in enumerate(uris):
@@ -83,20 +83,20 @@ def load_files(
             counter.add(1, _size_of(paths[uri.sha1]))
         else:
             wanted[uri.sha1] = Wanted(uri, size)
-    batches_possible = not transport.shared and not transport.channel
+    batches_possible = not backend.shared and not backend.channel
     batched = [w for w in wanted.values() if batches_possible and w.batchable]
     alone = [w for w in wanted.values() if not (batches_possible and w.batchable)]
     jobs: List[Callable[[], List[Wanted]]] = [
-        _loading_alone(transport, w, counter, paths) for w in alone
+        _loading_alone(backend, w, counter, paths) for w in alone
     ]
-    jobs += [_loading_batch(transport, group, counter, paths) for group in _groups(batched)]
+    jobs += [_loading_batch(backend, group, counter, paths) for group in _groups(batched)]
     left = [
-        w for done in run_batch(jobs, lambda job: job(), transport.parallel_transfers) for w in done
+        w for done in run_batch(jobs, lambda job: job(), backend.parallel_transfers) for w in done
     ]
     run_batch(
-        [_loading_alone(transport, w, counter, paths) for w in left],
+        [_loading_alone(backend, w, counter, paths) for w in left],
         lambda job: job(),
-        transport.parallel_transfers,
+        backend.parallel_transfers,
     )
     return [paths[uri.sha1] for uri in uris]
 
@@ -119,11 +119,11 @@ def _groups(batched: List[Wanted]) -> List[List[Wanted]]:
 
 
 def _loading_alone(
-    transport: RemoteDaemonTransport, want: Wanted, counter: TreeProgress, paths: Dict[str, str]
+    backend: RemoteDaemonTransport, want: Wanted, counter: BatchProgress, paths: Dict[str, str]
 ) -> Callable[[], List[Wanted]]:
     def load() -> List[Wanted]:
         file_progress = counter.for_file()
-        path = transport.load_file(want.uri, file_progress)
+        path = backend.load_file(want.uri, file_progress)
         size = _size_of(path)
         file_progress.done(size)
         if want.count > 1:
@@ -135,29 +135,29 @@ def _loading_alone(
 
 
 def _loading_batch(
-    transport: RemoteDaemonTransport,
+    backend: RemoteDaemonTransport,
     group: List[Wanted],
-    counter: TreeProgress,
+    counter: BatchProgress,
     paths: Dict[str, str],
 ) -> Callable[[], List[Wanted]]:
     """One batch request; returns the objects left to load one by one."""
 
     def load() -> List[Wanted]:
-        if transport.batch_route is False:  # another batch found the route missing
+        if backend.batch_route is False:  # another batch found the route missing
             return group
         doc = {"files": [{"sha1": w.uri.sha1} for w in group]}
         try:
-            response = transport.http.request(
+            response = backend.http.request(
                 "POST", "/downloadFiles", json_body=doc, stream=True, what="a batch download"
             )
         except NotFoundError:
-            transport.batch_route = False  # an older node: one by one from now on
+            backend.batch_route = False  # an older node: one by one from now on
             return group
-        transport.batch_route = True
+        backend.batch_route = True
         response.raw.decode_content = True
         what = f"a batch download of {len(group)} objects"
-        reader = BatchReader(transport, group, counter, paths, what)
-        raw = ResponseStream(response, transport.base_url, what, transport.timeout[1])
+        reader = BatchReader(backend, group, counter, paths, what)
+        raw = ResponseStream(response, backend.base_url, what, backend.timeout[1])
         with io.BufferedReader(raw, READ_BUFFER) as body:  # closes the response too
             return reader.read(body)
 
@@ -169,18 +169,18 @@ class BatchReader:
 
     def __init__(
         self,
-        transport: RemoteDaemonTransport,
+        backend: RemoteDaemonTransport,
         group: List[Wanted],
-        counter: TreeProgress,
+        counter: BatchProgress,
         paths: Dict[str, str],
         what: str,
     ) -> None:
-        self._transport = transport
+        self._transport = backend
         self._pending = {w.uri.sha1: w for w in group}
         self._counter = counter
         self._paths = paths
         self._what = what
-        self._where = f"the node at {transport.base_url}"
+        self._where = f"the node at {backend.base_url}"
 
     def read(self, body: BinaryIO) -> List[Wanted]:
         left: List[Wanted] = []
@@ -258,13 +258,13 @@ class BatchReader:
         )
 
 
-def _store_verified(transport: RemoteDaemonTransport, sha1: str, data: bytes) -> str:
+def _store_verified(backend: RemoteDaemonTransport, sha1: str, data: bytes) -> str:
     """Write bytes already checked against `sha1` as that object (staging file, rename);
     `commit` checks the hash once more on the way in."""
-    with transport.storage.object_writer(manifest=False) as writer:
+    with backend.storage.object_writer(manifest=False) as writer:
         writer.write(data)
         writer.commit(expected_sha1=sha1)
-    return str(transport.storage.layout.object_path(sha1))
+    return str(backend.storage.layout.object_path(sha1))
 
 
 def _size_of(path: str) -> int:

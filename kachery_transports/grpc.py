@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
-from kachery_core.backend.base import JSON, DaemonTransport, NodeInfo, SubfeedWatch
+from kachery_core.backend.base import JSON, Backend, NodeInfo, SubfeedWatch
 from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
@@ -61,7 +61,7 @@ WRITES_AHEAD = 1
 """Received messages that may wait for the hashing/writing thread during a load."""
 
 
-class GrpcDaemonTransport(DaemonTransport):
+class GrpcDaemonTransport(Backend):
     name = "grpc"
     unsupported_hint = None
     parallel_transfers = 4

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
-from kachery_core.backend.base import JSON, DaemonTransport, NodeInfo, SubfeedWatch
+from kachery_core.backend.base import JSON, Backend, NodeInfo, SubfeedWatch
 from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
@@ -57,7 +57,7 @@ from .http_client import (
 from .node_session import NodeSession
 
 
-class HttpDaemonTransport(DaemonTransport):
+class HttpDaemonTransport(Backend):
     """Not a `StorageBackedTransport`, though it reads a storage directory too: an object
     missing there is the node's to load (from a channel), never assembled here from its
     pieces, which would write into the node's own directory; so nothing of that class's

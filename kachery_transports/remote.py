@@ -49,7 +49,7 @@ from .http_client import ResponseStream
 from .node_session import storage_owner
 
 if TYPE_CHECKING:
-    from kachery_core.backend.batch import TreeReport
+    from kachery_core.backend.batch import BatchReport
 
 
 def default_cache_dir() -> Path:
@@ -132,7 +132,7 @@ class RemoteDaemonTransport(HttpDaemonTransport):
     def load_files(
         self,
         uris: Sequence[ContentUri],
-        progress: Optional[TreeReport] = None,
+        progress: Optional[BatchReport] = None,
         sizes: Optional[Sequence[int]] = None,
     ) -> List[str]:
         """Several objects at once: small ones in batch requests (see batch_download.py)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, Optional, Tuple
 
-from kachery_core.backend.base import DaemonTransport, NodeInfo
+from kachery_core.backend.base import Backend, NodeInfo
 from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import NotFoundError
@@ -19,7 +19,7 @@ from kachery_core.store.assembly import find_or_assemble
 from kachery_core.store.local import LocalStorage
 
 
-class StorageBackedTransport(DaemonTransport):
+class StorageBackedTransport(Backend):
     """A transport whose objects are files in a `LocalStorage` on this machine."""
 
     storage: LocalStorage

@@ -25,7 +25,7 @@ import pytest
 from build_tools import pip_build_args
 from conftest import CliResult, command, free_port, write_random_file
 
-from kachery_core.backend.base import DaemonTransport
+from kachery_core.backend.base import Backend
 from kachery_core.content.uri import ContentUri
 from kachery_core.store.local import LocalStorage
 
@@ -56,7 +56,7 @@ def mirror_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mirror_transport_class(mirror_site: Path) -> Type[DaemonTransport]:
+def mirror_transport_class(mirror_site: Path) -> Type[Backend]:
     """`MirrorTransport` imported from the installed copy, for in-process tests.
 
     The site is on sys.path only while importing, so in-process registries built by

@@ -31,7 +31,7 @@ from kachery_core.errors import BackendError
 if TYPE_CHECKING:
     import pluggy
 
-    from kachery_core.backend.base import DaemonTransport
+    from kachery_core.backend.base import Backend
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -97,7 +97,7 @@ class BackendRegistry:
         self._owners: Dict[str, PluginInfo] = {}
         self._claimants: Dict[str, List[str]] = {}
         """Backend name -> the third-party packages that all claimed it."""
-        self._classes: Dict[str, Type[DaemonTransport]] = {}
+        self._classes: Dict[str, Type[Backend]] = {}
         self._plugin_manager: Optional[pluggy.PluginManager] = None
 
     def to_memo(self) -> Dict[str, Any]:
@@ -155,7 +155,7 @@ class BackendRegistry:
             f"installed backends: {known} (see `kachery-client backends`)",
         )
 
-    def load(self, name: str) -> Type[DaemonTransport]:
+    def load(self, name: str) -> Type[Backend]:
         """Import the backend's transport class, explaining a missing dependency."""
         if name in self._classes:
             return self._classes[name]

@@ -28,18 +28,18 @@ from kachery_core.content.directory import Directory
 from kachery_core.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from kachery_core.backend.base import DaemonTransport
-    from kachery_core.backend.batch import TreeReport
+    from kachery_core.backend.base import Backend
+    from kachery_core.backend.batch import BatchReport
     from kachery_core.content.uri import ContentUri, DirUri
 
 Loader = Callable[..., Sequence[str]]
-"""`load_files(transport, uris, progress, sizes)`: the objects' local paths, in order."""
+"""`load_files(backend, uris, progress, sizes)`: the objects' local paths, in order."""
 
 _CONFLICT_HINT = "remove it, or give another destination"
 
 
 def materialize_tree(
-    transport: DaemonTransport,
+    backend: Backend,
     uri: DirUri,
     directory: Directory,
     dest: Path,
@@ -48,7 +48,7 @@ def materialize_tree(
     *,
     force: bool = False,
     copy: bool = False,
-    progress: Optional[TreeReport] = None,
+    progress: Optional[BatchReport] = None,
 ) -> Path:
     """Write `directory` (what `uri` names) at `dest`: see `operations.materialize`."""
     full = Path(os.path.abspath(dest))
@@ -62,7 +62,7 @@ def materialize_tree(
         raise InvalidInputError(
             f"destination directory {str(dest.parent)!r} does not exist", "create it first"
         ) from None
-    filler = _Filler(transport, str(uri), directory, load, check_size, copy, progress)
+    filler = _Filler(backend, str(uri), directory, load, check_size, copy, progress)
     try:
         root = _open_dest(parent, full.name, dest, force)
         if root is not None:
@@ -161,15 +161,15 @@ class _Filler:
 
     def __init__(
         self,
-        transport: DaemonTransport,
+        backend: Backend,
         where: str,
         directory: Directory,
         load: Loader,
         check_size: Callable[..., None],
         copy: bool,
-        progress: Optional[TreeReport],
+        progress: Optional[BatchReport],
     ) -> None:
-        self.transport = transport
+        self.transport = backend
         self.where = where
         self.directory = directory
         self.load = load

@@ -1,13 +1,13 @@
 """Datasets: whole folders stored, listed and loaded by one `sha1dir://` URI.
 
-Everything here works through the `DaemonTransport` interface, so every backend (and
+Everything here works through the `Backend` interface, so every backend (and
 every plugin) gets directories without code of its own: the files are ordinary objects
 and the directory object is one more. A backend that can move several files at once says
 so in `parallel_transfers`; batches then run on that many threads over its one connection
 pool, and loads go through its `load_files` (a batch request, where it has one).
 
-    >>> uri = store_tree(transport, Path("recording"))                 # doctest: +SKIP
-    >>> materialize(transport, parse_dir_uri(str(uri)), Path("copy"))  # doctest: +SKIP
+    >>> uri = store_folder(backend, Path("recording"))                 # doctest: +SKIP
+    >>> materialize(backend, parse_dir_uri(str(uri)), Path("copy"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from typing import (
 )
 
 from kachery_client.directories.materialize import materialize_tree
-from kachery_client.directories.scan import ScannedTree, scan_tree
+from kachery_client.directories.scan import ScannedFolder, scan_folder
 from kachery_client.verified_read import VerifiedRead, open_verified
 from kachery_client.verified_store import (
     link_file_checked,
     store_file_checked,
     store_stream_checked,
 )
-from kachery_core.backend.batch import TreeProgress, TreeReport, run_batch
+from kachery_core.backend.batch import BatchProgress, BatchReport, run_batch
 from kachery_core.content.directory import (
     MAX_DIRECTORY_OBJECT_BYTES,
     Directory,
@@ -43,112 +43,112 @@ from kachery_core.content.directory import (
 from kachery_core.content.manifest import MANIFEST_THRESHOLD
 from kachery_core.content.uri import ContentUri, DirUri, check_dir_label
 from kachery_core.errors import (
+    FolderProblemsError,
     IntegrityError,
     InvalidInputError,
     InvalidUriError,
-    TreeProblemsError,
 )
 
 if TYPE_CHECKING:
-    from kachery_core.backend.base import DaemonTransport
+    from kachery_core.backend.base import Backend
     from kachery_core.content.hashing import Progress
     from kachery_core.store.base import StoredObject
 
 
-def parallel_transfers(transport: DaemonTransport) -> int:
-    return max(1, transport.parallel_transfers)
+def parallel_transfers(backend: Backend) -> int:
+    return max(1, backend.parallel_transfers)
 
 
 # -- storing ---------------------------------------------------------------------------
 
 
 def store_paths(
-    transport: DaemonTransport,
+    backend: Backend,
     paths: Sequence[str],
     link: bool = False,
-    progress: Optional[TreeReport] = None,
+    progress: Optional[BatchReport] = None,
 ) -> List[StoredObject]:
     """Store (or link) several files as one batch; results in the order given."""
-    counter = TreeProgress(progress)
+    counter = BatchProgress(progress)
 
     def one(path: str) -> StoredObject:
         file_progress = counter.for_file()
-        stored = _store_one(transport, path, link, file_progress)
+        stored = _store_one(backend, path, link, file_progress)
         file_progress.done(stored.size)
         return stored
 
-    return run_batch(paths, one, parallel_transfers(transport))
+    return run_batch(paths, one, parallel_transfers(backend))
 
 
-def store_tree(
-    transport: DaemonTransport,
+def store_folder(
+    backend: Backend,
     root: Path,
     label: Optional[str] = None,
     *,
     link: bool = False,
     skip_errors: bool = False,
     on_skipped: Optional[Callable[[str], None]] = None,
-    progress: Optional[TreeReport] = None,
-    scanned: Optional[ScannedTree] = None,
+    progress: Optional[BatchReport] = None,
+    scanned: Optional[ScannedFolder] = None,
 ) -> DirUri:
     """Store every file below `root` and the directory object naming them all.
 
     The folder is walked first: entries that cannot be stored (broken links, FIFOs,
-    devices, links to directories) raise `TreeProblemsError` before anything is stored,
+    devices, links to directories) raise `FolderProblemsError` before anything is stored,
     unless `skip_errors`, which leaves them out (each passed to `on_skipped`). The label
     defaults to the folder's name. `scanned` is the walk, when the caller made it already
     (to check several folders before storing any).
     """
     label = check_dir_label(label) if label else _folder_label(root)
-    tree = scanned if scanned is not None else check_tree(root, skip_errors)
+    tree = scanned if scanned is not None else check_folder(root, skip_errors)
     for problem in tree.problems:
         if on_skipped is not None:
             on_skipped(problem)
-    stored = store_paths(transport, [f.local_path for f in tree.files], link, progress)
+    stored = store_paths(backend, [f.local_path for f in tree.files], link, progress)
     directory = Directory()
     for path in tree.dirs:
         directory.subdir(path)
     for file, obj in zip(tree.files, stored):
         directory.add_file(file.path, _entry(obj))
     data = directory.to_bytes()
-    root_obj = store_stream_checked(transport, io.BytesIO(data))
+    root_obj = store_stream_checked(backend, io.BytesIO(data))
     return DirUri(root_obj.sha1, label)
 
 
-def check_tree(root: Path, skip_errors: bool) -> ScannedTree:
-    """Walk `root`; raise `TreeProblemsError` if anything cannot be stored (unless skipped)."""
-    tree = scan_tree(root)
+def check_folder(root: Path, skip_errors: bool) -> ScannedFolder:
+    """Walk `root`; raise `FolderProblemsError` if anything cannot be stored (unless skipped)."""
+    tree = scan_folder(root)
     if tree.problems and not skip_errors:
-        raise TreeProblemsError(root, tree.problems)
+        raise FolderProblemsError(root, tree.problems)
     return tree
 
 
-def upload_tree(
-    transport: DaemonTransport,
+def upload_directory(
+    backend: Backend,
     uri: DirUri,
     channel: str,
-    progress: Optional[TreeReport] = None,
+    progress: Optional[BatchReport] = None,
 ) -> None:
     """Have the node upload every file of a stored tree, then its directory object."""
-    directory = read_directory(transport, uri.root())
+    directory = read_directory(backend, uri.root())
     entries = list(directory.walk())
-    counter = TreeProgress(progress)
+    counter = BatchProgress(progress)
 
     def one(item: Tuple[Tuple[str, ...], FileEntry]) -> None:
         path, entry = item
-        transport.upload_to_channel(entry.uri(path[-1]), channel)
+        backend.upload_to_channel(entry.uri(path[-1]), channel)
         counter.add(1, entry.size)
 
-    run_batch(entries, one, parallel_transfers(transport))
-    transport.upload_to_channel(ContentUri(uri.sha1), channel)
+    run_batch(entries, one, parallel_transfers(backend))
+    backend.upload_to_channel(ContentUri(uri.sha1), channel)
 
 
 def _store_one(
-    transport: DaemonTransport, path: str, link: bool, progress: Optional[Progress]
+    backend: Backend, path: str, link: bool, progress: Optional[Progress]
 ) -> StoredObject:
     if link:
-        return link_file_checked(transport, path, progress)
-    return store_file_checked(transport, path, progress)
+        return link_file_checked(backend, path, progress)
+    return store_file_checked(backend, path, progress)
 
 
 def _entry(obj: StoredObject) -> FileEntry:
@@ -170,14 +170,14 @@ def _folder_label(root: Path) -> Optional[str]:
 # -- reading ---------------------------------------------------------------------------
 
 
-def read_directory(transport: DaemonTransport, uri: DirUri) -> Directory:
-    """The directory object `uri` names (its root), fetched through `transport` and checked.
+def read_directory(backend: Backend, uri: DirUri) -> Directory:
+    """The directory object `uri` names (its root), fetched through `backend` and checked.
 
     An error names the `sha1dir://` URI the user gave, not only the object's hash.
     """
     where = str(uri.root())
     try:
-        with open_verified(transport, ContentUri(uri.sha1)) as stream:
+        with open_verified(backend, ContentUri(uri.sha1)) as stream:
             data = _read_capped(stream, MAX_DIRECTORY_OBJECT_BYTES)
     except IntegrityError as exc:
         raise IntegrityError(f"the directory object of {where}: {exc.message}", exc.hint) from None
@@ -208,24 +208,24 @@ def _read_capped(stream: VerifiedRead, limit: int) -> Optional[bytes]:
 _READ_BLOCK = 1 << 20
 
 
-def lookup(transport: DaemonTransport, uri: DirUri) -> Union[FileEntry, Directory]:
+def lookup(backend: Backend, uri: DirUri) -> Union[FileEntry, Directory]:
     """The entry a `sha1dir://` URI's path names in its directory object."""
-    return read_directory(transport, uri).lookup(uri.path, str(uri.root()))
+    return read_directory(backend, uri).lookup(uri.path, str(uri.root()))
 
 
-def resolve(transport: DaemonTransport, uri: DirUri) -> Union[ContentUri, Directory]:
+def resolve(backend: Backend, uri: DirUri) -> Union[ContentUri, Directory]:
     """What a `sha1dir://` URI names: a file's `sha1://` URI, or a directory."""
-    entry = lookup(transport, uri)
+    entry = lookup(backend, uri)
     if isinstance(entry, FileEntry):
         return entry.uri(uri.path[-1])
     return entry
 
 
-def resolve_file(transport: DaemonTransport, uri: Union[ContentUri, DirUri]) -> ContentUri:
+def resolve_file(backend: Backend, uri: Union[ContentUri, DirUri]) -> ContentUri:
     """A `sha1://` URI as it is; a path to a file in a `sha1dir://` URI, looked up."""
     if isinstance(uri, ContentUri):
         return uri
-    found = resolve(transport, uri)
+    found = resolve(backend, uri)
     if isinstance(found, ContentUri):
         return found
     raise _a_directory(uri)
@@ -240,18 +240,18 @@ def _a_directory(uri: DirUri) -> InvalidInputError:
 
 
 def load_entry(
-    transport: DaemonTransport, uri: DirUri, progress: Optional[Progress] = None
+    backend: Backend, uri: DirUri, progress: Optional[Progress] = None
 ) -> Tuple[ContentUri, str]:
     """Load the file a path in a `sha1dir://` URI names: its `sha1://` URI and local path.
 
     The bytes are checked against the entry's hash by the load; its size is checked here,
     since a directory object that misstates a size describes its tree untruthfully.
     """
-    entry = lookup(transport, uri)
+    entry = lookup(backend, uri)
     if not isinstance(entry, FileEntry):
         raise _a_directory(uri)
     file_uri = entry.uri(uri.path[-1])
-    path = transport.load_file(file_uri, progress)
+    path = backend.load_file(file_uri, progress)
     check_entry_size(str(uri.root()), uri.path, entry, os.stat(path).st_size)
     return file_uri, path
 
@@ -267,8 +267,8 @@ def check_entry_size(where: str, path: Tuple[str, ...], entry: FileEntry, size: 
         )
 
 
-def resolve_dir(transport: DaemonTransport, uri: DirUri) -> Directory:
-    found = resolve(transport, uri)
+def resolve_dir(backend: Backend, uri: DirUri) -> Directory:
+    found = resolve(backend, uri)
     if isinstance(found, ContentUri):
         raise not_a_directory(str(uri))
     return found
@@ -278,13 +278,13 @@ def resolve_dir(transport: DaemonTransport, uri: DirUri) -> Directory:
 
 
 def materialize(
-    transport: DaemonTransport,
+    backend: Backend,
     uri: DirUri,
     dest: Path,
     *,
     force: bool = False,
     copy: bool = False,
-    progress: Optional[TreeReport] = None,
+    progress: Optional[BatchReport] = None,
 ) -> Path:
     """Write the tree `uri` names at `dest`; every file is hash-checked before it appears.
 
@@ -296,9 +296,9 @@ def materialize(
     conflicts with what is there. Nothing is ever written outside `dest`
     (`kachery_client.directories.materialize`).
     """
-    directory = resolve_dir(transport, uri)
+    directory = resolve_dir(backend, uri)
     return materialize_tree(
-        transport,
+        backend,
         uri,
         directory,
         Path(dest),
@@ -311,13 +311,13 @@ def materialize(
 
 
 def load_files(
-    transport: DaemonTransport,
+    backend: Backend,
     uris: Sequence[ContentUri],
-    progress: Optional[TreeReport] = None,
+    progress: Optional[BatchReport] = None,
     sizes: Optional[Sequence[int]] = None,
 ) -> List[str]:
     """Make several objects available locally; their paths, in order (the backend's
     `load_files`: one request for many small files where it has one, else `load_file` on
     its `parallel_transfers` threads). `sizes` (what a directory says, when known) lets a
     batch check each object's size before reading it."""
-    return list(transport.load_files(uris, progress, sizes))
+    return list(backend.load_files(uris, progress, sizes))

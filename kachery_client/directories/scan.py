@@ -29,7 +29,7 @@ class ScannedFile:
 
 
 @dataclass
-class ScannedTree:
+class ScannedFolder:
     root: Path
     files: List[ScannedFile] = field(default_factory=list)
     dirs: List[Tuple[str, ...]] = field(default_factory=list)
@@ -42,7 +42,7 @@ class ScannedTree:
         return sum(f.size for f in self.files)
 
 
-def scan_tree(root: Path) -> ScannedTree:
+def scan_folder(root: Path) -> ScannedFolder:
     """Walk `root` (a directory) in sorted order; problems are collected, not raised."""
     try:
         st = os.stat(root)
@@ -52,12 +52,12 @@ def scan_tree(root: Path) -> ScannedTree:
         raise InvalidInputError(
             f"{str(root)!r} is not a directory", "store a single file without -r"
         )
-    tree = ScannedTree(root)
+    tree = ScannedFolder(root)
     _scan(root, (), tree)
     return tree
 
 
-def _scan(folder: Path, prefix: Tuple[str, ...], tree: ScannedTree) -> None:
+def _scan(folder: Path, prefix: Tuple[str, ...], tree: ScannedFolder) -> None:
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)

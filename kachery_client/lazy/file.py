@@ -26,7 +26,7 @@ from kachery_core.errors import InvalidInputError, NotFoundError
 from .pieces import Located, Piece, PieceSource, Storages, lazy_storages
 
 if TYPE_CHECKING:
-    from kachery_core.backend.base import DaemonTransport
+    from kachery_core.backend.base import Backend
     from kachery_core.settings.config import Config
 
 PREFETCH = 2
@@ -206,18 +206,18 @@ class KacheryFile(io.BufferedReader):
 
 
 def open_uri(
-    transport: DaemonTransport,
+    backend: Backend,
     uri: Union[ContentUri, DirUri],
     config: Optional[Config] = None,
     storages: Optional[Storages] = None,
 ) -> KacheryFile:
     """Open `uri` (a `sha1://` URI, or a file in a `sha1dir://` tree) for lazy reading."""
-    raw = open_raw(transport, uri, config, storages)
+    raw = open_raw(backend, uri, config, storages)
     return KacheryFile(raw, BUFFER_SIZE)
 
 
 def open_raw(
-    transport: DaemonTransport,
+    backend: Backend,
     uri: Union[ContentUri, DirUri],
     config: Optional[Config] = None,
     storages: Optional[Storages] = None,
@@ -225,10 +225,10 @@ def open_raw(
     shown = str(uri)
     size: Optional[int] = None
     if isinstance(uri, DirUri):
-        uri, size = file_entry(transport, uri)
+        uri, size = file_entry(backend, uri)
     if storages is None:
-        storages = lazy_storages(transport, config)
-    manifest = _manifest(transport, uri, storages, shown)
+        storages = lazy_storages(backend, config)
+    manifest = _manifest(backend, uri, storages, shown)
     if manifest is not None:
         if size is not None and manifest.size != size:
             from kachery_core.errors import IntegrityError
@@ -237,10 +237,10 @@ def open_raw(
                 f"{shown}: the directory entry says {size} bytes, its manifest {manifest.size}",
                 "the directory object misstates its files; nothing was read",
             )
-        source = PieceSource(transport, uri, storages, manifest.size, shown)
+        source = PieceSource(backend, uri, storages, manifest.size, shown)
         pieces = [Piece(i, c.start, c.end, c.sha1) for i, c in enumerate(manifest.chunks)]
         return LazyFile(source, pieces, manifest.size)
-    source = PieceSource(transport, uri, storages, size, shown)
+    source = PieceSource(backend, uri, storages, size, shown)
     if size is not None and size <= MANIFEST_THRESHOLD:
         return LazyFile(source, [Piece(0, 0, size, uri.sha1)], size)
     # No authenticated manifest: the only way to check the bytes is to read them all.
@@ -248,14 +248,14 @@ def open_raw(
     return LazyFile(source, [Piece(0, 0, whole.length, uri.sha1)], whole.length, {0: whole})
 
 
-def file_entry(transport: DaemonTransport, uri: DirUri) -> Tuple[ContentUri, int]:
+def file_entry(backend: Backend, uri: DirUri) -> Tuple[ContentUri, int]:
     """The `sha1://` URI (with its manifest, if any) and size of a file in a tree."""
     from kachery_client.directories.operations import lookup
     from kachery_core.content.directory import FileEntry
 
     if not uri.path:
         raise _a_directory(uri)
-    entry = lookup(transport, uri)
+    entry = lookup(backend, uri)
     if not isinstance(entry, FileEntry):
         raise _a_directory(uri)
     return entry.uri(uri.path[-1]), entry.size
@@ -269,14 +269,14 @@ def _a_directory(uri: DirUri) -> InvalidInputError:
 
 
 def _manifest(
-    transport: DaemonTransport, uri: ContentUri, storages: Storages, shown: str
+    backend: Backend, uri: ContentUri, storages: Storages, shown: str
 ) -> Optional[Manifest]:
     """The URI's manifest, fetched (and cached) as a checked object; None without one."""
     if uri.manifest_sha1 is None:
         return None
     from kachery_core.store.assembly import check_manifest
 
-    source = PieceSource(transport, ContentUri(uri.manifest_sha1), storages, None, shown)
+    source = PieceSource(backend, ContentUri(uri.manifest_sha1), storages, None, shown)
     try:
         where = source.locate(Piece(0, 0, None, uri.manifest_sha1))
     except NotFoundError:

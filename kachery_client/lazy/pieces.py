@@ -36,7 +36,7 @@ from kachery_core.errors import IntegrityError, NotFoundError
 from kachery_core.store.local import LocalStorage
 
 if TYPE_CHECKING:
-    from kachery_core.backend.base import DaemonTransport
+    from kachery_core.backend.base import Backend
     from kachery_core.settings.config import Config
 
 BLOCK = 1 << 20
@@ -74,10 +74,10 @@ Storages = Tuple[Optional[LocalStorage], Optional[LocalStorage]]
 """(storage read in place, writable cache for fetched pieces): either may be None."""
 
 
-def lazy_storages(transport: DaemonTransport, config: Optional[Config] = None) -> Storages:
-    """The backend's answer (`transport.lazy_storages()`), or for a backend without one,
+def lazy_storages(backend: Backend, config: Optional[Config] = None) -> Storages:
+    """The backend's answer (`backend.lazy_storages()`), or for a backend without one,
     no storage in place and the per-user cache for fetched pieces."""
-    hook: Optional[Callable[[], Storages]] = getattr(transport, "lazy_storages", None)
+    hook: Optional[Callable[[], Storages]] = getattr(backend, "lazy_storages", None)
     if hook is not None:
         return hook()
     from kachery_core.settings.paths import user_cache_dir
@@ -151,13 +151,13 @@ class PieceSource:
 
     def __init__(
         self,
-        transport: DaemonTransport,
+        backend: Backend,
         uri: ContentUri,
         storages: Storages,
         whole_size: Optional[int] = None,
         shown: Optional[str] = None,
     ) -> None:
-        self.transport = transport
+        self.transport = backend
         self.uri = uri
         self.in_place, self.cache = storages
         self.whole_size = whole_size
@@ -283,7 +283,7 @@ class PieceSource:
                     pending.result()
 
 
-def _source(transport: DaemonTransport) -> str:
+def _source(backend: Backend) -> str:
     from kachery_client.verified_read import describe_source
 
-    return describe_source(transport)
+    return describe_source(backend)

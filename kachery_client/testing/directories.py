@@ -115,12 +115,12 @@ class DirectoryCases(ContractCases):
         }
 
     def test_directory_store_tree(self, backend: ContractBackend, tmp_path: Path) -> None:
-        """`store_tree` through the backend gives the canonical URI, and the tree loads."""
+        """`store_folder` through the backend gives the canonical URI, and the tree loads."""
         from kachery_client.directories.operations import (
             materialize,
             read_directory,
             resolve_file,
-            store_tree,
+            store_folder,
         )
         from kachery_core.content.uri import parse_dir_uri
 
@@ -132,10 +132,10 @@ class DirectoryCases(ContractCases):
         (source / "empty").mkdir()
         if not self.can_store:
             with pytest.raises(UnsupportedOperation):
-                store_tree(backend.transport, source)
+                store_folder(backend.transport, source)
             return
         document = canonical_directory(expected, empty_dirs=["empty"])
-        uri = store_tree(backend.transport, source)
+        uri = store_folder(backend.transport, source)
         assert str(uri) == f"sha1dir://{hashlib.sha1(document).hexdigest()}.tree"
         assert parse_dir_uri(str(uri)) == uri
         assert read_directory(backend.transport, uri).to_bytes() == document
@@ -145,7 +145,7 @@ class DirectoryCases(ContractCases):
         materialize(backend.transport, uri, dest)
         assert files_below(dest) == expected
         if self.can_link:
-            linked = store_tree(backend.transport, source, "linked", link=True)
+            linked = store_folder(backend.transport, source, "linked", link=True)
             assert linked.sha1 == uri.sha1 and linked.label == "linked"
 
     def test_directory_object_is_checked(self, backend: ContractBackend) -> None:

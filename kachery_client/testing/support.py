@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Optional
 
 import pytest
 
-from kachery_core.backend.base import DaemonTransport, NodeInfo
+from kachery_core.backend.base import Backend, NodeInfo
 from kachery_core.content.hashing import Progress
 from kachery_core.content.manifest import CHUNK_SIZE
 from kachery_core.content.uri import ContentUri
@@ -27,7 +27,7 @@ MISSING_SHA1 = "0123456789abcdef0123456789abcdef01234567"
 class ContractBackend:
     """What the suite needs from the fixture: the transport, and a way to put bytes in it."""
 
-    transport: DaemonTransport
+    transport: Backend
     seed: Optional[Callable[[bytes], ContentUri]] = None
 
     def put(self, data: bytes) -> ContentUri:
@@ -36,22 +36,20 @@ class ContractBackend:
         return self.transport.store_stream(io.BytesIO(data)).uri()
 
 
-class TamperingTransport(DaemonTransport):
+class TamperingTransport(Backend):
     """A transport that passes everything to `inner`, but alters what comes back: the bytes
     of reads of the objects in `alter_reads` (one byte flipped; an empty object gains one),
     and, with `alter_stores`, the hash in every store or link answer."""
 
     name = "tampering"
 
-    def __init__(
-        self, inner: DaemonTransport, alter_reads: Any = (), alter_stores: bool = False
-    ) -> None:
+    def __init__(self, inner: Backend, alter_reads: Any = (), alter_stores: bool = False) -> None:
         self.inner = inner
         self.alter_reads = set(alter_reads)
         self.alter_stores = alter_stores
 
     @classmethod
-    def from_config(cls, config: Any) -> DaemonTransport:
+    def from_config(cls, config: Any) -> Backend:
         raise NotImplementedError("wraps a transport made elsewhere")
 
     def node_info(self) -> NodeInfo:
@@ -92,7 +90,7 @@ class ContractClient:
     """What the Python API and the CLI do with a transport, from the functions `Client`
     uses (`verified_read`, `verified_store`), without the settings a `Client` resolves."""
 
-    def __init__(self, transport: DaemonTransport) -> None:
+    def __init__(self, transport: Backend) -> None:
         self.transport = transport
 
     def load_bytes(self, uri: ContentUri, start: int = 0, end: Optional[int] = None) -> bytes:
@@ -122,12 +120,12 @@ class ContractClient:
         return link_file_checked(self.transport, str(path))
 
 
-def contract_client(transport: DaemonTransport) -> ContractClient:
+def contract_client(transport: Backend) -> ContractClient:
     return ContractClient(transport)
 
 
 def read_all(
-    transport: DaemonTransport, uri: ContentUri, start: int = 0, end: Optional[int] = None
+    transport: Backend, uri: ContentUri, start: int = 0, end: Optional[int] = None
 ) -> bytes:
     with transport.open_range(uri, start, end) as stream:
         return b"".join(iter(lambda: stream.read(1 << 20), b""))

@@ -1,15 +1,15 @@
-"""`DaemonTransport`: what every backend offers, whatever carries the bytes.
+"""`Backend` (earlier name: `DaemonTransport`): what every backend offers, whatever carries the bytes.
 
-A client talks to exactly one node; a transport is how it does so (or, for the embedded
+A client talks to exactly one node; a backend is how it does so (or, for the embedded
 `local` and `offline` backends, how it stands in for one). The interface is small and
 uses plain types: paths as `str`, URIs as `ContentUri`, byte streams as binary file
 objects, JSON values as Python objects.
 
     >>> from kachery_core.settings.config import resolve_config
     >>> from kachery_transports.local import LocalTransport
-    >>> transport = LocalTransport.from_config(resolve_config())
-    >>> stored = transport.store_file("data.bin")               # doctest: +SKIP
-    >>> transport.load_file(stored.uri("data.bin"))             # doctest: +SKIP
+    >>> backend = LocalTransport.from_config(resolve_config())
+    >>> stored = backend.store_file("data.bin")               # doctest: +SKIP
+    >>> backend.load_file(stored.uri("data.bin"))             # doctest: +SKIP
     '/home/me/kachery-storage/sha1/94/3a/70/943a70...'
 
 What a backend offers beyond the methods is declared here too, with defaults a backend
@@ -35,7 +35,7 @@ from kachery_core.content.uri import ContentUri
 from kachery_core.errors import UnsupportedOperation
 from kachery_core.store.base import StoredObject
 
-from .batch import TreeProgress, TreeReport, run_batch
+from .batch import BatchProgress, BatchReport, run_batch
 
 if TYPE_CHECKING:
     from kachery_core.settings.config import Config
@@ -65,7 +65,7 @@ class SubfeedWatch:
     channel_name: Optional[str] = None
 
 
-class DaemonTransport(ABC):
+class Backend(ABC):
     """One way of reaching a node. Subclasses set `name` and implement the abstract methods."""
 
     name: ClassVar[str] = "unnamed"
@@ -87,14 +87,14 @@ class DaemonTransport(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, config: Config) -> DaemonTransport:
-        """Build the transport from resolved settings. Do no network I/O here."""
+    def from_config(cls, config: Config) -> Backend:
+        """Build the backend from resolved settings. Do no network I/O here."""
 
     # -- node ---------------------------------------------------------------------
 
     @abstractmethod
     def node_info(self) -> NodeInfo:
-        """Describe the node (or storage) this transport reaches; may contact it."""
+        """Describe the node (or storage) this backend reaches; may contact it."""
 
     # -- files --------------------------------------------------------------------
 
@@ -108,7 +108,7 @@ class DaemonTransport(ABC):
     def load_files(
         self,
         uris: Sequence[ContentUri],
-        progress: Optional[TreeReport] = None,
+        progress: Optional[BatchReport] = None,
         sizes: Optional[Sequence[int]] = None,
     ) -> List[str]:
         """Make several objects available locally; their paths, in the order given.
@@ -117,7 +117,7 @@ class DaemonTransport(ABC):
         move many objects in one request overrides it; `sizes` (what a directory says of
         each object, when known) lets it check a size before reading the bytes.
         """
-        counter = TreeProgress(progress)
+        counter = BatchProgress(progress)
 
         def one(uri: ContentUri) -> str:
             file_progress = counter.for_file()
@@ -211,3 +211,7 @@ class DaemonTransport(ABC):
 
     def unsupported(self, operation: str) -> UnsupportedOperation:
         return UnsupportedOperation(self.name, operation, self.unsupported_hint)
+
+
+DaemonTransport = Backend
+"""The interface's earlier name, kept so that plugins written against it keep working."""

@@ -12,14 +12,14 @@ from typing import Callable, List, Optional, Sequence, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-TreeReport = Callable[[int, int], None]
+BatchReport = Callable[[int, int], None]
 """Called with (files done, bytes done) as a batch goes on."""
 
 
-class TreeProgress:
+class BatchProgress:
     """Counts files and bytes across a batch whose files move on several threads."""
 
-    def __init__(self, report: Optional[TreeReport]) -> None:
+    def __init__(self, report: Optional[BatchReport]) -> None:
         self._report = report
         self._lock = threading.Lock()
         self.files = 0
@@ -39,7 +39,7 @@ class TreeProgress:
 class FileProgress:
     """One file's bytes, passed on to its batch's totals; `done(size)` when it ends."""
 
-    def __init__(self, batch: TreeProgress) -> None:
+    def __init__(self, batch: BatchProgress) -> None:
         self._batch = batch
         self._seen = 0
 

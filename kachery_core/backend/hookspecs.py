@@ -34,7 +34,7 @@ def kachery_register_backends() -> List[BackendSpec]:
     """Called once per plugin, when kachery (re)builds its registry of backends.
 
     Return a list of `BackendSpec`: each names a backend and the `module:Class` of its
-    `DaemonTransport`. The class is imported only when that backend is used, so keep
+    `Backend`. The class is imported only when that backend is used, so keep
     this hook cheap and free of heavy imports. What it returns is cached on disk until
     an installed package (or the plugin module itself) changes.
 

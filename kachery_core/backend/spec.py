@@ -15,7 +15,7 @@ from typing import Tuple
 class BackendSpec:
     """A backend as a plugin announces it.
 
-    `target` is `"module:ClassName"` of a `DaemonTransport` subclass; `requires` lists the
+    `target` is `"module:ClassName"` of a `Backend` subclass; `requires` lists the
     pip distributions it needs beyond kachery, named in the error when one is missing.
     `package` and `version` are filled in by the registry from the plugin's distribution.
     """

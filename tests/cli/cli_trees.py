@@ -58,7 +58,7 @@ def expected_dir_sha1(files: Dict[str, bytes], empty_dirs: List[str] = ()) -> st
     return sha1_of(text.encode("utf-8"))
 
 
-def store_tree(cli, root: Path, *extra: str) -> str:
+def store_folder(cli, root: Path, *extra: str) -> str:
     result = cli("store-file", "-r", str(root), *extra)
     assert result.returncode == 0, result
     return result.stdout.strip()

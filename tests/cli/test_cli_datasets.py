@@ -16,7 +16,7 @@ from cli_trees import (
     object_names,
     sha1_of,
     storage_of,
-    store_tree,
+    store_folder,
     write_tree,
 )
 
@@ -73,9 +73,9 @@ def test_folder_without_r_is_one_line_error(cli, kenv, tmp_path: Path) -> None:
 def test_label_default_and_given(cli, tmp_path: Path) -> None:
     folder = write_tree(tmp_path / "my recording")
     expected = expected_dir_sha1(TREE)
-    assert store_tree(cli, folder) == f"sha1dir://{expected}.my%20recording"
-    assert store_tree(cli, folder, "--label", "v1.2.final") == f"sha1dir://{expected}.v1.2.final"
-    assert store_tree(cli, Path(str(folder) + "/")) == f"sha1dir://{expected}.my%20recording"
+    assert store_folder(cli, folder) == f"sha1dir://{expected}.my%20recording"
+    assert store_folder(cli, folder, "--label", "v1.2.final") == f"sha1dir://{expected}.v1.2.final"
+    assert store_folder(cli, Path(str(folder) + "/")) == f"sha1dir://{expected}.my%20recording"
     bad = cli("store-file", "-r", str(folder), "--label", "a/b")
     assert bad.returncode != 0 and "label" in bad.stderr, bad
 
@@ -84,8 +84,8 @@ def test_same_tree_same_uri_anywhere(cli, kenv, tmp_path: Path) -> None:
     first = write_tree(tmp_path / "x" / "data")
     second = write_tree(tmp_path / "y" / "data", order=list(reversed(list(TREE))))
     os.utime(second / "a.txt", (1, 1))
-    uri = store_tree(cli, first)
-    assert store_tree(cli, second) == uri
+    uri = store_folder(cli, first)
+    assert store_folder(cli, second) == uri
     other = dict(kenv, KACHERY_STORAGE_DIR=str(tmp_path / "other-storage"))
     elsewhere = cli("store-file", "-r", str(second), env=other)
     assert elsewhere.stdout.strip() == uri
@@ -96,7 +96,7 @@ def test_empty_folders_are_kept(cli, tmp_path: Path) -> None:
     folder = write_tree(tmp_path / "data", {"f.txt": b"f"})
     (folder / "empty" / "inner").mkdir(parents=True)
     (folder / "also-empty").mkdir()
-    uri = store_tree(cli, folder)
+    uri = store_folder(cli, folder)
     assert uri == (
         f"sha1dir://{expected_dir_sha1({'f.txt': b'f'}, ['empty/inner', 'also-empty'])}.data"
     )
@@ -105,7 +105,7 @@ def test_empty_folders_are_kept(cli, tmp_path: Path) -> None:
     dest = tmp_path / "out"
     assert cli("load-file", "-r", uri, "--dest", str(dest)).returncode == 0
     assert (dest / "empty" / "inner").is_dir() and (dest / "also-empty").is_dir()
-    empty = store_tree(cli, tmp_path / "data" / "also-empty")
+    empty = store_folder(cli, tmp_path / "data" / "also-empty")
     assert empty == f"sha1dir://{expected_dir_sha1({})}.also-empty"
     assert cli("ls", empty).stdout == ""
 
@@ -115,7 +115,7 @@ def test_symlink_to_a_file_is_stored_as_its_content(cli, tmp_path: Path) -> None
     outside.write_bytes(b"target content")
     folder = write_tree(tmp_path / "data", {"f.txt": b"f"})
     (folder / "link.txt").symlink_to(outside)
-    uri = store_tree(cli, folder)
+    uri = store_folder(cli, folder)
     assert uri == (
         f"sha1dir://{expected_dir_sha1({'f.txt': b'f', 'link.txt': b'target content'})}.data"
     )

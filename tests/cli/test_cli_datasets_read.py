@@ -19,7 +19,7 @@ from cli_trees import (
     object_names,
     sha1_of,
     storage_of,
-    store_tree,
+    store_folder,
     write_tree,
 )
 from conftest import command
@@ -30,7 +30,7 @@ from kachery_core.store.layout import StorageLayout
 
 
 def test_ls_output_is_exact(cli, tmp_path: Path) -> None:
-    uri = store_tree(cli, write_tree(tmp_path / "data"))
+    uri = store_folder(cli, write_tree(tmp_path / "data"))
     h = {rel: sha1_of(data) for rel, data in TREE.items()}
     assert cli("ls", uri).stdout == (
         f"a.txt      6  sha1://{h['a.txt']}/a.txt\n"
@@ -62,7 +62,7 @@ def test_ls_output_is_exact(cli, tmp_path: Path) -> None:
 
 
 def test_load_and_cat_a_path_inside(cli, kenv, tmp_path: Path) -> None:
-    uri = store_tree(cli, write_tree(tmp_path / "data"))
+    uri = store_folder(cli, write_tree(tmp_path / "data"))
     loaded = cli("load-file", f"{uri}/sub/b.bin")
     assert loaded.returncode == 0, loaded
     path = Path(loaded.stdout.strip())
@@ -82,7 +82,7 @@ def test_load_and_cat_a_path_inside(cli, kenv, tmp_path: Path) -> None:
 
 
 def test_load_dir_destinations(cli, tmp_path: Path) -> None:
-    uri = store_tree(cli, write_tree(tmp_path / "data"))
+    uri = store_folder(cli, write_tree(tmp_path / "data"))
     absent = tmp_path / "absent"
     result = cli("load-file", "-r", uri, "--dest", str(absent))
     assert result.returncode == 0 and result.stdout.strip() == str(absent)
@@ -125,7 +125,7 @@ def test_load_dir_destinations(cli, tmp_path: Path) -> None:
 
 
 def test_hard_links_and_copies(cli, kenv, tmp_path: Path) -> None:
-    uri = store_tree(cli, write_tree(tmp_path / "data"))
+    uri = store_folder(cli, write_tree(tmp_path / "data"))
     layout = StorageLayout(storage_of(kenv))
     linked = tmp_path / "linked"
     assert cli("load-file", "-r", uri, "--dest", str(linked)).returncode == 0
@@ -152,7 +152,7 @@ def test_hard_links_and_copies(cli, kenv, tmp_path: Path) -> None:
 
 
 def test_damaged_object_leaves_nothing(cli, kenv, tmp_path: Path) -> None:
-    uri = store_tree(cli, write_tree(tmp_path / "data"))
+    uri = store_folder(cli, write_tree(tmp_path / "data"))
     damaged = StorageLayout(storage_of(kenv)).object_path(sha1_of(TREE["sub/b.bin"]))
     os.chmod(damaged, 0o644)
     with open(damaged, "r+b") as f:
@@ -170,7 +170,7 @@ def test_damaged_object_leaves_nothing(cli, kenv, tmp_path: Path) -> None:
 
 def test_killed_load_leaves_only_a_staging_folder(cli, kenv, tmp_path: Path) -> None:
     files = {f"d{i // 100}/f{i:04}.bin": os.urandom(16_384) + bytes([i % 256]) for i in range(800)}
-    uri = store_tree(cli, write_tree(tmp_path / "big", files))
+    uri = store_folder(cli, write_tree(tmp_path / "big", files))
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen(
@@ -218,7 +218,7 @@ def test_stdin_alone(cli) -> None:
 
 def test_offline_reads_a_tree_and_refuses_to_store(cli, kenv, tmp_path: Path) -> None:
     folder = write_tree(tmp_path / "data")
-    uri = store_tree(cli, folder)
+    uri = store_folder(cli, folder)
     published = storage_of(kenv)
     before = object_names(published)
     offline = dict(kenv, KACHERY_OFFLINE_STORAGE_DIR=str(published))

@@ -99,7 +99,7 @@ def test_tree_problems_error(kenv, tmp_path: Path) -> None:
     (root / "dangling").symlink_to(tmp_path / "nowhere")
     os.mkfifo(root / "arrays" / "pipe")
     storage = Path(kenv["KACHERY_STORAGE_DIR"])
-    with pytest.raises(kc.TreeProblemsError) as caught:
+    with pytest.raises(kc.FolderProblemsError) as caught:
         kc.store_dir(root)
     problems = caught.value.problems
     assert len(problems) == 2

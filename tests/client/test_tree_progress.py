@@ -8,9 +8,9 @@ from typing import List
 
 import pytest
 
-from kachery_client.directories.operations import TreeProgress, run_batch
+from kachery_client.directories.operations import BatchProgress, run_batch
 from kachery_core import progress as progress_bar
-from kachery_core.progress import TreeProgressBar
+from kachery_core.progress import BatchProgressBar
 
 
 class Clock:
@@ -25,7 +25,7 @@ def test_the_bar_shows_files_and_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     monkeypatch.setattr(progress_bar.time, "monotonic", clock)
     out = io.StringIO()
-    bar = TreeProgressBar("storing", 1000, 4096 * 1000, out)
+    bar = BatchProgressBar("storing", 1000, 4096 * 1000, out)
     bar(1, 4096)
     assert out.getvalue() == ""  # nothing during the first second
     clock.now += 2
@@ -41,7 +41,7 @@ def test_an_unknown_count_shows_files_so_far(monkeypatch: pytest.MonkeyPatch) ->
     clock = Clock()
     monkeypatch.setattr(progress_bar.time, "monotonic", clock)
     out = io.StringIO()
-    bar = TreeProgressBar("loading", None, None, out)
+    bar = BatchProgressBar("loading", None, None, out)
     clock.now += 2
     bar(7, 7 * 4096)
     assert "loading: 7 files, 28.0 KiB" in out.getvalue()
@@ -55,7 +55,7 @@ def test_totals_add_up_across_threads() -> None:
         with lock:
             reports.append((files, size))
 
-    counter = TreeProgress(report)
+    counter = BatchProgress(report)
 
     def one(size: int) -> int:
         file_progress = counter.for_file()

@@ -34,7 +34,7 @@ from mirror_fixtures import (
 )
 
 from kachery_client.testing import ContractBackend, TransportContract
-from kachery_core.backend.base import DaemonTransport
+from kachery_core.backend.base import Backend
 from kachery_core.content.uri import parse_uri
 from kachery_core.settings.config import resolve_config
 
@@ -178,7 +178,7 @@ class TestMirrorContract(TransportContract):
         self,
         kenv: Dict[str, str],
         served: Served,
-        mirror_transport_class: Type[DaemonTransport],
+        mirror_transport_class: Type[Backend],
         monkeypatch: pytest.MonkeyPatch,
     ) -> Iterator[ContractBackend]:
         for key, value in LOOPBACK_ONLY.items():

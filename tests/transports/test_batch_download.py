@@ -319,9 +319,9 @@ def test_load_dir_over_grpc_runs_on_several_threads(make_node, tmp_path: Path) -
         "auth_token": _token(node, "write"),
     }
     transport = GrpcDaemonTransport(resolve_config(settings, explicit_source="test"))
-    from kachery_client.directories.operations import store_tree
+    from kachery_client.directories.operations import store_folder
 
-    uri = store_tree(transport, tree)
+    uri = store_folder(transport, tree)
     transport.close()
     transport = GrpcDaemonTransport(
         resolve_config(dict(settings, storage_dir=str(tmp_path / "cache2")), explicit_source="test")

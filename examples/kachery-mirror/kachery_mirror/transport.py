@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, Optional, cast
 
-from kachery_core.backend.base import DaemonTransport, NodeInfo
+from kachery_core.backend.base import Backend, NodeInfo
 from kachery_core.content.hashing import BLOCK_SIZE, Progress
 from kachery_core.content.manifest import Manifest
 from kachery_core.content.uri import ContentUri
@@ -25,7 +25,7 @@ from .fetch import ObjectFetcher
 from .settings import PLUGIN_NAME, MirrorSettings
 
 
-class MirrorTransport(DaemonTransport):
+class MirrorTransport(Backend):
     """Loads objects from a web server into a local cache; stores nothing."""
 
     name = PLUGIN_NAME

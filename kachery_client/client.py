@@ -115,10 +115,7 @@ class Client(TypedObjects):
             self._backend = cls.from_config(self.config)
         return self._backend
 
-    @property
-    def transport(self) -> Backend:
-        """The earlier name of `backend`."""
-        return self.backend
+    transport = property(lambda self: self.backend, doc="The earlier name of `backend`.")
 
     def node_info(self) -> NodeInfo:
         """Who is at the other end of the active backend (may contact the node)."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from kachery_client.testing.directories import DirectoryCases
 from kachery_client.testing.files import FileCases
+from kachery_client.testing.lazy import LazyCases
 from kachery_client.testing.state import StateCases
 from kachery_client.testing.support import (
     LARGE_SIZE,
@@ -46,15 +47,16 @@ __all__ = [
     "ContractCases",
     "DirectoryCases",
     "FileCases",
+    "LazyCases",
     "StateCases",
     "TamperingTransport",
     "TransportContract",
 ]
 
 
-class TransportContract(StateCases, DirectoryCases, FileCases):
+class TransportContract(LazyCases, StateCases, DirectoryCases, FileCases):
     """The behaviour every kachery backend shares. Subclasses provide `backend`.
 
     pytest runs the cases of base classes last-listed first, so files come first, then
-    directories, then state, as a reader of the groups would expect.
+    directories, then state, then lazy reads, as a reader of the groups would expect.
     """

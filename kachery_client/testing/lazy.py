@@ -1,12 +1,4 @@
-"""The lazy-read cases of the conformance kit: what `kc.open` and fsspec need of a backend.
-
-Mix `LazyReadContract` into a test class that provides the kit's `backend` fixture (a
-`ContractBackend`, as for `TransportContract`):
-
-    class TestMyBackendLazy(LazyReadContract):
-        @pytest.fixture
-        def backend(self, tmp_path):
-            yield ContractBackend(MyTransport(...))
+"""Lazy reads: what `kc.open` and fsspec need of a backend (part of `TransportContract`).
 
 It checks, through the backend's own `open_range`: a seekable file over small and large
 objects with the right bytes at any offset, a large object read by chunk (not whole),
@@ -28,7 +20,7 @@ import pytest
 
 from kachery_client.lazy.file import open_uri
 from kachery_client.lazy.pieces import Storages, lazy_storages
-from kachery_client.testing import ContractBackend, TamperingTransport
+from kachery_client.testing.support import ContractBackend, TamperingTransport
 from kachery_core.content.manifest import CHUNK_SIZE
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError
@@ -37,7 +29,7 @@ from kachery_core.store.local import LocalStorage
 LARGE = 2 * CHUNK_SIZE + 1_000_000  # three chunks, the last short
 
 
-class LazyReadContract:
+class LazyCases:
     """Lazy, verified reads on a backend. Subclasses provide `backend`."""
 
     @pytest.fixture

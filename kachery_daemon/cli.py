@@ -19,6 +19,14 @@ from kachery_core.settings.config import resolve_config
 from .admin_commands import channel, token
 from .admin_files import node_storage
 from .auth_group import auth_group_id  # only the standard library
+from .limit_defaults import (
+    DEFAULT_BODY_IDLE_SECONDS,
+    DEFAULT_BODY_MIN_RATE,
+    DEFAULT_HEADER_SECONDS,
+    DEFAULT_JSON_BODY_SECONDS,
+    DEFAULT_KEEPALIVE_SECONDS,
+    DEFAULT_WRITE_SECONDS,
+)
 
 PROG = "kachery-daemon"
 PORT = click.IntRange(1, 65535)
@@ -110,7 +118,7 @@ def cli() -> None:
 @click.option(
     "--header-timeout",
     type=click.FloatRange(min=0.1),
-    default=10.0,
+    default=DEFAULT_HEADER_SECONDS,
     show_default=True,
     help="Seconds a new connection has to send its request headers (gRPC: finish its "
     "handshake) before it is closed.",
@@ -118,7 +126,7 @@ def cli() -> None:
 @click.option(
     "--body-idle-timeout",
     type=click.FloatRange(min=0.1),
-    default=60.0,
+    default=DEFAULT_BODY_IDLE_SECONDS,
     show_default=True,
     help="Seconds an upload may send nothing before it is answered 408 (gRPC: a call's "
     "request, upload or answer stream that does not move is ended with DEADLINE_EXCEEDED).",
@@ -126,7 +134,7 @@ def cli() -> None:
 @click.option(
     "--body-min-rate",
     type=click.FloatRange(min=1),
-    default=1024.0,
+    default=DEFAULT_BODY_MIN_RATE,
     show_default=True,
     help="Bytes per second a request body must average, after a head start of "
     "--body-idle-timeout (uploads) or --json-body-timeout (JSON bodies); slower is 408.",
@@ -134,21 +142,21 @@ def cli() -> None:
 @click.option(
     "--json-body-timeout",
     type=click.FloatRange(min=0.1),
-    default=10.0,
+    default=DEFAULT_JSON_BODY_SECONDS,
     show_default=True,
     help="Seconds a JSON request body has before --body-min-rate applies.",
 )
 @click.option(
     "--write-timeout",
     type=click.FloatRange(min=0.1),
-    default=60.0,
+    default=DEFAULT_WRITE_SECONDS,
     show_default=True,
     help="Seconds an answer may wait for the client to read it before the connection is closed.",
 )
 @click.option(
     "--keepalive-timeout",
     type=click.FloatRange(min=0.1),
-    default=75.0,
+    default=DEFAULT_KEEPALIVE_SECONDS,
     show_default=True,
     help="Seconds an idle kept-alive connection (gRPC: one with no call) stays open.",
 )

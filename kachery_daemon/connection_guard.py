@@ -54,15 +54,16 @@ from aiohttp import web
 from kachery_core.protocol import wire
 
 from . import empty_upload
+from .limit_defaults import (
+    DEFAULT_BODY_IDLE_SECONDS,
+    DEFAULT_BODY_MIN_RATE,
+    DEFAULT_HEADER_SECONDS,
+    DEFAULT_JSON_BODY_SECONDS,
+    DEFAULT_KEEPALIVE_SECONDS,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_WRITE_SECONDS,
+)
 
-DEFAULT_HEADER_SECONDS = 10.0
-DEFAULT_BODY_IDLE_SECONDS = 60.0
-DEFAULT_KEEPALIVE_SECONDS = 75.0
-DEFAULT_MAX_CONNECTIONS = 1000
-DEFAULT_WRITE_SECONDS = 60.0
-DEFAULT_JSON_BODY_SECONDS = 10.0
-DEFAULT_BODY_MIN_RATE = 1024.0
-"""Bytes per second a body must average after its head start (`ServerLimits`)."""
 FD_RESERVE_FRACTION = 2
 """By default the cap is at most half the open-file limit: the rest is for files, SQLite,
 gRPC and the listening sockets."""

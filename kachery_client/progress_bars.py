@@ -70,31 +70,39 @@ class _LazyBar:
             if self._bar is not None:
                 self._bar.close()
 
+    def __enter__(self) -> _LazyBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _bar_for(progress: Any, label: str, total: Optional[int]) -> Optional[_LazyBar]:
+    """A bar for `progress=True` where someone would see it; None otherwise."""
+    return _LazyBar(label, total) if progress is True and can_draw() else None
+
+
+def _callback_of(progress: Any) -> Any:
+    """What to pass down when no bar is drawn: the caller's own callback, or None."""
+    return None if progress is None or isinstance(progress, bool) else progress
+
 
 @contextmanager
 def byte_progress(
     progress: ShowProgress, label: str, total: Optional[int]
 ) -> Iterator[Optional[Progress]]:
     """The callback to pass down for `progress=`: the caller's own, a bar's, or None."""
-    if progress is None or progress is False:
-        yield None
+    bar = _bar_for(progress, label, total)
+    if bar is None:
+        yield _callback_of(progress)
         return
-    if progress is not True:
-        yield progress
-        return
-    if not can_draw():
-        yield None
-        return
-    bar = _LazyBar(label, total)
 
     def report(done: int) -> None:
         with bar.lock:
             bar.show(done)
 
-    try:
+    with bar:
         yield report
-    finally:
-        bar.close()
 
 
 @contextmanager
@@ -102,23 +110,15 @@ def tree_progress(
     progress: ShowTreeProgress, label: str, files: Optional[int], total: Optional[int]
 ) -> Iterator[Optional[BatchReport]]:
     """Like `byte_progress`, for a batch or folder: the bar counts bytes and shows files."""
-    if progress is None or progress is False:
-        yield None
+    bar = _bar_for(progress, label, total)
+    if bar is None:
+        yield _callback_of(progress)
         return
-    if progress is not True:
-        yield progress
-        return
-    if not can_draw():
-        yield None
-        return
-    bar = _LazyBar(label, total)
     of = f"/{files}" if files is not None else ""
 
     def report(files_done: int, done: int = 0) -> None:
         with bar.lock:
             bar.show(done, f"{files_done}{of} files")
 
-    try:
+    with bar:
         yield report
-    finally:
-        bar.close()

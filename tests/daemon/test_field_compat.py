@@ -11,24 +11,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import requests
 from conftest import free_port
+from raw_http import exchange
 
 EMPTY_SHA1 = hashlib.sha1(b"").hexdigest()
-
-
-def _exchange(port: int, raw: bytes, timeout: float = 10.0) -> bytes:
-    """Send `raw` on a fresh connection and read until the node closes it (or `timeout`)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(raw)
-        received = b""
-        try:
-            while True:
-                piece = sock.recv(65536)
-                if not piece:
-                    break
-                received += piece
-        except socket.timeout:
-            pass
-    return received
 
 
 def _store_head(node, *body_headers: str, connection: str = "keep-alive") -> bytes:
@@ -56,7 +41,7 @@ def test_empty_upload_with_zero_length_and_chunked_is_stored(node) -> None:
     """What the original client sends for an empty file: both headers, and no body."""
     for body in (b"", b"0\r\n\r\n"):
         raw = _store_head(node, "Content-Length: 0", "Transfer-Encoding: chunked") + body
-        status, head, doc = _first_answer(_exchange(node.port, raw))
+        status, head, doc = _first_answer(exchange(node.port, raw))
         assert status == 200, (body, head)
         assert doc is not None and doc["sha1"] == EMPTY_SHA1
         assert b"connection: close" in head.lower()  # RFC 9112 6.3: close after such a request
@@ -83,7 +68,7 @@ def test_bytes_after_the_empty_upload_are_not_read(node) -> None:
     raw = (
         _store_head(node, "Content-Length: 0", "Transfer-Encoding: chunked") + b"0\r\n\r\n" + probe
     )
-    received = _exchange(node.port, raw)
+    received = exchange(node.port, raw)
     assert received.count(b"HTTP/1.1 ") == 1, received
     assert _first_answer(received)[0] == 200
 
@@ -98,7 +83,7 @@ def test_other_length_and_chunked_combinations_are_refused(node) -> None:
         (("Content-Length: 00", "Transfer-Encoding: chunked"), b"0\r\n\r\n"),
     ]
     for headers, body in cases:
-        status, head, _ = _first_answer(_exchange(node.port, _store_head(node, *headers) + body))
+        status, head, _ = _first_answer(exchange(node.port, _store_head(node, *headers) + body))
         assert status == 400, (headers, body, head)
 
 
@@ -108,7 +93,7 @@ def test_the_pair_on_another_route_is_refused(node) -> None:
         f"KACHERY-CLIENT-AUTH-CODE: {node.auth_code()}\r\n"
         "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     ).encode()
-    assert _first_answer(_exchange(node.port, raw))[0] == 400
+    assert _first_answer(exchange(node.port, raw))[0] == 400
 
 
 def test_the_pair_on_a_kept_alive_connection_is_refused(node) -> None:

@@ -4,26 +4,11 @@ rate limited, never a traceback (http_log.py)."""
 
 from __future__ import annotations
 
-import socket
 import time
 
+from raw_http import exchange
+
 from kachery_daemon.http_log import BURST, WINDOW
-
-
-def exchange(port: int, raw: bytes, timeout: float = 10.0) -> bytes:
-    """Send `raw` on a fresh connection; what comes back until the node closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(raw)
-        received = b""
-        try:
-            while True:
-                piece = sock.recv(65536)
-                if not piece:
-                    break
-                received += piece
-        except (socket.timeout, ConnectionResetError):
-            pass
-    return received
 
 
 def status(answer: bytes) -> int:
@@ -36,7 +21,7 @@ def empty_upload(node, transfer_encoding: bytes) -> bytes:
         b"KACHERY-CLIENT-AUTH-CODE: " + node.auth_code().encode() + b"\r\n"
         b"Content-Length: 0\r\n" + transfer_encoding + b"\r\n\r\n0\r\n\r\n"
     )
-    return exchange(node.port, head)
+    return exchange(node.port, head, reset_ends=True)
 
 
 def test_only_spaces_and_tabs_surround_the_empty_uploads_header_values(node) -> None:
@@ -64,7 +49,7 @@ def test_each_malformed_request_is_one_rate_limited_log_line(node) -> None:
     sent, started = 0, time.monotonic()
     for _ in range(5):
         for raw in bad:
-            answer = exchange(node.port, raw)
+            answer = exchange(node.port, raw, reset_ends=True)
             assert status(answer) == 400, (raw, answer[:200])
             sent += 1
     assert sent == 20

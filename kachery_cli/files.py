@@ -14,7 +14,7 @@ import click
 
 from kachery_core.progress import progress_bar
 
-from .state import CHANNEL, CliState, pass_state
+from .state import CHANNEL, CliState, fetch_channel_option, pass_state
 from .state import progress as _progress
 from .state import tree_progress as _tree_progress
 
@@ -256,12 +256,7 @@ def link_file(
     is_flag=True,
     help="With -r: write independent (writable) copies, not read-only hard links to the store.",
 )
-@click.option(
-    "--channel",
-    type=CHANNEL,
-    metavar="NAME",
-    help="If the node lacks the file, it fetches it from this channel (default: KACHERY_CHANNEL).",
-)
+@fetch_channel_option
 @pass_state
 def load_file(
     state: CliState,
@@ -330,12 +325,7 @@ def upload(state: CliState, uri: str, channel: Optional[str]) -> None:
     default=None,
     help="Byte after the last (default: the end).",
 )
-@click.option(
-    "--channel",
-    type=CHANNEL,
-    metavar="NAME",
-    help="If the node lacks the file, it fetches it from this channel (default: KACHERY_CHANNEL).",
-)
+@fetch_channel_option
 @pass_state
 def cat_file(
     state: CliState, uri: str, start: int, end: Optional[int], channel: Optional[str]

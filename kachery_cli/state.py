@@ -76,6 +76,14 @@ class ChannelName(click.ParamType):
 
 CHANNEL = ChannelName()
 
+fetch_channel_option = click.option(
+    "--channel",
+    type=CHANNEL,
+    metavar="NAME",
+    help="If the node lacks the file, it fetches it from this channel (default: KACHERY_CHANNEL).",
+)
+"""`--channel` of the commands that load a file (load-file, cat-file)."""
+
 
 @contextmanager
 def progress(label: str, size: Optional[int] = None) -> Iterator[Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import Any, Dict, List
 
 import pytest
 import requests
-from conftest import command, free_port
+from conftest import free_port
 from node_fixtures import NodeProcess
+from token_helpers import make_token
 
 import kachery_client as kc
 from kachery_core.backend.base import SubfeedWatch
@@ -41,19 +41,6 @@ def _status_mib(pid: int, field: str) -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
-def _read_token(node: NodeProcess) -> str:
-    made = subprocess.run(
-        [command("kachery-daemon"), "token", "create", "--label", "reader", "--scope", "read"]
-        + ["--storage-dir", str(node.storage_dir)],
-        capture_output=True,
-        text=True,
-        env=node.env,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
 
 
 def _post(node: NodeProcess, route: str, doc: Dict[str, Any], **kw: Any) -> requests.Response:
@@ -88,7 +75,7 @@ def _hostile_doc(feed_id: str) -> Dict[str, Any]:
 
 def test_a_read_token_cannot_make_a_watch_allocate_or_stall_the_node(big_feed) -> None:
     node: NodeProcess = big_feed["node"]
-    token = _read_token(node)
+    token = make_token(node, "reader", "read")
     doc = _hostile_doc(big_feed["feed_id"])
     assert len(json.dumps(doc)) < 10_000  # a small request
     answered: List[int] = []
@@ -195,7 +182,7 @@ def test_many_watch_answers_nobody_reads_stay_small(big_feed) -> None:
     body = json.dumps(_hostile_doc(big_feed["feed_id"])).encode()
     head = (
         "POST /feed/watchForNewMessages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"KACHERY-CLIENT-AUTH-CODE: {_read_token(node)}\r\n"
+        f"KACHERY-CLIENT-AUTH-CODE: {make_token(node, 'reader', 'read')}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     sockets = []

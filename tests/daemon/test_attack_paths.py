@@ -24,8 +24,9 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 import requests
-from conftest import command, free_port
+from conftest import free_port
 from node_fixtures import NodeProcess
+from token_helpers import make_token
 
 SECRET = b"the node user's private notes\n"
 SHARED = b"notes for the whole group\n"
@@ -219,18 +220,6 @@ def test_the_admin_says_which_identity_to_trust(lab: Lab) -> None:
 # -- items 10 and 11: what the node serves and what it never reads -----------------------
 
 
-def _read_token(node: NodeProcess) -> str:
-    made = subprocess.run(
-        [command("kachery-daemon"), "token", "create", "--label", "reader", "--scope", "read"],
-        capture_output=True,
-        text=True,
-        env=node.env,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
-
-
 def test_an_object_that_is_a_symlink_is_not_served(node: Any) -> None:
     key_path = node.storage_dir / "kachery-node-key.pem"
     key = key_path.read_bytes()
@@ -238,7 +227,7 @@ def test_an_object_that_is_a_symlink_is_not_served(node: Any) -> None:
     planted = node.storage_dir / "sha1" / sha1[0:2] / sha1[2:4] / sha1[4:6] / sha1
     planted.parent.mkdir(parents=True)
     planted.symlink_to(key_path)
-    reader = {"KACHERY-CLIENT-AUTH-CODE": _read_token(node)}
+    reader = {"KACHERY-CLIENT-AUTH-CODE": make_token(node, "reader", "read")}
     single = download(node, reader, key)
     assert single.status_code == 404 and key not in single.content, single.status_code
     batch = requests.post(

@@ -117,8 +117,14 @@ def collect(
     for name, feed_id, subfeed, position in watches:
         if messages_left <= 0 or chars_left <= 0:
             break
-        texts = feeds.message_texts(
-            feed_id, subfeed, position, min(per_watch, messages_left), chars_left, signed
+        texts = feeds.message_texts(  # only an answer's first message may pass its budget
+            feed_id,
+            subfeed,
+            position,
+            min(per_watch, messages_left),
+            chars_left,
+            signed,
+            first_whatever_size=not found,
         )
         if texts:
             found[name] = texts

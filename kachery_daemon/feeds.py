@@ -227,10 +227,12 @@ class FeedStore:
         limit: int,
         max_chars: int,
         signed: bool = False,
+        first_whatever_size: bool = True,
     ) -> List[str]:
         """The JSON texts of messages from `position` on (envelopes if `signed`): at most
         `limit` of them, and no more than `max_chars` of text, except that the first one is
-        returned whatever its size, so that a reader paging through always moves on.
+        returned whatever its size (unless `first_whatever_size` is False), so that a reader
+        paging through always moves on.
 
         Sizes are read first (`length`: stored text is ASCII JSON) and only the rows that
         fit are fetched, so a long subfeed costs the memory of one answer, not its length.
@@ -246,7 +248,7 @@ class FeedStore:
             )
             count, used = 0, 0
             for (size,) in sizes:
-                if count and used + size > max_chars:
+                if (count or not first_whatever_size) and used + size > max_chars:
                     break
                 count, used = count + 1, used + size
             if not count:

@@ -226,3 +226,15 @@ def test_a_message_over_4_mib_is_refused_at_append(big_feed) -> None:
         node, "/feed/getNumLocalMessages", {"feedId": doc["feedId"], "subfeedHash": SUBFEED}
     )
     assert count.json()["numMessages"] == MESSAGES  # nothing appended
+
+
+def test_only_an_answers_first_message_may_pass_its_text_budget(big_feed) -> None:
+    """Two watches on messages of 250,000 characters: one message per answer (256 KiB of
+    text at most), not one per watch; the second watch gets its message on the next ask."""
+    node: NodeProcess = big_feed["node"]
+    watch = {"feedId": big_feed["feed_id"], "subfeedHash": SUBFEED, "position": 0}
+    doc = {"subfeedWatches": {"a": watch, "b": dict(watch)}, "waitMsec": 0, "signed": True}
+    messages = _post(node, "/feed/watchForNewMessages", doc).json()["messages"]
+    assert [len(messages["a"]), len(messages["b"])] == [1, 0]
+    doc["subfeedWatches"] = {"b": dict(watch)}
+    assert len(_post(node, "/feed/watchForNewMessages", doc).json()["messages"]["b"]) == 1

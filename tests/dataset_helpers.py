@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import filecmp
 import os
-import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from conftest import command, free_port, write_random_file
+import node_fixtures
+from conftest import free_port, write_random_file
 from node_fixtures import NodeProcess
 
 BIG = 25_000_000
@@ -46,14 +46,7 @@ def start_grpc_node(root: Path) -> NodeProcess:
 
 
 def make_token(node: NodeProcess, scope: Optional[str] = None) -> str:
-    extra = ["--scope", scope] if scope else []
-    made = subprocess.run(
-        [command("kachery-daemon"), "token", "create", "--label", f"datasets-{os.urandom(4).hex()}", *extra,
-         "--storage-dir", str(node.storage_dir)],
-        capture_output=True, text=True, env=node.env, timeout=60,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
+    return node_fixtures.make_token(node, f"datasets-{os.urandom(4).hex()}", scope)
 
 
 def backend_env(

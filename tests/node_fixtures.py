@@ -131,12 +131,35 @@ class NodeProcess:
         self.stop()
         self.start()
 
-    def peak_rss_mib(self) -> float:
+    def status_mib(self, field: str, default: Optional[float] = None) -> float:
+        """A size from /proc/<pid>/status (`VmRSS`, `VmHWM`, ...) in MiB; `default` when
+        the field is absent (none given: an error)."""
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
-        return 0.0
+        if default is None:
+            raise AssertionError(f"no {field} in /proc/{self.pid}/status")
+        return default
+
+    def peak_rss_mib(self) -> float:
+        return self.status_mib("VmHWM", 0.0)
+
+
+def make_token(node: NodeProcess, label: str, scope: Optional[str] = None) -> str:
+    """A token of `scope` (the node's default when None) for `node`, made by
+    `kachery-daemon token create` on its storage directory."""
+    extra = ["--scope", scope] if scope else []
+    made = subprocess.run(
+        [command("kachery-daemon"), "token", "create", "--label", label, *extra]
+        + ["--storage-dir", str(node.storage_dir)],
+        capture_output=True,
+        text=True,
+        env=node.env,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
 
 
 @pytest.fixture

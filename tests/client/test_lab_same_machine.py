@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Dict, Iterator, Tuple
 
 import pytest
-from conftest import command
+from node_fixtures import make_token
 
 from kachery_core.store.layout import StorageLayout
 
@@ -34,17 +33,6 @@ def lab_node(make_node) -> Iterator:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _token(node, label: str) -> str:
-    made = subprocess.run(
-        [command("kachery-daemon"), "token", "create", "--label", label],
-        env=dict(node.env, KACHERY_STORAGE_DIR=str(node.storage_dir)),
-        capture_output=True,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr
-    return made.stdout.decode().strip()
-
-
 def _rows(text: str) -> Dict[str, str]:
     """`kachery-client info`'s table: "key<spaces>value" per line."""
     rows = {}
@@ -56,7 +44,7 @@ def _rows(text: str) -> Dict[str, str]:
 
 def _member(other_user, node) -> Tuple[Dict[str, str], Path]:
     """The lab member's environment: localhost, the node's port, a token file of theirs."""
-    token_file = other_user.write_private("kachery-token", _token(node, other_user.name) + "\n")
+    token_file = other_user.write_private("kachery-token", make_token(node, other_user.name) + "\n")
     config = other_user.home / ".config" / "kachery" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text(

@@ -35,14 +35,6 @@ RSS_LIMIT_MIB = 100
 UNREAD = 100
 
 
-def _status_mib(pid: int, field: str) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
 def _post(node: NodeProcess, route: str, doc: Dict[str, Any], **kw: Any) -> requests.Response:
     headers = kw.pop("headers", None) or node.headers()
     return requests.post(node.url + route, json=doc, headers=headers, timeout=120, **kw)
@@ -104,13 +96,13 @@ def test_a_read_token_cannot_make_a_watch_allocate_or_stall_the_node(big_feed) -
         started = time.monotonic()
         assert requests.get(node.url + "/probe", timeout=30).status_code == 200
         probe_worst = max(probe_worst, time.monotonic() - started)
-        rss_worst = max(rss_worst, _status_mib(node.pid, "VmRSS"))
+        rss_worst = max(rss_worst, node.status_mib("VmRSS"))
         time.sleep(0.02)
     for t in attackers:
         t.join()
     assert not errors, errors[0]
     assert len(answered) == 4
-    peak = _status_mib(node.pid, "VmHWM")
+    peak = node.status_mib("VmHWM")
     assert peak < RSS_LIMIT_MIB, f"node peak RSS {peak:.0f} MiB (sampled {rss_worst:.0f})"
     assert probe_worst < 1.0, f"/probe took {probe_worst:.2f} s during the watch"
     assert max(answered) < 2 << 20  # an answer is bounded, not 60 x 10 MB
@@ -149,7 +141,7 @@ def test_a_caller_pages_through_a_big_subfeed(big_feed, backend: str, tmp_path: 
     for messages in got.values():
         assert [m["i"] for m in messages] == list(range(MESSAGES))
         assert messages == [_message(i) for i in range(MESSAGES)]
-    assert _status_mib(node.pid, "VmHWM") < RSS_LIMIT_MIB
+    assert node.status_mib("VmHWM") < RSS_LIMIT_MIB
 
 
 def test_too_many_watches_in_one_request_are_refused(big_feed, tmp_path: Path) -> None:
@@ -196,7 +188,7 @@ def test_many_watch_answers_nobody_reads_stay_small(big_feed) -> None:
         started = time.monotonic()
         assert requests.get(node.url + "/probe", timeout=30).status_code == 200
         assert time.monotonic() - started < 1.0
-        peak = _status_mib(node.pid, "VmHWM")
+        peak = node.status_mib("VmHWM")
         assert peak < RSS_LIMIT_MIB, f"node peak RSS {peak:.0f} MiB"
     finally:
         for s in sockets:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
@@ -16,7 +14,7 @@ from typing import Dict, Iterator, List, Set, Tuple
 import pytest
 import requests
 from conftest import free_port, sha1_file, write_random_file
-from node_fixtures import NodeProcess
+from node_fixtures import NodeProcess, make_token
 from proxies import proxy_launcher
 
 from kachery_client.directories.operations import load_files, materialize
@@ -30,28 +28,6 @@ from kachery_transports.remote import RemoteDaemonTransport
 
 PROXY = str(Path(__file__).parent.parent / "batch_proxy.py")
 LARGE = 20_000_001  # just over the manifest threshold
-
-
-def _token(node: NodeProcess, scope: str = "read") -> str:
-    made = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("kachery-daemon")),
-            "token",
-            "create",
-            "--label",
-            f"batch-{scope}",
-            "--scope",
-            scope,
-            "--storage-dir",
-            str(node.storage_dir),
-        ],
-        capture_output=True,
-        text=True,
-        env=node.env,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
 
 
 def _remote(port: int, cache: Path, token: str) -> RemoteDaemonTransport:
@@ -164,7 +140,7 @@ def test_the_route_answers_each_object_in_order_within_its_bounds(node) -> None:
 
 def test_load_dir_over_remote_goes_in_batches(make_node, cli, kenv, tmp_path: Path) -> None:
     node = make_node()
-    token = _token(node, "write")
+    token = make_token(node, "batch-write", "write")
     tree = tmp_path / "tree"
     for i, data in enumerate(_small_files(450)):
         folder = tree / f"d{i % 7}" / f"e{i % 3}"
@@ -215,7 +191,7 @@ def test_a_batch_mixes_cached_small_large_and_missing_objects(make_node, tmp_pat
     big_uri = parse_uri(f"sha1://{big_sha1}/big.bin?manifest={manifest}")
 
     cache = tmp_path / "cache"
-    transport = _remote(node.port, cache, _token(node))
+    transport = _remote(node.port, cache, make_token(node, "batch-read", "read"))
     transport.load_file(uris[5])  # one already cached
     calls: List[Tuple[int, int]] = []
     threads: Set[str] = set()
@@ -247,7 +223,7 @@ def test_a_size_that_differs_from_the_directory_is_refused(make_node, tmp_path: 
     node = make_node()
     uris = _store_on_node(node, [b"twelve bytes"])
     cache = tmp_path / "cache"
-    transport = _remote(node.port, cache, _token(node))
+    transport = _remote(node.port, cache, make_token(node, "batch-read", "read"))
     with pytest.raises(IntegrityError) as caught:
         load_files(transport, uris, None, [13])
     assert "announced 12 bytes" in str(caught.value) and node.url in str(caught.value)
@@ -276,7 +252,7 @@ def test_a_dishonest_batch_answer_keeps_nothing_unverified(
     uris = _store_on_node(node, small)
     port = start_proxy(mode, node.port)
     cache = tmp_path / "cache"
-    transport = _remote(port, cache, _token(node))
+    transport = _remote(port, cache, make_token(node, "batch-read", "read"))
     with pytest.raises(KacheryError) as caught:
         load_files(transport, uris, None, [len(d) for d in small])
     assert isinstance(caught.value, error), caught.value
@@ -294,7 +270,7 @@ def test_an_older_node_without_the_route_is_asked_one_by_one(
     uris = _store_on_node(node, small)
     port = start_proxy("old", node.port)
     cache = tmp_path / "cache"
-    transport = _remote(port, cache, _token(node))
+    transport = _remote(port, cache, make_token(node, "batch-read", "read"))
     paths = load_files(transport, uris, None, [len(d) for d in small])
     assert [Path(p).read_bytes() for p in paths] == small
     assert transport.batch_route is False
@@ -316,7 +292,7 @@ def test_load_dir_over_grpc_runs_on_several_threads(make_node, tmp_path: Path) -
         "daemon_host": "127.0.0.1",
         "grpc_port": grpc_port,
         "storage_dir": str(tmp_path / "cache"),
-        "auth_token": _token(node, "write"),
+        "auth_token": make_token(node, "batch-write", "write"),
     }
     transport = GrpcDaemonTransport(resolve_config(settings, explicit_source="test"))
     from kachery_client.directories.operations import store_folder

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_random_file
+from node_fixtures import make_token
 from proxies import proxy_launcher
 
 import kachery_client as kc
@@ -24,15 +25,6 @@ from kachery_core.store.layout import StorageLayout
 
 SIZE = 55_000_000  # chunks of 20,000,000, 20,000,000 and 15,000,000 bytes
 TAMPER = str(Path(__file__).resolve().parents[1] / "chunk_tamper_proxy.py")
-
-
-def _token(cli, node) -> str:
-    made = cli(
-        "token", "create", "--label", "lazy", "--storage-dir", str(node.storage_dir),
-        program="kachery-daemon",
-    )  # fmt: skip
-    assert made.returncode == 0, made
-    return made.stdout.strip()
 
 
 def _sent(node) -> int:
@@ -51,7 +43,7 @@ def stored(make_node, cli, kenv, tmp_path: Path):
     src = write_random_file(tmp_path / "big.bin", SIZE, seed=5)
     node_client = kc.Client(backend="local", storage_dir=str(node.storage_dir))
     uri = node_client.store_file(src)
-    token = _token(cli, node)
+    token = make_token(node, "lazy")
     manifest = parse_uri(uri).manifest_sha1
     assert manifest is not None
     manifest_size = StorageLayout(node.storage_dir).object_path(manifest).stat().st_size
@@ -256,7 +248,7 @@ def test_h5py_reads_one_dataset_fetching_only_the_chunks_that_hold_it(
         backend="remote",
         daemon_port=node.port,
         storage_dir=str(tmp_path / "laptop-cache"),
-        auth_token=_token(cli, node),
+        auth_token=make_token(node, "lazy"),
     ) as c, c.open(uri) as raw, h5py.File(raw, "r") as f:
         assert f["units/rates"][124_999] == 124_999.0
         assert f["units/rates"][:].sum() == np.arange(125_000, dtype="f8").sum()

@@ -19,7 +19,7 @@ from typing import Dict, Iterator, List
 import pytest
 from conftest import free_port
 from mitm_proxy import evil_pickle
-from node_fixtures import NodeProcess
+from node_fixtures import NodeProcess, make_token
 from proxies import proxy_launcher
 
 from kachery_core.store.layout import StorageLayout
@@ -68,15 +68,6 @@ def _objects(root: Path) -> List[Path]:
     return [p for p in (root / "sha1").rglob("*") if p.is_file()] if root.exists() else []
 
 
-def _token(cli, node: NodeProcess) -> str:
-    made = cli(
-        "token", "create", "--label", "mitm", "--storage-dir", str(node.storage_dir),
-        program="kachery-daemon",
-    )  # fmt: skip
-    assert made.returncode == 0, made
-    return made.stdout.strip()
-
-
 def _assert_store_refused(cli, env: Dict[str, str], tmp_path: Path, proxy_port: int) -> None:
     mine = tmp_path / "myresults.txt"
     mine.write_text("my results\n")
@@ -102,7 +93,7 @@ def test_remote_backend_through_a_tampering_proxy(
         KACHERY_DAEMON_HOST="127.0.0.1",
         KACHERY_DAEMON_PORT=str(proxy_port),
         KACHERY_STORAGE_DIR=str(cache),
-        KACHERY_AUTH_TOKEN=_token(cli, node),
+        KACHERY_AUTH_TOKEN=make_token(node, "mitm"),
         KACHERY_EXPECTED_NODE_ID=_node_id(node),  # the relayed probe still proves it
     )
     assert cli("info", env=env).returncode == 0

@@ -19,22 +19,9 @@ from typing import Dict, List
 
 import pytest
 from conftest import command, sha1_file, write_random_file
+from node_fixtures import make_token
 
 from kachery_core.store.layout import StorageLayout
-
-
-def _token(cli, node, label: str = "laptop") -> str:
-    made = cli(
-        "token",
-        "create",
-        "--label",
-        label,
-        "--storage-dir",
-        str(node.storage_dir),
-        program="kachery-daemon",
-    )
-    assert made.returncode == 0, made
-    return made.stdout.strip()
 
 
 def _remote_env(kenv: Dict[str, str], node, cache: Path, token: str) -> Dict[str, str]:
@@ -58,7 +45,7 @@ def _node_stats(node) -> Dict[str, int]:
 def test_store_and_load_through_the_connection(make_node, cli, kenv, tmp_path: Path) -> None:
     node = make_node()
     cache = tmp_path / "laptop-cache"
-    env = _remote_env(kenv, node, cache, _token(cli, node))
+    env = _remote_env(kenv, node, cache, make_token(node, "laptop"))
     src = write_random_file(tmp_path / "big.bin", 45_000_000, seed=11)
     stored = cli("store-file", str(src), env=env)
     assert stored.returncode == 0, stored
@@ -83,7 +70,7 @@ def test_store_and_load_through_the_connection(make_node, cli, kenv, tmp_path: P
 
 def test_default_cache_is_per_user(make_node, cli, kenv, tmp_path: Path) -> None:
     node = make_node()
-    env = _remote_env(kenv, node, tmp_path / "unused", _token(cli, node))
+    env = _remote_env(kenv, node, tmp_path / "unused", make_token(node, "laptop"))
     del env["KACHERY_STORAGE_DIR"]
     src = tmp_path / "small.txt"
     src.write_text("cached per user")
@@ -107,7 +94,7 @@ def test_shared_storage_is_read_in_place(make_node, cli, kenv, tmp_path: Path) -
 
 def test_tokens_create_list_revoke(make_node, cli, kenv, tmp_path: Path) -> None:
     node = make_node()
-    token = _token(cli, node, "alice laptop")
+    token = make_token(node, "alice laptop")
     assert token.startswith("kt_") and len(token) > 40
     saved = json.loads((node.storage_dir / "kachery-tokens.json").read_text())
     assert token not in json.dumps(saved)  # only its hash is kept
@@ -192,7 +179,7 @@ def test_every_route_but_probe_needs_a_credential(node, route: str, body: bytes)
 
 def test_interrupted_load_resumes(make_node, cli, kenv, tmp_path: Path) -> None:
     node = make_node()
-    token = _token(cli, node)
+    token = make_token(node, "laptop")
     src = write_random_file(tmp_path / "big.bin", 300_000_000, seed=12)
     sha1 = sha1_file(src)
     cache = tmp_path / "cache"
@@ -239,7 +226,7 @@ def test_interrupted_load_resumes(make_node, cli, kenv, tmp_path: Path) -> None:
 
 def test_corrupt_partial_download_is_not_trusted(make_node, cli, kenv, tmp_path: Path) -> None:
     node = make_node()
-    env = _remote_env(kenv, node, tmp_path / "cache", _token(cli, node))
+    env = _remote_env(kenv, node, tmp_path / "cache", make_token(node, "laptop"))
     src = write_random_file(tmp_path / "big.bin", 50_000_000, seed=13)
     uri = cli("store-file", str(src), env=env).stdout.strip()
     sha1 = sha1_file(src)
@@ -253,7 +240,7 @@ def test_corrupt_partial_download_is_not_trusted(make_node, cli, kenv, tmp_path:
 
 def test_stalled_node_times_out(make_node, cli, kenv, tmp_path: Path) -> None:
     node = make_node()
-    env = _remote_env(kenv, node, tmp_path / "cache", _token(cli, node))
+    env = _remote_env(kenv, node, tmp_path / "cache", make_token(node, "laptop"))
     src = tmp_path / "a.txt"
     src.write_text("stall")
     uri = cli("store-file", str(src), env=env).stdout.strip()
@@ -275,7 +262,7 @@ def test_stalled_node_times_out(make_node, cli, kenv, tmp_path: Path) -> None:
 
 def test_node_restart_between_calls(make_node, kenv, cli, tmp_path: Path) -> None:
     node = make_node()
-    token = _token(cli, node)
+    token = make_token(node, "laptop")
     import kachery_client as kc
 
     client = kc.Client(
@@ -295,7 +282,7 @@ def test_node_restart_between_calls(make_node, kenv, cli, tmp_path: Path) -> Non
 
 def test_16_remote_clients(make_node, kenv, cli, tmp_path: Path) -> None:
     node = make_node()
-    token = _token(cli, node)
+    token = make_token(node, "laptop")
     import kachery_client as kc
 
     errors: List[str] = []

@@ -144,9 +144,16 @@ def _one_request(call: Method, idle_seconds: float) -> Method:
 
     async def request(requests: AsyncIterator[Any], context: aio.ServicerContext) -> Any:
         try:
-            message = await next_message(requests.__aiter__(), idle_seconds, "the request")
+            iterator = requests.__aiter__()
+            message = await next_message(iterator, idle_seconds, "the request")
             if message is None:
                 raise InvalidInputError("the call had no request message")
+            # Read the request stream to its end too (a client with one message has already
+            # closed its side): grpcio 1.70 (the last for Python 3.8) frees a call's HTTP/2
+            # stream only then, so a connection refused every call once its stream cap of
+            # calls had ended (REFUSED_STREAM).
+            if await next_message(iterator, idle_seconds, "the end of the request") is not None:
+                raise InvalidInputError("the call had more than one request message")
             return message
         except Exception as exc:
             await abort(context, exc)

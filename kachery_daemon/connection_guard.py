@@ -54,6 +54,7 @@ from aiohttp import web
 from kachery_core.protocol import wire
 
 from . import empty_upload
+from .http_log import name_peer
 from .limit_defaults import (
     DEFAULT_BODY_IDLE_SECONDS,
     DEFAULT_BODY_MIN_RATE,
@@ -206,6 +207,7 @@ class GuardedProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(guard.limits.header_seconds, self._head_too_slow)
         self.inner = guard.make()
+        name_peer(self.inner, transport)
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:

@@ -11,8 +11,10 @@ handler) keeps its traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -46,7 +48,9 @@ class MalformedRequests(logging.Filter):
             self.left_out += 1
             return False
         self.logged += 1
-        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        peer = getattr(record, "peer", "?")  # see name_peer; newer aiohttp passes it
+        if isinstance(record.args, tuple) and record.args:
+            peer = record.args[0]
         reason = wire.one_line(str(exc.message or exc)).rstrip(" ^")  # no caret line
         reason = _printable(reason[:MAX_REASON])
         line = f"kachery-daemon: refused a malformed HTTP request from {peer}: {reason}"
@@ -61,6 +65,16 @@ class MalformedRequests(logging.Filter):
 def _printable(text: str) -> str:
     """The peer chose these characters: escape any that could move a terminal's cursor."""
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def name_peer(handler: Any, transport: asyncio.BaseTransport) -> None:
+    """Give aiohttp's handler of one connection a logger that knows its peer: aiohttp 3.10
+    (the last for Python 3.8) logs a refused request without it, newer ones with it."""
+    logger = getattr(handler, "logger", None)
+    if isinstance(logger, logging.Logger):
+        peername = transport.get_extra_info("peername")
+        peer = peername[0] if isinstance(peername, tuple) and peername else "?"
+        handler.logger = logging.LoggerAdapter(logger, {"peer": peer})
 
 
 def server_logger() -> logging.Logger:

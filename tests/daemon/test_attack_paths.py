@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 import requests
-from conftest import free_port
+from conftest import command, free_port
 from node_fixtures import NodeProcess
 from token_helpers import make_token
 
@@ -124,6 +124,7 @@ def lab(kenv: Dict[str, str]) -> Iterator[Lab]:
             XDG_CACHE_HOME=str(base / "cache"),
         )
         lab = Lab(base, env, owner, member, group)
+        _skip_unless_runnable_by(lab, owner)
         try:
             yield lab
         finally:
@@ -133,6 +134,21 @@ def lab(kenv: Dict[str, str]) -> Iterator[Lab]:
         for argv in reversed(made):
             subprocess.run(argv, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _skip_unless_runnable_by(lab: Lab, user: str) -> None:
+    """Skip unless `user` can run the node's program. A pyenv Python under /root finds its
+    libpython through a directory only root may enter: 3.11 then falls back on the
+    system's libpython3.11, but no system has a libpython3.8 (the 3.11 run covers these)."""
+    check = subprocess.run(
+        [*lab.as_user(user, lab.gid(lab.group)), command("kachery-daemon"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check.returncode:
+        last = (check.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"user {user} cannot run kachery-daemon under this Python: {last}")
 
 
 def store_path(node: NodeProcess, code: str, path: Path) -> requests.Response:

@@ -63,6 +63,8 @@ def test_each_malformed_request_is_one_rate_limited_log_line(node) -> None:
         time.sleep(0.2)
     assert "Traceback" not in logged, logged[:2000]
     assert (len(lines) == BURST) if one_window else (BURST <= len(lines) < sent), logged[:2000]
-    assert all(line.startswith("kachery-daemon: refused") and "127.0.0.1" in line for line in lines)
+    assert all(
+        line.startswith("kachery-daemon: refused") and "127.0.0.1" in line for line in lines
+    ), lines
     assert len(logged.splitlines()) == len(lines), logged[:2000]  # and nothing else
     assert node.probe() is not None

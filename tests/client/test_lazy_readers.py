@@ -174,13 +174,13 @@ def test_a_profile_named_in_storage_options_chooses_the_node(
 
 
 def test_the_readme_examples_run(kenv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worked example in README.md's "From pandas, xarray, zarr and h5py", run as is."""
+    """The worked example of docs/lazy-reads.md, run as is in this process (the doc runner
+    runs it as a script too)."""
     for name in ("pandas", "xarray", "zarr", "h5py"):
         pytest.importorskip(name, reason=f"{name} has no release for this Python")
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## From pandas, xarray, zarr and h5py", 1)[1].split("\n## ", 1)[0]
+    section = (Path(__file__).resolve().parents[2] / "docs" / "lazy-reads.md").read_text()
     blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
     assert blocks, "the section has a python example"
     monkeypatch.chdir(tmp_path)
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the documented example
+        exec(compile(block, "lazy-reads.md", "exec"), {})  # noqa: S102 - the documented example

@@ -1,11 +1,11 @@
 """The Python API as its users meet it: errors that name the URI and what the bytes are,
 numpy values in `store_json`, progress bars drawn only where someone watches (a real
 pseudo-terminal), the same arguments for module functions and `Client` methods, and the
-README's API list and Python example kept true."""
+API list of docs/python-api.md kept true (its examples run in
+tests/system/test_docs_examples.py)."""
 
 from __future__ import annotations
 
-import ast
 import fcntl
 import inspect
 import os
@@ -24,7 +24,7 @@ import pytest
 
 import kachery_client as kc
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_PAGE = Path(__file__).resolve().parents[2] / "docs" / "python-api.md"
 
 MAGIC: List[Tuple[str, bytes, str]] = [
     ("PNG", b"\x89PNG\r\n\x1a\n" + bytes(40), "89 50 4e 47: a PNG?"),
@@ -140,7 +140,7 @@ def test_importing_the_api_and_the_cli_loads_neither_numpy_nor_tqdm(kenv) -> Non
 
 
 def _api_functions() -> List[str]:
-    """The module functions that are also `Client` methods: the API the README lists."""
+    """The module functions that are also `Client` methods: the API docs/python-api.md lists."""
     return [
         name
         for name in kc.__all__
@@ -203,7 +203,7 @@ def test_channel_reaches_a_real_node(kenv, node) -> None:
 
 
 def _readme_api_list() -> str:
-    text = README.read_text()
+    text = API_PAGE.read_text()
     start = text.index("The full API")
     return text[start : text.index("for mutables", start)]
 
@@ -216,31 +216,6 @@ def test_the_readme_lists_exactly_the_api() -> None:
         )
     )
     assert listed == set(_api_functions())
-
-
-def test_the_readme_python_example_runs(kenv, tmp_path: Path) -> None:
-    """The first Python example runs as written, and each `# value` comment is its result."""
-    text = README.read_text()
-    example = text.split("```python\n", 1)[1].split("```", 1)[0]
-    assert "kc.store_npy(" in example and "numpy_array" not in example
-    lines, checked = [], 0
-    for line in example.splitlines():
-        code, _, comment = line.partition("  # ")
-        try:
-            expected = ast.literal_eval(comment)
-        except (ValueError, SyntaxError):
-            lines.append(line)
-            continue
-        lines.append(f"assert ({code.strip()}) == {expected!r}, {code.strip()!r}")
-        checked += 1
-    assert checked == 2, lines
-    (tmp_path / "data.bin").write_bytes(b"the quick start's data\n")
-    script = "\n".join(lines) + "\nprint('ran')\n"
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=kenv, cwd=tmp_path, capture_output=True, text=True
-    )
-    assert done.returncode == 0 and done.stdout == "ran\n", done
-    assert done.stderr == ""  # progress=True off a terminal: no bar
 
 
 # -- progress bars -------------------------------------------------------------------------

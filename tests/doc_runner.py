@@ -14,7 +14,9 @@ What runs:
 Blocks of one page run in order, in one working directory and one shell state: a variable
 set by one command (`$ URI=$(kachery-client store-file data.bin)`) and the current
 directory carry over to the next. A block preceded by the line `<!-- not run: REASON -->`
-is skipped and counted; one preceded by `<!-- needs: MODULE ... -->` is skipped (and counted)
+is skipped and counted; `<!-- not run: REASON | stand-in: COMMAND -->` runs COMMAND in its
+place (for a step on another machine whose effect later blocks need; it must succeed
+silently). One preceded by `<!-- needs: MODULE ... -->` is skipped (and counted)
 only when one of those Python modules cannot be imported here. Shell examples must be ```console blocks: a ```bash, ```sh or
 ```shell block is an error, as it would escape the checks.
 """
@@ -321,7 +323,10 @@ def run_page(page: Path, workdir: Path, scratch: Path, env: Dict[str, str], pyth
             if block.kind not in RUN_KINDS:
                 continue
             if block.skip_reason is not None:
-                report.skipped.append(f"{where}: {block.skip_reason}")
+                reason, _, stand_in = block.skip_reason.partition(" | stand-in: ")
+                report.skipped.append(f"{where}: {reason}")
+                if stand_in:
+                    session.run_command(Command(stand_in, [], block.line))
                 continue
             missing = _missing_modules(block.needs, python)
             if missing:

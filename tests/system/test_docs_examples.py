@@ -72,7 +72,10 @@ def _anchors(page: Path) -> List[str]:
     return found
 
 
-ALL_PAGES = PAGES + [REPO / "SECURITY.md", REPO / "ARCHITECTURE.md", REPO / "plugins.md"]
+ALL_PAGES = PAGES + [
+    REPO / name
+    for name in ("SECURITY.md", "ARCHITECTURE.md", "plugins.md", "examples/systemd/README.md")
+]
 TO_BE_MERGED = {"docs/storage.md", "docs/web-ui.md"}  # written on other branches
 
 

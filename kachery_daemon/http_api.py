@@ -26,7 +26,7 @@ bad request gets a 4xx with a one-line plain-text reason (`http_status` below); 
 unexpected exception is logged with its traceback to stderr and answered 500 with one line,
 never a stack trace. Every 4xx/5xx also carries `KACHERY-ERROR-TYPE`
 (`wire.ERROR_TYPE_HEADER`: `wire.error_type` of the failure, "refused" for a 403) so a
-client raises the same exception whichever backend it uses. Limits (README, "Limits,
+client raises the same exception whichever backend it uses. Limits (docs/running-a-node.md, "Limits,
 hostile peers and file modes"): a JSON body over 16 MiB is 413, a body that stalls or comes
 too slowly is 408 (and its connection closed), a full disk is 507 (error type "error"),
 connections beyond the cap get 503 (connection_guard.py).

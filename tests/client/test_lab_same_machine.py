@@ -3,7 +3,7 @@ storage directory (0750, not theirs) they cannot read.
 
 Real processes and real uids: the node runs as root with its own storage directory; the
 client runs as a fresh user (tests/other_user.py) with only `daemon_host = "localhost"`
-and a token file, as the README tells a lab member to set up.
+and a token file, as docs/lab-setup.md tells a lab member to set up.
 """
 
 from __future__ import annotations

@@ -202,17 +202,17 @@ def test_channel_reaches_a_real_node(kenv, node) -> None:
         assert "from channel 'lab'; this node belongs to no channel" in str(info.value)
 
 
-def _readme_api_list() -> str:
+def _api_page_list() -> str:
     text = API_PAGE.read_text()
     start = text.index("The full API")
     return text[start : text.index("for mutables", start)]
 
 
-def test_the_readme_lists_exactly_the_api() -> None:
+def test_the_api_page_lists_exactly_the_api() -> None:
     listed = set(
         re.findall(
             r"\b(?:store|load|read|link)_\w+|\bopen\b|\bget\b|\bset\b|\bdelete\b",
-            _readme_api_list(),
+            _api_page_list(),
         )
     )
     assert listed == set(_api_functions())

@@ -2,8 +2,7 @@
 this machine keeps for the active backend (the embedded store, or a remote node's cache).
 
 The work itself is `kachery_core.store.collect`, shared with `kachery-daemon`; this only
-turns URIs into the hashes they stand for (a `sha1dir://` URI: its directory object and
-every file of its tree).
+hands over the storage directory.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple, Union
 
-from kachery_core.content.directory import Directory
-from kachery_core.content.uri import ContentUri, DirUri, parse_any_uri
+from kachery_core.content.uri import ContentUri, DirUri
 from kachery_core.errors import ConfigError, InvalidInputError
 from kachery_core.store import collect as store_collect
 from kachery_core.store.collect import CollectReport
@@ -66,23 +64,7 @@ class StorageUse:
         return store_collect.collect(storage, limit or 0, dry_run=dry_run, housekeeping=True)
 
     def _hashes(self, uris: Iterable[UriText]) -> List[str]:
-        out: List[str] = []
-        for uri in uris:
-            parsed = parse_any_uri(str(uri)) if isinstance(uri, str) else uri
-            if isinstance(parsed, ContentUri):
-                out.append(parsed.sha1)
-                if parsed.manifest_sha1:
-                    out.append(parsed.manifest_sha1)
-                continue
-            from kachery_client.directories.operations import lookup
-
-            out.append(parsed.sha1)
-            found = lookup(self.backend, parsed)
-            tree = found if isinstance(found, Directory) else None
-            entries = [entry for _, entry in tree.walk()] if tree is not None else [found]
-            for entry in entries:
-                out.extend(h for h in (entry.sha1, entry.manifest_sha1) if h)  # type: ignore[union-attr]
-        return out
+        return store_collect.hashes_of(self.local_store(), [str(uri) for uri in uris])
 
 
 def init_shared(directory: Union[str, os.PathLike[str]], group: str) -> Dict[str, Any]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Tuple
 
+from kachery_core.content.directory import Directory
+from kachery_core.content.uri import ContentUri, parse_any_uri
 from kachery_core.errors import InvalidInputError, NotFoundError
 from kachery_core.store.index import CACHED, PINNED
 from kachery_core.store.link_record import LinkRecord
@@ -142,7 +144,9 @@ def _evict(
 ) -> int:
     index = storage.open_index()
     conn = index.db()
-    layout = storage.layout
+    top = os.path.join(
+        str(storage.root), "sha1"
+    )  # string paths: pathlib costs more than the unlink
     while cached > max_size:
         batch = index.oldest_cached(cutoff, BATCH)
         if not batch:
@@ -161,7 +165,7 @@ def _evict(
                     continue  # pinned or used since it was chosen
                 # Gone already when a collection was killed mid-batch: the row goes too.
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(layout.object_path(sha1))
+                    os.unlink(f"{top}/{sha1[0:2]}/{sha1[2:4]}/{sha1[4:6]}/{sha1}")
                 cached -= size
                 report.evicted += 1
                 report.evicted_bytes += size
@@ -317,3 +321,23 @@ def _human(size: int) -> str:
         if size >= factor:
             return f"{size / factor:.1f} {unit}"
     return f"{size} B"
+
+
+def hashes_of(storage: LocalStorage, uris: Iterable[str]) -> List[str]:
+    """The objects URIs stand for: a file's (and its manifest's); for a `sha1dir://` URI
+    its directory object and every file of the tree (or sub-tree) it names."""
+    out: List[str] = []
+    for text in uris:
+        parsed = parse_any_uri(text)
+        out.append(parsed.sha1)
+        if isinstance(parsed, ContentUri):
+            if parsed.manifest_sha1:
+                out.append(parsed.manifest_sha1)
+            continue
+        where = str(parsed)
+        tree = Directory.from_bytes(storage.require(parsed.sha1).read_bytes(), where)
+        found = tree.lookup(parsed.path, where) if parsed.path else tree
+        entries = [e for _, e in found.walk()] if isinstance(found, Directory) else [found]
+        for entry in entries:
+            out.extend(h for h in (entry.sha1, entry.manifest_sha1) if h)
+    return out

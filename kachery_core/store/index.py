@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from kachery_core.content.uri import is_sha1
+from kachery_core.errors import KacheryError
 
 INDEX_FILE = "kachery-index.sqlite"
 PINNED = "pinned"
@@ -81,8 +82,13 @@ def _statements(script: str) -> List[str]:
 _STATEMENTS = _statements(_SCHEMA)
 
 
-class IndexUnavailable(Exception):
+class IndexUnavailable(KacheryError):
     """The index cannot be opened for writing here (a read-only store): no bookkeeping."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message, "run this as a user who may write the storage directory (or its group)"
+        )
 
 
 class StoreIndex:
@@ -115,12 +121,12 @@ class StoreIndex:
 
     def _open(self) -> sqlite3.Connection:
         if not self.root.is_dir():
-            raise IndexUnavailable(f"{self.root} is not a directory")
+            raise IndexUnavailable(f"no storage directory at {self.root}")
         existed = self.path.exists()
         try:
             conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
         except sqlite3.OperationalError as exc:
-            raise IndexUnavailable(str(exc)) from None
+            raise IndexUnavailable(f"cannot open {self.path}: {exc}") from None
         try:
             if not existed and self.shared_mode is not None:
                 os.chmod(self.path, self.shared_mode)
@@ -131,7 +137,7 @@ class StoreIndex:
         except sqlite3.OperationalError as exc:
             conn.close()
             if "readonly" in str(exc) or "unable to open" in str(exc):
-                raise IndexUnavailable(str(exc)) from None
+                raise IndexUnavailable(f"cannot write {self.path}: {exc}") from None
             raise
         except BaseException:
             conn.close()

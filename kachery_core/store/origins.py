@@ -75,16 +75,12 @@ class IndexedStorage:
         index = self.index
         if index is None:
             raise IndexUnavailable(f"the index of {self.root} cannot be written here")
-        try:
-            index.db()
-        except IndexUnavailable:
-            self._index_off = True
-            raise
+        index.db()
         return index
 
     def _note_write(self, sha1: str, size: int, cached: bool, final: Path) -> None:
         """Record a write about to be placed at `final` (before the rename)."""
-        index = self._usable_index()
+        index = self._usable_index(writing=True)
         if index is None:
             return
         exists = cached and _is_file(final)
@@ -96,7 +92,7 @@ class IndexedStorage:
             log.warning("could not record %s in %s: %s", sha1, index.path, exc)
 
     def _note_link(self, sha1: str, size: int, is_link: bool) -> None:
-        index = self._usable_index()
+        index = self._usable_index(writing=True)
         if index is not None:
             index.record(sha1, size, PINNED, False, is_link=is_link)
 
@@ -134,10 +130,16 @@ class IndexedStorage:
         finally:
             self._evicting.release()
 
-    def _usable_index(self) -> Optional[StoreIndex]:
+    def _usable_index(self, writing: bool = False) -> Optional[StoreIndex]:
         index = self.index
         if index is None:
             return None
+        if getattr(index._local, "conn", None) is not None:
+            return index
+        if not self.root.is_dir():
+            if not writing:
+                return None  # nothing stored here yet: nothing to remember
+            make_dirs(self.root, 0)
         try:
             index.db()
         except (IndexUnavailable, OSError):

@@ -11,7 +11,7 @@ import grp
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from kachery_core.content.uri import ContentUri, DirUri
 from kachery_core.errors import ConfigError, InvalidInputError
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from kachery_core.backend.base import Backend
     from kachery_core.store.local import LocalStorage
 
-UriText = Union[str, ContentUri, DirUri]
+UriLike = Union[str, ContentUri, DirUri]
 
 
 class StorageUse:
@@ -40,16 +40,16 @@ class StorageUse:
         (from the index, without walking the store)."""
         return store_collect.usage(self.local_store())
 
-    def pin(self, uris: Iterable[UriText]) -> int:
+    def pin(self, uris: Sequence[UriLike]) -> int:
         """Keep objects whatever gc does; a `sha1dir://` URI pins its whole tree.
         Returns how many objects changed."""
         return store_collect.set_pinned(self.local_store(), self._hashes(uris), True)
 
-    def unpin(self, uris: Iterable[UriText]) -> int:
+    def unpin(self, uris: Sequence[UriLike]) -> int:
         """Let gc evict objects (they become cached); a `sha1dir://` URI unpins its tree."""
         return store_collect.set_pinned(self.local_store(), self._hashes(uris), False)
 
-    def drop(self, uris: Iterable[UriText], force: bool = False) -> List[Tuple[str, int]]:
+    def drop(self, uris: Sequence[UriLike], force: bool = False) -> List[Tuple[str, int]]:
         """Remove cached objects now; pinned ones (and link records) only with `force`.
         Returns the (sha1, bytes) removed."""
         return store_collect.drop(self.local_store(), self._hashes(uris), force)
@@ -63,7 +63,7 @@ class StorageUse:
         limit = max_size if max_size is not None else storage.max_cache_size
         return store_collect.collect(storage, limit or 0, dry_run=dry_run, housekeeping=True)
 
-    def _hashes(self, uris: Iterable[UriText]) -> List[str]:
+    def _hashes(self, uris: Sequence[UriLike]) -> List[str]:
         return store_collect.hashes_of(self.local_store(), [str(uri) for uri in uris])
 
 

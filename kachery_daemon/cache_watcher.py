@@ -65,8 +65,10 @@ class CacheWatcher:
             )
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
+        while True:  # at start (a node restarted with a lower limit), then periodically
             try:
                 self.check()
             except (sqlite3.Error, IndexUnavailable, OSError) as exc:
                 log.warning("could not keep the storage within max_cache_size: %s", exc)
+            if self._stop.wait(self.every):
+                return

@@ -85,9 +85,10 @@ _STATEMENTS = _statements(_SCHEMA)
 class IndexUnavailable(KacheryError):
     """The index cannot be opened for writing here (a read-only store): no bookkeeping."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, hint: Optional[str] = None) -> None:
         super().__init__(
-            message, "run this as a user who may write the storage directory (or its group)"
+            message,
+            hint or "run this as a user who may write the storage directory (or its group)",
         )
 
 
@@ -121,7 +122,10 @@ class StoreIndex:
 
     def _open(self) -> sqlite3.Connection:
         if not self.root.is_dir():
-            raise IndexUnavailable(f"no storage directory at {self.root}")
+            raise IndexUnavailable(
+                f"no storage directory at {self.root}",
+                "nothing was stored there yet; check KACHERY_STORAGE_DIR (or --storage-dir)",
+            )
         existed = self.path.exists()
         try:
             conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)

@@ -278,4 +278,3 @@ def set(key: JSON, value: JSON, update: bool = True) -> None:  # noqa: A001 - th
 @_api
 def delete(key: JSON) -> None:
     default_client().delete(key)
-

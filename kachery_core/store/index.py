@@ -114,7 +114,9 @@ class StoreIndex:
             return conn
         try:
             conn = self._open()
-        except sqlite3.DatabaseError:
+        except sqlite3.OperationalError:
+            raise  # busy, locked, unreadable: not damage; the file stays
+        except sqlite3.DatabaseError:  # not a database, or a malformed one
             self._set_aside_damaged()
             conn = self._open()
         self._local.conn = conn

@@ -145,6 +145,9 @@ class IndexedStorage:
         except (IndexUnavailable, OSError):
             self._index_off = True
             return None
+        except sqlite3.OperationalError as exc:  # busy for a minute: try again next time
+            log.warning("the index of %s is not usable now: %s", self.root, exc)
+            return None
         return index
 
 

@@ -77,7 +77,7 @@ def gc_lock(root: Path, wait: bool = True, mode: Optional[int] = None) -> Iterat
     """Hold the store's collection lock; yields False (without it) when `wait` is off and
     another process holds it."""
     path = Path(root) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 if mode else 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 if mode else 0o600)
     try:
         if mode:
             with contextlib.suppress(OSError):

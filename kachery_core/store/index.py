@@ -134,8 +134,8 @@ class StoreIndex:
         except sqlite3.OperationalError as exc:
             raise IndexUnavailable(f"cannot open {self.path}: {exc}") from None
         try:
-            if not existed and self.shared_mode is not None:
-                os.chmod(self.path, self.shared_mode)
+            if not existed:  # private unless the store is a group's (-wal, -shm follow it)
+                os.chmod(self.path, self.shared_mode if self.shared_mode is not None else 0o600)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
             if not self._complete(conn):

@@ -37,6 +37,12 @@ EXAMPLES: Dict[str, List[str]] = {
     "config": [f"{PROG} config", f"KACHERY_BACKEND=remote {PROG} config"],
     "backends": [f"{PROG} backends", f"{PROG} backends --debug"],
     "version": [f"{PROG} version"],
+    "usage": [f"{PROG} usage", f"{PROG} usage --json"],
+    "pin": [f"{PROG} pin {URI}", f"{PROG} pin {DIR_URI}"],
+    "unpin": [f"{PROG} unpin {DIR_URI}"],
+    "drop": [f"{PROG} drop {URI}", f"{PROG} drop {URI} --force"],
+    "gc": [f"{PROG} gc --dry-run", f"{PROG} gc --max-size 50GiB"],
+    "init-shared": [f"{PROG} init-shared /data/lab-kachery --group lab"],
     "completion": [
         f"{PROG} completion bash > ~/.local/share/bash-completion/completions/{PROG}",
         f"echo 'eval \"$({PROG} completion zsh)\"' >> ~/.zshrc",

@@ -18,7 +18,7 @@ from click.core import ParameterSource
 from kachery_core import __version__
 from kachery_core.errors import KacheryError
 
-from . import files, help_text, listing, node_commands
+from . import files, help_text, listing, node_commands, storage_commands
 from .state import PROG, CliState, Interrupted, ReaderGone
 
 
@@ -134,6 +134,12 @@ for _command in (
     node_commands.info,
     node_commands.config,
     node_commands.backends,
+    storage_commands.usage,
+    storage_commands.pin,
+    storage_commands.unpin,
+    storage_commands.drop,
+    storage_commands.gc,
+    storage_commands.init_shared,
     help_text.completion,
 ):
     _command.epilog = _command.epilog or help_text.epilog(str(_command.name))

@@ -31,6 +31,7 @@ from kachery_core.errors import (
 )
 
 from .client import Client
+from .storage_use import init_shared
 
 if _TYPE_CHECKING:  # annotations only; kept out of the module's namespace
     from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
@@ -86,6 +87,7 @@ __all__ = [
     "get",
     "set",
     "delete",
+    "init_shared",
     "default_client",
 ]
 

@@ -39,6 +39,7 @@ from kachery_client.progress_bars import (
     byte_progress,
     tree_progress,
 )
+from kachery_client.storage_use import StorageUse
 from kachery_client.typed import TypedObjects
 from kachery_client.verified_read import open_verified
 from kachery_client.verified_store import (
@@ -62,7 +63,7 @@ UriLike = Union[str, ContentUri, DirUri]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class Client(TypedObjects):
+class Client(StorageUse, TypedObjects):
     """Store and load files through the active backend (chosen as `kachery-client info` says).
 
     Every method that loads takes `channel=`: a node lacking the object fetches it from

@@ -27,6 +27,7 @@ from .limit_defaults import (
     DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_WRITE_SECONDS,
 )
+from .storage_commands import SIZE, drop, gc, pin, unpin, usage
 
 PROG = "kachery-daemon"
 PORT = click.IntRange(1, 65535)
@@ -175,6 +176,13 @@ def cli() -> None:
     help="Open gRPC connections at most; more are closed at once (default: 1000, or a "
     "quarter of what --max-connections leaves of the open-file limit if lower).",
 )
+@click.option(
+    "--max-cache-size",
+    type=SIZE,
+    default=None,
+    help="Bytes the storage's objects may take (50GiB...): past it the node evicts least "
+    "recently used cached objects, never pinned ones (default: KACHERY_MAX_CACHE_SIZE).",
+)
 def start(
     host: str,
     port: Optional[int],
@@ -198,13 +206,15 @@ def start(
     keepalive_timeout: float,
     max_connections: Optional[int],
     grpc_max_connections: Optional[int],
+    max_cache_size: Optional[int],
 ) -> None:
     """Run the node in the foreground until stopped (Ctrl-C, SIGTERM or `kachery-daemon stop`)."""
     from .connection_guard import ServerLimits
     from .runner import NodeOptions, run_node
 
+    flags = {"storage_dir": storage_dir, "max_cache_size": max_cache_size}
     config = resolve_config(
-        {"storage_dir": storage_dir} if storage_dir else {}, explicit_source="--storage-dir"
+        {k: v for k, v in flags.items() if v is not None}, explicit_source="command line"
     )
     group = auth_group_id(auth_group, config.storage_dir) if auth_group else None
     if (tls_cert is None) != (tls_key is None):
@@ -238,6 +248,8 @@ def start(
             body_min_rate=body_min_rate,
         ),
         grpc_max_connections=grpc_max_connections,
+        max_cache_size=config.max_cache_size,
+        grace_seconds=config.gc_grace_seconds,
     )
     run_node(options)
 
@@ -326,6 +338,8 @@ def verify(uris: Tuple[str, ...], storage_dir: Optional[str], prune_stale: bool)
 
 cli.add_command(token)
 cli.add_command(channel)
+for _command in (usage, pin, unpin, drop, gc):
+    cli.add_command(_command)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -28,6 +28,7 @@ from kachery_core.store.local import LocalStorage
 
 from .accept_errors import AcceptErrorLog
 from .auth import RotatingAuthCode
+from .cache_watcher import CacheWatcher
 from .channels.service import open_channels
 from .connection_guard import GuardedSite, ServerLimits
 from .feeds import FILE_NAME as FEEDS_FILE
@@ -69,6 +70,9 @@ class NodeOptions:
     limits: ServerLimits = ServerLimits()
     grpc_max_connections: Optional[int] = None
     """None: what fits beside the HTTP cap (`grpc_limits.default_connection_cap`)."""
+    max_cache_size: Optional[int] = None
+    """Bytes the storage's objects may take; cached ones are evicted past it."""
+    grace_seconds: float = 600.0
 
 
 def run_node(options: NodeOptions) -> None:
@@ -80,8 +84,12 @@ def run_node(options: NodeOptions) -> None:
     try:
         identity = load_identity(storage_dir, options.node_key)
         secure_private_files(storage_dir, (MUTABLES_FILE, FEEDS_FILE))
+        storage = LocalStorage(
+            storage_dir, max_cache_size=options.max_cache_size, grace_period=options.grace_seconds
+        )
+        watcher = CacheWatcher(storage)
         node = Node(
-            storage=LocalStorage(storage_dir),
+            storage=storage,
             identity=identity,
             auth=RotatingAuthCode(storage_dir, options.rotate_seconds, options.auth_group),
             mutables=MutableStore(storage_dir / MUTABLES_FILE),
@@ -93,8 +101,10 @@ def run_node(options: NodeOptions) -> None:
         node.channels = open_channels(options.node_config, node.storage, identity.node_id)
         try:
             ssl_context = _ssl_context(*options.tls) if options.tls else None
+            watcher.start()
             asyncio.run(_serve(node, options, ssl_context))
         finally:
+            watcher.stop()
             node.mutables.close()
             node.feeds.close()
     finally:

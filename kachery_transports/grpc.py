@@ -77,7 +77,12 @@ class GrpcDaemonTransport(Backend):
         self.connect_timeout = config.connect_timeout
         self.read_timeout = config.read_timeout
         self.storage = LocalStorage(
-            config.storage_dir, config.temp_dir, config.keep_temp_files, config.fsync
+            config.storage_dir,
+            config.temp_dir,
+            config.keep_temp_files,
+            config.fsync,
+            config.max_cache_size,
+            config.gc_grace_seconds,
         )
         self._config = config
         session = NodeSession(

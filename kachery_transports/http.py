@@ -130,7 +130,13 @@ class HttpDaemonTransport(Backend):
         # Only read here (the node writes its own storage), so fsync changes nothing; it is
         # passed so that every backend builds its LocalStorage from the same settings.
         config = self._config
-        return LocalStorage(root, config.temp_dir, config.keep_temp_files, config.fsync)
+        return LocalStorage(
+            root,
+            config.temp_dir,
+            config.keep_temp_files,
+            config.fsync,
+            grace_period=config.gc_grace_seconds,
+        )
 
     def _storage_error(self, reach: StorageReach) -> KacheryError:
         """Why the storage directory cannot be read in place, naming the real cause."""

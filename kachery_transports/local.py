@@ -44,7 +44,12 @@ class LocalTransport(StorageBackedTransport):
     @classmethod
     def from_config(cls, config: Config) -> LocalTransport:
         storage = LocalStorage(
-            config.storage_dir, config.temp_dir, config.keep_temp_files, config.fsync
+            config.storage_dir,
+            config.temp_dir,
+            config.keep_temp_files,
+            config.fsync,
+            config.max_cache_size,
+            config.gc_grace_seconds,
         )
         return cls(
             storage, config.expected_node_id, config.source("expected_node_id"), config.channel

@@ -37,7 +37,15 @@ class OfflineTransport(StorageBackedTransport):
                 "set it to the directory to read files from",
             )
         temp_dir = config.temp_dir or root / OFFLINE_TEMP_DIR_NAME
-        return cls(LocalStorage(root, temp_dir, config.keep_temp_files, config.fsync))
+        return cls(
+            LocalStorage(
+                root,
+                temp_dir,
+                config.keep_temp_files,
+                config.fsync,
+                grace_period=config.gc_grace_seconds,
+            )
+        )
 
     def not_found_hint(self) -> str:
         if not self.storage.root.is_dir():

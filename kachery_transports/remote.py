@@ -88,7 +88,12 @@ class RemoteDaemonTransport(HttpDaemonTransport):
                 explicit = False
             root = configured if explicit else default_cache_dir()
         return LocalStorage(
-            root, self._config.temp_dir, self._config.keep_temp_files, self._config.fsync
+            root,
+            self._config.temp_dir,
+            self._config.keep_temp_files,
+            self._config.fsync,
+            self._config.max_cache_size,
+            self._config.gc_grace_seconds,
         )
 
     @property

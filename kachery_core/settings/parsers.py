@@ -87,6 +87,51 @@ def parse_seconds(value: Any) -> float:
     return seconds
 
 
+def parse_grace_seconds(value: Any) -> float:
+    """Seconds from 0 (no grace) to a week."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds <= 7 * 86400:
+        raise ValueError("expected a number of seconds from 0 to 604800")
+    return seconds
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "t": 2**40,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_size(value: Any) -> int:
+    """A size in bytes: a number of bytes, or one with a unit (`50GiB`, `1.5 TB`, `500M`;
+    KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB and K/M/G/T powers of 1024)."""
+    expected = "expected a size such as 50GiB, 500MB or 1000000 (bytes)"
+    if isinstance(value, bool):
+        raise ValueError(expected)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(expected)
+        return value
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+    if match is None or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(expected)
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
 def parse_token(value: Any) -> str:
     text = str(value).strip()
     if not re.fullmatch(r"[A-Za-z0-9_\-.~+/=]{16,512}", text):

@@ -29,6 +29,7 @@ from kachery_core.secret_files import warn_if_exposed
 from kachery_core.settings.parsers import (
     parse_bool,
     parse_channel,
+    parse_grace_seconds,
     parse_host,
     parse_name,
     parse_node_id,
@@ -36,6 +37,7 @@ from kachery_core.settings.parsers import (
     parse_port,
     parse_profile,
     parse_seconds,
+    parse_size,
     parse_token,
 )
 
@@ -227,6 +229,19 @@ class Config:
         False,
         parse_bool,
         "1: flush every object to disk before it appears (survives power loss; slower).",
+    )
+    max_cache_size = Setting[Optional[int]](
+        "KACHERY_MAX_CACHE_SIZE",
+        None,
+        parse_size,
+        "Bytes the store's objects may take (50GiB, 500MB...): past it, least recently used "
+        "cached objects are evicted on write; unset: no limit.",
+    )
+    gc_grace_seconds = Setting[float](
+        "KACHERY_GC_GRACE_SECONDS",
+        600.0,
+        parse_grace_seconds,
+        "Seconds after its last use during which gc never evicts an object.",
     )
 
     def __init__(

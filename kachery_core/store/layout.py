@@ -5,6 +5,8 @@
     <dir>/kachery-node-id                            the owning node's ID
     <dir>/client-auth                                the node's current client auth code
     <dir>/tmp/                                       staging files (default temp dir)
+    <dir>/kachery-index.sqlite (-wal, -shm)          origins and recency (`index.py`)
+    <dir>/kachery-gc.lock                            one gc at a time (`collect.py`)
 
 Paths are only ever built from validated hashes, never from labels or user text.
 """

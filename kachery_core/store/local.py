@@ -47,6 +47,7 @@ from kachery_core.store.input_file import check_unchanged, read_small
 from kachery_core.store.input_file import open_input_file as open_input_file
 from kachery_core.store.layout import LINK_SUFFIX, StorageLayout
 from kachery_core.store.link_record import LinkRecord as LinkRecord
+from kachery_core.store.origins import DEFAULT_GRACE_PERIOD, IndexedStorage, make_dirs
 from kachery_core.store.staging import ObjectWriter as ObjectWriter
 from kachery_core.store.staging import StagingFile, staging_name, sweep_dead_staging_files
 from kachery_core.store.staging import unlink_quietly as unlink_quietly
@@ -68,8 +69,9 @@ _KNOWN_DIRS_LIMIT = 65536
 """Object directories remembered as existing (saves a mkdir per store); bounds memory."""
 
 
-class LocalStorage(Storage):
-    """Objects in a directory with the kachery layout."""
+class LocalStorage(IndexedStorage, Storage):
+    """Objects in a directory with the kachery layout, and their index of origins and
+    recency (`IndexedStorage`): `max_cache_size` bounds its objects' bytes on write."""
 
     def __init__(
         self,
@@ -77,6 +79,8 @@ class LocalStorage(Storage):
         temp_dir: Optional[Path] = None,
         keep_temp_files: bool = False,
         fsync: bool = False,
+        max_cache_size: Optional[int] = None,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
     ) -> None:
         self.layout = StorageLayout(Path(root))
         self.root = self.layout.root
@@ -86,12 +90,14 @@ class LocalStorage(Storage):
         self._swept = False
         self._temp_dir_made = False
         self._known_dirs: Set[Path] = set()
+        self._init_bookkeeping(max_cache_size, grace_period)
 
     # -- reading -------------------------------------------------------------------
 
     def find(self, sha1: str) -> Optional[Path]:
         path = self.layout.object_path(sha1)
         if _is_regular(path):  # a symlink or anything else in its place is no object
+            self._note_use(sha1)
             return path
         record = self.read_link(sha1)
         if record is None:
@@ -262,7 +268,9 @@ class LocalStorage(Storage):
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
         final = self.layout.object_path(check_sha1(sha1))
+        self._note_write(sha1, os.stat(path).st_size, True, final)
         self._place(path, final)
+        self._after_cached_write()
         return final
 
     def link_file(self, path: Path, progress: Optional[Progress] = None) -> StoredObject:
@@ -282,7 +290,10 @@ class LocalStorage(Storage):
         result = hash_stream(source.readinto, None, st.st_size, progress)
         check_unchanged(source.fileno(), st, result.size, str(real))
         manifest_sha1 = self._store_manifest(result)
-        if not _is_regular(self.layout.object_path(result.sha1)):
+        if _is_regular(self.layout.object_path(result.sha1)):
+            self._note_link(result.sha1, result.size, is_link=False)  # linking pins it
+        else:
+            self._note_link(result.sha1, result.size, is_link=True)
             record = LinkRecord.for_file(str(real), st, manifest_sha1)
             self._write_small_file(self.layout.link_path(result.sha1), record.to_bytes())
         return StoredObject(result.sha1, result.size, manifest_sha1)
@@ -291,7 +302,7 @@ class LocalStorage(Storage):
 
     def _staging_file(self) -> StagingFile:
         if not self._temp_dir_made:
-            self.temp_dir.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.temp_dir, self.shared_group_mode)
             self._temp_dir_made = True
         self._sweep_dead_staging_files()
         path = self.temp_dir / staging_name()
@@ -301,15 +312,20 @@ class LocalStorage(Storage):
             self.temp_dir.mkdir(parents=True, exist_ok=True)
             return StagingFile(path, self.keep_temp_files)
 
-    def _store_in_one_piece(self, data: bytes, expected_sha1: Optional[str] = None) -> StoredObject:
-        """Store a small object: hash, then write it unless an identical object is there."""
+    def _store_in_one_piece(
+        self, data: bytes, expected_sha1: Optional[str] = None, cached: Optional[bool] = None
+    ) -> StoredObject:
+        """Store a small object: hash, then write it unless an identical object is there.
+        `cached`: a fetch (default: when a hash was expected), else a store (pinned)."""
         sha1 = sha1_of_bytes(data)
+        cached = expected_sha1 is not None if cached is None else cached
         if expected_sha1 is not None and sha1 != check_sha1(expected_sha1):
             raise IntegrityError(
                 f"received bytes hash to {sha1}, expected {expected_sha1}",
                 "the source is corrupt or the transfer was damaged; nothing was stored",
             )
         final = self.layout.object_path(sha1)
+        self._note_write(sha1, len(data), cached, final)
         if _holds_exactly(final, data):
             # Already stored (checked byte for byte, so a damaged copy is replaced below).
             unlink_quietly(final.with_name(final.name + LINK_SUFFIX))
@@ -319,6 +335,8 @@ class LocalStorage(Storage):
                 staging.finish(self.fsync)
                 self._place(staging.path, final)
                 staging.committed = True
+            if cached:
+                self._after_cached_write()
         return StoredObject(sha1, len(data), None)
 
     def _commit(
@@ -331,14 +349,27 @@ class LocalStorage(Storage):
                 "the source is corrupt or the transfer was damaged; nothing was stored",
             )
         staging.finish(self.fsync)
-        self._place(staging.path, self.layout.object_path(result.sha1))
+        final = self.layout.object_path(result.sha1)
+        cached = expected_sha1 is not None
+        self._note_write(result.sha1, result.size, cached, final)
+        self._place(staging.path, final)
         staging.committed = True
-        return StoredObject(result.sha1, result.size, self._store_manifest(result))
+        stored = StoredObject(result.sha1, result.size, self._store_manifest(result, cached))
+        if cached:
+            self._after_cached_write()
+        return stored
 
-    def _store_manifest(self, result: HashResult) -> Optional[str]:
+    def _store_manifest(self, result: HashResult, cached: bool = False) -> Optional[str]:
+        """Store a manifest with the origin of the object it describes."""
         if result.manifest is None:
             return None
-        return self.store_bytes(result.manifest.to_bytes()).sha1
+        data = result.manifest.to_bytes()
+        if len(data) < SMALL_OBJECT_SIZE:
+            return self._store_in_one_piece(data, cached=cached).sha1
+        with self._staging_file() as staging:
+            writer_for(staging.file)(memoryview(data))
+            hashed = HashResult(sha1_of_bytes(data), len(data), None)
+            return self._commit(staging, hashed, hashed.sha1 if cached else None).sha1
 
     def _place(self, staged: Path, final: Path) -> None:
         """Rename a finished staging file into place; the object appears atomically."""
@@ -369,14 +400,16 @@ class LocalStorage(Storage):
     def _make_dir(self, directory: Path) -> None:
         if directory in self._known_dirs:
             return
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory, self.shared_group_mode)
         if len(self._known_dirs) >= _KNOWN_DIRS_LIMIT:
             self._known_dirs.clear()
         self._known_dirs.add(directory)
 
     def _write_small_file(self, final: Path, data: bytes) -> None:
         self._make_dir(final.parent)
-        write_atomically(final, data, mode=0o600, fsync=self.fsync)
+        write_atomically(
+            final, data, mode=0o640 if self.shared_group_mode else 0o600, fsync=self.fsync
+        )
 
     def _sweep_dead_staging_files(self) -> None:
         """Once per process: staging files of dead processes of this host go."""

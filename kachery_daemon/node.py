@@ -308,7 +308,10 @@ class Node(ChannelOperations):
     ) -> FileRange:
         """Bytes [start, end) of the object, opened for reading (the caller closes it)."""
         await self.find(uri)
-        return await _run(self.storage.open_range, uri.sha1, start, end)
+        opened = await _run(self.storage.open_range, uri.sha1, start, end)
+        if start == 0:  # a read from the start is a load; later ranges continue it
+            self.activity.add(activity.LOAD, str(uri), opened.length, "bytes sent")
+        return opened
 
     def read_batch(self, sha1s: Sequence[str]) -> AsyncIterator[List[BatchItem]]:
         """Small objects for one batch download, in order, a slice at a time: each one's

@@ -107,6 +107,7 @@ def page(name: str, changes: bool = False) -> Callable[[Handler], Handler]:
                         request, 401, "log in first: send a token or the client-auth code"
                     )
                 raise web.HTTPSeeOther("/ui/login")
+            request["viewer"] = viewer
             if not viewer.sees(name):
                 return refuse(
                     request,
@@ -118,7 +119,6 @@ def page(name: str, changes: bool = False) -> Callable[[Handler], Handler]:
                 reason = await csrf_problem(request, viewer)
                 if reason is not None:
                     return refuse(request, 403, reason)
-            request["viewer"] = viewer
             return await handler(request)
 
         return guarded

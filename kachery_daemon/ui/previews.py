@@ -26,6 +26,7 @@ IMAGE_MAGIC = (
     (b"GIF89a", "image/gif"),
 )
 NPY_MAGIC = b"\x93NUMPY"
+TEXT_CONTROLS = "\t\n\r\f"
 
 
 def image_type(head: bytes) -> Optional[str]:
@@ -67,9 +68,12 @@ def _text(head: bytes, truncated: bool) -> Optional[str]:
         return None
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:  # a cut in the middle of a character is not a reason to call it binary
-        return decoder.decode(head, final=not truncated)
+        text = decoder.decode(head, final=not truncated)
     except UnicodeDecodeError:
         return None
+    if any(c < " " and c not in TEXT_CONTROLS for c in text) or "\x7f" in text:
+        return None  # control characters: data, not text to read
+    return text
 
 
 def _json(path: Path) -> Optional[Dict[str, Any]]:

@@ -2,14 +2,13 @@
 
 One function, `storage_use`, so the figures can come from elsewhere later (a pinned and
 cached split, a limit) without touching the pages. It walks the directory (objects, link
-records, quarantine, staging files): linear in the number of objects, run on a worker
-thread, and cached for `CACHE_SECONDS` so a page reloaded in a loop does not rewalk.
+records, quarantine, staging files) on a worker thread each time it is asked: linear in
+the number of objects, which an index of the store (storage limits) will replace.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -17,17 +16,10 @@ from kachery_core.store.layout import LINK_SUFFIX
 from kachery_core.store.link_record import LinkRecord
 from kachery_core.store.local import LocalStorage
 
-CACHE_SECONDS = 1.0
-_cache: Dict[Path, Tuple[float, Dict[str, int]]] = {}
-
 
 def storage_use(storage: LocalStorage) -> Dict[str, int]:
     """objects/objectBytes (stored copies), links/linkedBytes (files linked in place),
     quarantined/quarantinedBytes, tempFiles/tempBytes (staging files)."""
-    now = time.monotonic()
-    cached = _cache.get(storage.root)
-    if cached is not None and now - cached[0] < CACHE_SECONDS:
-        return dict(cached[1])
     figures = {"objects": 0, "objectBytes": 0, "links": 0, "linkedBytes": 0}
     for path, size in _files(storage.root / "sha1", depth=4):
         if path.endswith(LINK_SUFFIX):
@@ -38,8 +30,7 @@ def storage_use(storage: LocalStorage) -> Dict[str, int]:
             figures["objectBytes"] += size
     figures["quarantined"], figures["quarantinedBytes"] = _count(storage.quarantine_dir)
     figures["tempFiles"], figures["tempBytes"] = _count(storage.temp_dir)
-    _cache[storage.root] = (now, figures)
-    return dict(figures)
+    return figures
 
 
 def _count(directory: Path) -> Tuple[int, int]:

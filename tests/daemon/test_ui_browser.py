@@ -29,7 +29,19 @@ def _login(driver: Any, node: NodeProcess, credential: str) -> None:
     assert driver.current_url.endswith("/ui/login")  # sent to log in first
     driver.find_element(By.ID, "credential").send_keys(credential)
     driver.find_element(By.ID, "login").click()
-    assert driver.current_url.endswith("/ui/"), driver.page_source
+    _wait_for_url(driver, "/ui/")
+
+
+def _wait_for_url(driver: Any, part: str) -> None:
+    """A click that navigates may return before the next page is there: wait for it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 20).until(
+        lambda d: d.current_url.endswith(part) or part + "?" in d.current_url
+    )
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
 
 
 def _no_script_ran(driver: Any) -> None:
@@ -60,6 +72,7 @@ def test_a_reader_browses_downloads_and_is_refused_tokens(
     tmp_path: Path,
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
     _login(driver, node, make_token(node, "lab laptop", "read"))
@@ -72,8 +85,10 @@ def test_a_reader_browses_downloads_and_is_refused_tokens(
     _shot(driver, "overview")
 
     driver.find_element(By.LINK_TEXT, "Browse").click()
+    _wait_for_url(driver, "/ui/browse")
     driver.find_element(By.ID, "uri").send_keys(uri)
     driver.find_element(By.ID, "open").click()
+    WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "listing"))
     names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#listing td.name")]
     assert SCRIPT_NAME in names and IMG_NAME in names  # shown as the text they are
     assert "\\u202eevil\\u200b.txt" in names and BIDI_NAME not in names
@@ -96,6 +111,7 @@ def test_a_reader_browses_downloads_and_is_refused_tokens(
     _shot(driver, "file")
 
     driver.find_element(By.LINK_TEXT, "Activity").click()
+    _wait_for_url(driver, "/ui/activity")
     assert driver.find_elements(By.CSS_SELECTOR, "#events tr.kind-store")
     _shot(driver, "activity")
 
@@ -120,6 +136,7 @@ def test_an_admin_revokes_a_token(
     _shot(driver, "login")
     _login(driver, node, admin)
     driver.find_element(By.LINK_TEXT, "Tokens").click()
+    _wait_for_url(driver, "/ui/tokens")
     rows = driver.find_elements(By.CSS_SELECTOR, "#tokens tr[id^=token-]")
     labels = [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows]
     assert labels == ["old laptop", "lab laptop", "admin console"]
@@ -130,19 +147,24 @@ def test_an_admin_revokes_a_token(
     alert = driver.switch_to.alert
     assert "old laptop" in alert.text
     alert.accept()
-    assert driver.current_url.endswith("/ui/tokens")
+    _wait_for_url(driver, "/ui/tokens")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 20).until(lambda d: "old laptop" not in d.page_source)
     rows = driver.find_elements(By.CSS_SELECTOR, "#tokens tr[id^=token-]")
     assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows] == [
         "lab laptop",
         "admin console",
     ]
     driver.find_element(By.LINK_TEXT, "Channels").click()
+    _wait_for_url(driver, "/ui/channels")
     assert "in no channel" in driver.find_element(By.TAG_NAME, "main").text
     _shot(driver, "channels")
     driver.find_element(By.LINK_TEXT, "Verify").click()
+    _wait_for_url(driver, "/ui/verify")
     assert driver.find_element(By.ID, "quarantine").text == "Empty."
     _shot(driver, "verify")
     driver.find_element(By.ID, "logout").click()
-    assert driver.current_url.endswith("/ui/login")
+    _wait_for_url(driver, "/ui/login")
     driver.get(node.url + "/ui/tokens")
     assert driver.current_url.endswith("/ui/login")

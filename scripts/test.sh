@@ -73,7 +73,10 @@ install_chromium() {
         return 0
     fi
     echo "== installing chromium and chromium-driver for the browser tests"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+    local install="DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver"
+    # a fresh machine may have no package lists yet: update them once and try again
+    sh -c "$install" >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && sh -c "$install" >/dev/null 2>&1; } \
         || echo "   (could not install them: the browser tests will skip)"
 }
 

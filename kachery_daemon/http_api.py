@@ -145,6 +145,8 @@ def _errors_middleware() -> Any:
                     return await answer_and_close(request, response)
                 return response
             line = report_unexpected(exc, f"{request.method} {request.path}")
+            node: Node = request.app["node"]
+            node.activity.add("error", f"{request.method} {request.path}"[:200], None, line)
             return error_response(500, line, "error")
 
     return errors

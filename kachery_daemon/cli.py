@@ -331,9 +331,14 @@ def verify(uris: Tuple[str, ...], storage_dir: Optional[str], prune_stale: bool)
     from kachery_core.store.check import check_and_report
     from kachery_core.store.local import LocalStorage
 
+    from .verify_record import write_verify_record
+
     root, where = node_storage(storage_dir)
     click.echo(f"checking storage directory {root} ({where})", err=True)
-    sys.exit(check_and_report(LocalStorage(root), list(uris) or None, prune_stale))
+    started = time.time()
+    code = check_and_report(LocalStorage(root), list(uris) or None, prune_stale)
+    write_verify_record(root, started, time.time(), str(len(uris)) if uris else "all", code)
+    sys.exit(code)
 
 
 cli.add_command(token)

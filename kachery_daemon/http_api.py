@@ -17,6 +17,7 @@ block. Nothing holds a whole file in memory.
                               (see batch_routes.py)
     POST /mutable/*, /feed/*  see feed_routes.py
     POST /channel/upload      see channels/routes.py
+    GET  /ui/..., /metrics    the web pages (see ui/__init__.py)
 
 Every route but `GET /probe` needs the `KACHERY-CLIENT-AUTH-CODE` header
 (`wire.AUTH_HEADER`, see auth.py) with a credential whose scope allows the route
@@ -72,6 +73,7 @@ BLOCK = 4 << 20
 SENDFILE_PIECE = 1 << 20
 """A download leaves by sendfile this much at a time, each piece under the write timeout."""
 REFUSED = "refused"
+UI_OPERATION = "ui"
 """The error type of a 403 (no or a wrong credential)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -95,8 +97,11 @@ def http_status(exc: BaseException) -> Optional[int]:
     return None
 
 
-def create_app(node: Node, limits: Optional[ServerLimits] = None) -> web.Application:
-    """The HTTP API of `node`; a body slower than `limits` allow is answered 408."""
+def create_app(
+    node: Node, limits: Optional[ServerLimits] = None, pages: bool = True
+) -> web.Application:
+    """The HTTP API of `node`; a body slower than `limits` allow is answered 408.
+    `pages`: with the web pages under /ui/ and /metrics (ui/)."""
     app = web.Application(middlewares=[_errors_middleware(), _auth_middleware(node)])
     app["node"] = node
     app["limits"] = limits or ServerLimits()
@@ -110,6 +115,10 @@ def create_app(node: Node, limits: Optional[ServerLimits] = None) -> web.Applica
     add_batch_routes(app, node)
     add_mutable_and_feed_routes(app, node)
     add_channel_routes(app, node)
+    if pages:
+        from .ui import add_ui  # Jinja2 is imported only here, never by the command line
+
+        add_ui(app, node)
     return app
 
 
@@ -136,6 +145,8 @@ def _errors_middleware() -> Any:
                     return await answer_and_close(request, response)
                 return response
             line = report_unexpected(exc, f"{request.method} {request.path}")
+            node: Node = request.app["node"]
+            node.activity.add("error", f"{request.method} {request.path}"[:200], None, line)
             return error_response(500, line, "error")
 
     return errors
@@ -170,7 +181,11 @@ def operation(request: web.Request) -> Optional[str]:
     """The operation a request asks for (a key of `scopes.OPERATIONS`): the path of the
     route it matched, without the slash; None when it matches none."""
     resource = request.match_info.route.resource
-    return resource.canonical.lstrip("/") if resource is not None else None
+    if resource is None:
+        return None
+    if resource.canonical.startswith("/ui"):
+        return UI_OPERATION  # the pages check their own credential (ui/access.py)
+    return resource.canonical.lstrip("/")
 
 
 # -- routes ----------------------------------------------------------------------------

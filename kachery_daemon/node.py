@@ -42,13 +42,14 @@ from typing import (
 
 from kachery_core import __version__
 from kachery_core.content.uri import ContentUri
+from kachery_core.content.uri import format_uri as wire_uri
 from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError
 from kachery_core.protocol import wire
 from kachery_core.store.assembly import find_or_assemble
 from kachery_core.store.base import FileRange, StoredObject
 from kachery_core.store.local import LocalStorage
 
-from . import path_policy
+from . import activity, path_policy
 from .auth import Authorizer, RotatingAuthCode
 from .feed_watch import Appended, Watch, wait_for_messages
 from .feeds import FeedStore
@@ -107,6 +108,10 @@ class Node(ChannelOperations):
     """The node config file, never read for a client (see path_policy)."""
     path_identity: str = path_policy.AUTO
     """Whom paths are read for (`--path-identity`, see path_policy.PathIdentity)."""
+    addresses: List[str] = field(default_factory=list)
+    """Where it listens (`http://host:port`, ...), set once its servers are up."""
+    activity: activity.ActivityLog = field(default_factory=activity.ActivityLog)
+    """Its recent stores, loads, channel transfers and refusals (for the web pages)."""
 
     def __post_init__(self) -> None:
         self.tokens = TokenStore(self.storage.root)
@@ -126,13 +131,16 @@ class Node(ChannelOperations):
         one-line reason to refuse. `operation` is a key of `scopes.OPERATIONS` (the one
         table of what each needs), or None for a request that matches no route."""
         try:
-            return self.authorizer.reason_to_refuse(credential, operation)
+            reason = self.authorizer.reason_to_refuse(credential, operation)
         except Exception as exc:  # a bug in a check must refuse cleanly, never answer 500
             report_unexpected(exc, "checking a credential")
-            return (
+            reason = (
                 f"the node cannot check credentials ({type(exc).__name__} reading its token "
                 "file); its operator should fix or recreate the token file"
             )
+        if reason is not None:
+            self.activity.add(activity.REFUSED, operation or "no such route", None, reason)
+        return reason
 
     def probe(self, nonce: Optional[str] = None) -> ProbeAnswer:
         signature = None
@@ -197,6 +205,7 @@ class Node(ChannelOperations):
             writer.abort()  # nothing if committed; otherwise the staging file goes
         self.count("storedBytes", stored.size)
         self.count("storeRequests")
+        self.activity.add(activity.STORE, _uri_of(stored), stored.size)
         return stored
 
     async def store_file(self, path: str) -> StoredObject:
@@ -208,6 +217,7 @@ class Node(ChannelOperations):
         with self._disk_full_is_an_answer():
             stored = await _run(self._store_client_file, path)
         self.count("storeRequests")
+        self.activity.add(activity.STORE, _uri_of(stored), stored.size, "by path")
         return stored
 
     def _store_client_file(self, text: str) -> StoredObject:
@@ -222,7 +232,9 @@ class Node(ChannelOperations):
         """Link `path` if it still has the size and mtime the client saw (and `path_policy`
         lets the node read it for the client)."""
         with self._disk_full_is_an_answer():
-            return await _run(self._link_client_file, path, size, mtime)
+            linked = await _run(self._link_client_file, path, size, mtime)
+        self.activity.add(activity.LINK, _uri_of(linked), linked.size)
+        return linked
 
     def _link_client_file(self, text: str, size: int, mtime: float) -> StoredObject:
         opened = self.path_policy.open(text, "path")
@@ -283,7 +295,9 @@ class Node(ChannelOperations):
     ) -> Path:
         """`find`, and on a miss fetch it through `channel` when one is named."""
         try:
-            return await self.find(uri)
+            found = await self.find(uri)
+            self.activity.add(activity.LOAD, str(uri))
+            return found
         except NotFoundError:
             if channel is None:
                 raise
@@ -294,7 +308,10 @@ class Node(ChannelOperations):
     ) -> FileRange:
         """Bytes [start, end) of the object, opened for reading (the caller closes it)."""
         await self.find(uri)
-        return await _run(self.storage.open_range, uri.sha1, start, end)
+        opened = await _run(self.storage.open_range, uri.sha1, start, end)
+        if start == 0:  # a read from the start is a load; later ranges continue it
+            self.activity.add(activity.LOAD, str(uri), opened.length, "bytes sent")
+        return opened
 
     def read_batch(self, sha1s: Sequence[str]) -> AsyncIterator[List[BatchItem]]:
         """Small objects for one batch download, in order, a slice at a time: each one's
@@ -346,6 +363,10 @@ class Node(ChannelOperations):
         """The JSON texts of messages past each watch's position, within one answer's
         budget (`feed_watch`), waiting up to `wait_msec` for at least one."""
         return await wait_for_messages(self.feeds, self.appended, watches, wait_msec, limit, signed)
+
+
+def _uri_of(stored: StoredObject) -> str:
+    return wire_uri(stored.sha1, manifest_sha1=stored.manifest_sha1)
 
 
 def _is_disk_full(exc: BaseException) -> bool:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, List, Optional, Tuple, TypeVar
 
@@ -20,6 +21,7 @@ from kachery_core.errors import InvalidInputError, KacheryError, NotFoundError
 from kachery_core.store.local import LocalStorage
 
 if TYPE_CHECKING:
+    from .activity import ActivityLog
     from .channels.bucket import ChannelBucket
     from .channels.service import ChannelService, TransferState
 
@@ -44,6 +46,7 @@ class ChannelOperations:
 
     storage: LocalStorage
     channels: Optional[ChannelService]
+    activity: ActivityLog
     _providers: List[asyncio.Future[None]]
 
     if TYPE_CHECKING:
@@ -74,6 +77,7 @@ class ChannelOperations:
         path: Path = await self._channel_work(
             service, report, service.load, uri, name, float(seconds), size=size
         )
+        self.activity.channel_transfer(name, False, str(uri), size or 0)
         return path
 
     def _known_size(self, uri: ContentUri) -> Optional[int]:
@@ -109,6 +113,7 @@ class ChannelOperations:
         assert service is not None
         size = await asyncio.get_running_loop().run_in_executor(None, self._known_size, uri)
         key: str = await self._channel_work(service, report, service.upload, uri, name, size=size)
+        self.activity.channel_transfer(name, True, str(uri), size or 0)
         return key, service.bucket(name).url(key)
 
     async def _channel_work(
@@ -218,6 +223,7 @@ async def _warn_of_problems(service: ChannelService, bucket: ChannelBucket) -> N
 
     loop = asyncio.get_running_loop()
     problems = await loop.run_in_executor(service.executor, check_channel, bucket, False)
+    service.checked[bucket.channel.name] = (time.time(), list(problems))
     for problem in problems:
         print(
             f"kachery-daemon: channel {bucket.channel.name}: warning: {problem}",

@@ -172,6 +172,9 @@ async def _serve(
             f"cannot listen on {host}:{port}: {exc.strerror}",
             "is another node or program using that port? choose --port",
         ) from None
+    node.addresses = [f"{'https' if ssl_context else 'http'}://{host}:{port}"]
+    if grpc_server is not None:
+        node.addresses.append(f"grpc://{host}:{grpc_port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -66,6 +66,8 @@ OPERATIONS: Dict[str, Operation] = {
     "feed/appendMessages": Operation(WRITE, "appending to a feed"),
     "channel/upload": Operation(WRITE, "uploading to a channel"),
     "stats": Operation(ADMIN, "reading the node's stats"),
+    "metrics": Operation(ADMIN, "reading the node's metrics"),
+    "ui": Operation(PUBLIC, "the web pages"),  # each checks its viewer (ui/access.py)
     "storeFile": Operation(LOCAL, "storing a file by its path"),
     "linkFile": Operation(LOCAL, "linking a file by its path"),
 }

@@ -110,6 +110,8 @@ class TokenStore:
         """(sha256, scope) of each token, as last read."""
         self._unreadable: Optional[str] = None
         """Why the file last read could not be used; every token is refused meanwhile."""
+        self.last_used: Dict[str, float] = {}
+        """sha256 -> when the node last accepted the token (since it started; memory only)."""
 
     # -- administration (the `kachery-daemon token` commands) -------------------------
 
@@ -198,14 +200,20 @@ class TokenStore:
         """
         if not presented.startswith(TOKEN_PREFIX):
             return None
+        return self.scope_of_digest(_digest(presented))
+
+    def scope_of_digest(self, digest: str) -> Optional[str]:
+        """The scope of the token with this SHA-256 (a web session remembers only that),
+        None when it is not (or no longer) in the file; the token counts as used now."""
         self._reload_if_changed()
         if self._unreadable is not None:
             raise ConfigError(self._unreadable)
-        digest = _digest(presented)
         found = None
         for known, scope in self._scopes:  # all compared: the time says nothing
             if hmac.compare_digest(digest, known):
                 found = scope
+        if found is not None:
+            self.last_used[digest] = time.time()
         return found
 
     def _reload_if_changed(self) -> None:

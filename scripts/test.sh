@@ -62,6 +62,25 @@ find_python38() {
     return 1
 }
 
+# The web page tests drive Debian's headless Chromium (tests/daemon/browser_fixtures.py).
+# As root with apt-get and no chromium yet, install it; if that fails, those tests skip and
+# say why.
+install_chromium() {
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        return 0
+    fi
+    echo "== installing chromium and chromium-driver for the browser tests"
+    local install="DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver"
+    # a fresh machine may have no package lists yet: update them once and try again
+    sh -c "$install" >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && sh -c "$install" >/dev/null 2>&1; } \
+        || echo "   (could not install them: the browser tests will skip)"
+}
+
+install_chromium
 echo "== setting up .venv ($(python3 --version))"
 setup_venv .venv python3
 echo "== ruff"

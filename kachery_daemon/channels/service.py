@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
@@ -90,6 +90,13 @@ class ChannelService:
         """Object key -> the ETag of the copy this node last refused there (node lifetime)."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.checked: Dict[str, Tuple[float, List[str]]] = {}
+        """Channel -> when the node checked it at start and the problems found (none: ok)."""
+
+    @property
+    def active_transfers(self) -> int:
+        """Loads and uploads in flight, those waiting for a provider included."""
+        return len(self._active)
 
     # -- bookkeeping -----------------------------------------------------------------
 

@@ -42,6 +42,7 @@ if _TYPE_CHECKING:  # annotations only; kept out of the module's namespace
     from kachery_client.directories.scan import ScannedFolder
     from kachery_client.progress_bars import ShowProgress, ShowTreeProgress
     from kachery_core.backend.base import JSON
+    from kachery_core.store.collect import CollectReport
 
 from typing import Callable as _Callable
 from typing import TypeVar as _TypeVar
@@ -87,6 +88,11 @@ __all__ = [
     "get",
     "set",
     "delete",
+    "usage",
+    "pin",
+    "unpin",
+    "drop",
+    "gc",
     "init_shared",
     "default_client",
 ]
@@ -278,3 +284,28 @@ def set(key: JSON, value: JSON, update: bool = True) -> None:  # noqa: A001 - th
 @_api
 def delete(key: JSON) -> None:
     default_client().delete(key)
+
+
+@_api
+def usage() -> Dict[str, Dict[str, int]]:
+    return default_client().usage()
+
+
+@_api
+def pin(uris: Sequence[UriLike]) -> int:
+    return default_client().pin(uris)
+
+
+@_api
+def unpin(uris: Sequence[UriLike]) -> int:
+    return default_client().unpin(uris)
+
+
+@_api
+def drop(uris: Sequence[UriLike], force: bool = False) -> List[Tuple[str, int]]:
+    return default_client().drop(uris, force)
+
+
+@_api
+def gc(max_size: Optional[int] = None, dry_run: bool = False) -> CollectReport:
+    return default_client().gc(max_size, dry_run)

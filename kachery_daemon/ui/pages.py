@@ -38,7 +38,7 @@ async def overview_data(node: Node) -> Dict[str, Any]:
         "addresses": list(node.addresses),
         "storageDir": str(node.storage.root),
         "storage": await _run(storage_use, node.storage),
-        "storageLimit": None,
+        "storageLimit": node.storage.max_cache_size,
         "counters": dict(node.counters),
         "recentProblems": [
             e.to_json() for e in node.activity.recent(RECENT_PROBLEMS, activity.PROBLEMS)

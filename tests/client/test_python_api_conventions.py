@@ -205,13 +205,13 @@ def test_channel_reaches_a_real_node(kenv, node) -> None:
 def _api_page_list() -> str:
     text = API_PAGE.read_text()
     start = text.index("The full API")
-    return text[start : text.index("for mutables", start)]
+    return text[start : text.index("documents", start)]
 
 
 def test_the_api_page_lists_exactly_the_api() -> None:
     listed = set(
         re.findall(
-            r"\b(?:store|load|read|link)_\w+|\bopen\b|\bget\b|\bset\b|\bdelete\b",
+            r"\b(?:store|load|read|link)_\w+|\b(?:open|get|set|delete|usage|u?n?pin|drop|gc)\b",
             _api_page_list(),
         )
     )

@@ -5,8 +5,10 @@ shown as escaped text. Who may see what is in test_ui_access.py."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
+from typing import Dict
 from urllib.parse import quote
 
 import requests
@@ -48,8 +50,34 @@ def test_overview_figures_follow_the_store(node: NodeProcess, tmp_path: Path) ->
     after = get_json(session, node.url + "/ui/")
     assert after["storage"]["objects"] == 1
     assert after["storage"]["objectBytes"] == 1000
+    assert (after["storage"]["pinned"], after["storage"]["cached"]) == (1, 0)  # a store pins
+    assert after["storageLimit"] is None
     page = session.get(node.url + "/ui/", timeout=30).text
-    assert '<td id="objects">1</td>' in page
+    assert '<td id="objects">1</td>' in page and '<td id="pinned">1</td>' in page
+
+
+def test_overview_shows_the_cache_limit_and_what_usage_says(
+    make_node, kenv: Dict[str, str], tmp_path: Path
+) -> None:
+    storage = Path(kenv["KACHERY_STORAGE_DIR"])  # the clients' storage dir: they store in it
+    node = make_node(
+        "--max-cache-size", "3MiB", "--auth-rotate-seconds", "300", storage_dir=storage
+    )
+    (tmp_path / "one.txt").write_text("one\n")
+    store(node, tmp_path / "one.txt")
+    shown = get_json(login(node, node.auth_code()), node.url + "/ui/")
+    assert shown["storageLimit"] == 3 * 1024 * 1024
+    said = subprocess.run(
+        [command("kachery-daemon"), "usage", "--json", "--storage-dir", str(node.storage_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert said.returncode == 0, said.stderr
+    usage = json.loads(said.stdout)
+    assert shown["storage"]["pinned"] == usage["pinned"]["count"] == 1
+    assert shown["storage"]["pinnedBytes"] == usage["pinned"]["bytes"] == 4
+    assert shown["storage"]["cached"] == usage["cached"]["count"] == 0
 
 
 def test_metrics_are_prometheus_text(node: NodeProcess, tmp_path: Path) -> None:

@@ -90,15 +90,20 @@ class OtherUser:
         return path
 
 
-def _interpreter(user: OtherUser, env: Dict[str, str]) -> Optional[str]:
-    """An interpreter the user may run that imports this checkout, or None."""
+def same_version_interpreters() -> List[str]:
+    """This interpreter, then the system's of the same version: the ones to try for a user
+    who may not run this one (a pyenv Python under /root)."""
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    candidates = [sys.executable] + [
+    return [sys.executable] + [
         found
         for found in (shutil.which(version, path=p) for p in ("/usr/bin", "/usr/local/bin"))
         if found
     ]
-    for python in candidates:
+
+
+def _interpreter(user: OtherUser, env: Dict[str, str]) -> Optional[str]:
+    """An interpreter the user may run that imports this checkout, or None."""
+    for python in same_version_interpreters():
         check = subprocess.run(
             user.argv(python, "-c", "import kachery_cli.main, kachery_daemon.cli"),
             env=env,
@@ -111,42 +116,54 @@ def _interpreter(user: OtherUser, env: Dict[str, str]) -> Optional[str]:
     return None
 
 
+def account(name: str) -> OtherUser:
+    """The account `name` (made by the caller, who also removes it and `user.home`) with a
+    fresh home of its own (0700), its environment, and an interpreter it may run that
+    imports this checkout; skips, home removed, when there is none."""
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    home = Path(tempfile.mkdtemp(prefix=f"{name}-home-"))
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    os.chmod(home, 0o700)
+    user = OtherUser(name, entry.pw_uid, entry.pw_gid, home)
+    purelib = sysconfig.get_paths()["purelib"]
+    user.base_env = {
+        "HOME": str(home),
+        "USER": name,
+        "LOGNAME": name,
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "KACHERY_CONFIG": str(home / ".config" / "kachery" / "config.toml"),
+        "KACHERY_SYSTEM_CONFIG": str(home / "no-system-config.toml"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), purelib]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    python = _interpreter(user, user.env())
+    if python is None:
+        shutil.rmtree(home, ignore_errors=True)
+        pytest.skip(f"no Python that user {name} may run imports this checkout")
+    user.python = python
+    return user
+
+
 @pytest.fixture
 def other_user() -> Iterator[OtherUser]:
     """A fresh user account with its own home; removed afterwards."""
     if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"):
         pytest.skip("needs root, useradd and setpriv to run as a second user")
-    import pwd
-
     name = f"kt{secrets.token_hex(4)}"
     made = subprocess.run(
         ["useradd", "--no-create-home", "--user-group", name], capture_output=True
     )
     if made.returncode:
         pytest.skip(f"useradd failed: {made.stderr.decode().strip()}")
-    home = Path(tempfile.mkdtemp(prefix=f"{name}-home-"))
+    home: Optional[Path] = None
     try:
-        entry = pwd.getpwnam(name)
-        os.chown(home, entry.pw_uid, entry.pw_gid)
-        os.chmod(home, 0o700)
-        user = OtherUser(name, entry.pw_uid, entry.pw_gid, home)
-        purelib = sysconfig.get_paths()["purelib"]
-        user.base_env = {
-            "HOME": str(home),
-            "USER": name,
-            "LOGNAME": name,
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "KACHERY_CONFIG": str(home / ".config" / "kachery" / "config.toml"),
-            "KACHERY_SYSTEM_CONFIG": str(home / "no-system-config.toml"),
-            "PYTHONPATH": os.pathsep.join([str(REPO), purelib]),
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        python = _interpreter(user, user.env())
-        if python is None:
-            pytest.skip(f"no Python that user {name} may run imports this checkout")
-        user.python = python
+        user = account(name)
+        home = user.home
         yield user
     finally:
         subprocess.run(["userdel", name], capture_output=True)
-        shutil.rmtree(home, ignore_errors=True)
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)

@@ -11,13 +11,12 @@ import secrets
 import shutil
 import stat
 import subprocess
-import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Iterator, List
 
 import pytest
-from other_user import REPO, OtherUser, _interpreter
+from other_user import OtherUser, account
 
 from kachery_core.store.index import CACHED, INDEX_FILE, PINNED
 from kachery_core.store.local import LocalStorage
@@ -63,9 +62,6 @@ def lab() -> Iterator[List[OtherUser]]:
         subprocess.run(["groupadd", group], check=True, capture_output=True)
         undo.append(["groupdel", group])
         users = []
-        purelib = sysconfig.get_paths()["purelib"]
-        import pwd
-
         for n in range(2):
             name = f"ksu{tag}{n}"
             subprocess.run(
@@ -74,24 +70,8 @@ def lab() -> Iterator[List[OtherUser]]:
                 capture_output=True,
             )
             undo.insert(0, ["userdel", name])
-            entry = pwd.getpwnam(name)
-            home = Path(tempfile.mkdtemp(prefix=f"{name}-home-"))
-            homes.append(home)
-            os.chown(home, entry.pw_uid, entry.pw_gid)
-            user = OtherUser(name, entry.pw_uid, entry.pw_gid, home)
-            user.base_env = {
-                "HOME": str(home),
-                "XDG_CACHE_HOME": str(home / ".cache"),
-                "KACHERY_CONFIG": str(home / "config.toml"),
-                "KACHERY_SYSTEM_CONFIG": str(home / "no-system-config.toml"),
-                "PYTHONPATH": os.pathsep.join([str(REPO), purelib]),
-                "PYTHONDONTWRITEBYTECODE": "1",
-            }
-            python = _interpreter(user, user.env())
-            if python is None:
-                pytest.skip(f"no Python that user {name} may run imports this checkout")
-            user.python = python
-            users.append(user)
+            users.append(account(name))
+            homes.append(users[-1].home)
         yield users
     finally:
         for argv in undo:

@@ -28,6 +28,7 @@ from typing import Dict, Iterator, List, Optional
 import pytest
 from conftest import free_port
 from doc_runner import run_page
+from other_user import same_version_interpreters
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "lab-setup.md"
@@ -79,13 +80,7 @@ def _shared_dir(prefix: str) -> Path:
 
 def _interpreter_for_everyone(env: Dict[str, str], cwd: Path) -> Optional[str]:
     """A Python that user nobody may run (through runuser, as the page runs users' commands) and that imports this checkout, or None."""
-    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    candidates = [sys.executable] + [
-        found
-        for found in (shutil.which(version, path=p) for p in ("/usr/bin", "/usr/local/bin"))
-        if found
-    ]
-    for python in candidates:
+    for python in same_version_interpreters():
         check = subprocess.run(
             [
                 "runuser",

@@ -7,30 +7,13 @@ Each parses and calls the `Client` (whose work is `kachery_core.store.collect`, 
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import click
 
-from kachery_core.settings.parsers import parse_size
+from kachery_core.settings.size_param import SIZE
 
 from .state import CliState, pass_state
-
-
-class Size(click.ParamType):
-    """A size: bytes, or with a unit (50GiB, 500MB), parsed by the settings' one parser."""
-
-    name = "size"
-
-    def convert(
-        self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]
-    ) -> int:
-        try:
-            return parse_size(value)
-        except ValueError as exc:
-            self.fail(f"{value!r}: {exc}", param, ctx)
-
-
-SIZE = Size()
 
 
 @click.command("usage")

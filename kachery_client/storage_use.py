@@ -59,9 +59,7 @@ class StorageUse:
         at most `max_size` bytes (default: the max_cache_size setting; unset: every cached
         object not used within the grace period); remove abandoned temporary files and
         stale link records."""
-        storage = self.local_store()
-        limit = max_size if max_size is not None else storage.max_cache_size
-        return store_collect.collect(storage, limit or 0, dry_run=dry_run, housekeeping=True)
+        return store_collect.gc(self.local_store(), max_size, dry_run)
 
     def _hashes(self, uris: Sequence[UriLike]) -> List[str]:
         return store_collect.hashes_of(self.local_store(), [str(uri) for uri in uris])

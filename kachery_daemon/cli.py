@@ -15,6 +15,7 @@ import click
 from kachery_core import __version__
 from kachery_core.errors import ConfigError, KacheryError
 from kachery_core.settings.config import resolve_config
+from kachery_core.settings.size_param import SIZE
 
 from .admin_commands import channel, token
 from .admin_files import node_storage
@@ -27,7 +28,7 @@ from .limit_defaults import (
     DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_WRITE_SECONDS,
 )
-from .storage_commands import SIZE, drop, gc, pin, unpin, usage
+from .storage_commands import drop, gc, pin, unpin, usage
 
 PROG = "kachery-daemon"
 PORT = click.IntRange(1, 65535)

@@ -10,28 +10,13 @@ from typing import Any, Optional, Tuple
 import click
 
 from kachery_core.settings.config import resolve_config
-from kachery_core.settings.parsers import parse_size
+from kachery_core.settings.size_param import SIZE
 
 from .admin_files import node_storage
 
 storage_dir_option = click.option(
     "--storage-dir", default=None, help="Storage directory of the node."
 )
-
-
-class Size(click.ParamType):
-    name = "size"
-
-    def convert(
-        self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]
-    ) -> int:
-        try:
-            return parse_size(value)
-        except ValueError as exc:
-            self.fail(f"{value!r}: {exc}", param, ctx)
-
-
-SIZE = Size()
 
 
 def _storage(storage_dir: Optional[str]) -> Any:
@@ -114,9 +99,7 @@ def drop(uris: Tuple[str, ...], storage_dir: Optional[str], force: bool) -> None
 def gc(storage_dir: Optional[str], max_size: Optional[int], dry_run: bool, as_json: bool) -> None:
     """Evict cached objects of the node's storage, least recently used first; remove
     abandoned temporary files and stale link records."""
-    from kachery_core.store.collect import collect
+    from kachery_core.store.collect import gc as store_gc
 
-    storage = _storage(storage_dir)
-    limit = max_size if max_size is not None else storage.max_cache_size
-    report = collect(storage, limit or 0, dry_run=dry_run, housekeeping=True)
+    report = store_gc(_storage(storage_dir), max_size, dry_run)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.line())

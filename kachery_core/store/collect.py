@@ -176,6 +176,16 @@ def _evict(
     return max(cached, 0)
 
 
+def gc(
+    storage: LocalStorage, max_size: Optional[int] = None, dry_run: bool = False
+) -> CollectReport:
+    """What `gc` does (kachery-client's and kachery-daemon's): evict cached objects down to
+    `max_size` (default: the store's max_cache_size; unset: every cached object not used
+    within the grace period), then remove abandoned temporary files and stale links."""
+    limit = max_size if max_size is not None else storage.max_cache_size
+    return collect(storage, limit or 0, dry_run=dry_run, housekeeping=True)
+
+
 def sweep_temp_files(storage: LocalStorage, dry_run: bool = False) -> int:
     """Staging files of dead processes of this host, and anything else in the temp dir
     untouched for `ABANDONED_AFTER` (a resumable download given up on)."""

@@ -40,13 +40,13 @@ class ProgressBar:
 
     def text(self, done: int, rate: float) -> str:
         """What the bar shows after its label."""
-        text = _size(done)
+        text = human_size(done)
         if self.total:
             fraction = min(done / self.total, 1.0)
             filled = int(fraction * 30)
             bar = "#" * filled + "." * (30 - filled)
-            text = f"[{bar}] {fraction:4.0%} {_size(done)}/{_size(self.total)}"
-        return f"{text} {_size(int(rate))}/s"
+            text = f"[{bar}] {fraction:4.0%} {human_size(done)}/{human_size(self.total)}"
+        return f"{text} {human_size(int(rate))}/s"
 
     def close(self) -> None:
         if self._drawn:
@@ -95,7 +95,9 @@ def as_callback(bar: Optional[ProgressBar]) -> Optional[Progress]:
     return bar
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """Bytes as people read them (`512 B`, `1.5 KiB`, `20.0 GiB`), for bars, `usage` and
+    the node's pages alike."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Tupl
 from kachery_core.content.directory import Directory
 from kachery_core.content.uri import ContentUri, parse_any_uri
 from kachery_core.errors import InvalidInputError, NotFoundError
+from kachery_core.progress import human_size
 from kachery_core.store.index import CACHED, PINNED
 from kachery_core.store.link_record import LinkRecord
 from kachery_core.store.staging import sweep_dead_staging_files, unlink_quietly
@@ -321,16 +322,9 @@ def _listing(directory: Path) -> Dict[str, os.stat_result]:
 def usage_lines(figures: Dict[str, Dict[str, int]]) -> List[str]:
     """`usage` as both CLIs print it: one aligned line per kind."""
     return [
-        f"{kind:<10} {part['count']:>10} objects {_human(part['bytes']):>12}"
+        f"{kind:<10} {part['count']:>10} objects {human_size(part['bytes']):>12}"
         for kind, part in figures.items()
     ]
-
-
-def _human(size: int) -> str:
-    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if size >= factor:
-            return f"{size / factor:.1f} {unit}"
-    return f"{size} B"
 
 
 def hashes_of(storage: LocalStorage, uris: Iterable[str]) -> List[str]:

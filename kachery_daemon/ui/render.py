@@ -8,6 +8,8 @@ from typing import Any, Dict, Optional
 
 from aiohttp import web
 
+from kachery_core.progress import human_size
+
 from ..tokens import printable
 
 
@@ -35,14 +37,7 @@ def visible(text: Any) -> str:
 
 
 def size(count: Optional[int]) -> str:
-    if count is None:
-        return "-"
-    amount = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if amount < 1024 or unit == "TiB":
-            return f"{count} B" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{count} B"
+    return "-" if count is None else human_size(count)
 
 
 def when(stamp: Optional[float]) -> str:

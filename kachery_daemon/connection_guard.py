@@ -68,8 +68,13 @@ from .limit_defaults import (
 FD_RESERVE_FRACTION = 2
 """By default the cap is at most half the open-file limit: the rest is for files, SQLite,
 gRPC and the listening sockets."""
-FD_BASE_RESERVE = 32
-"""Descriptors a node uses besides its connections (logs, databases, listening sockets)."""
+FD_BASE_RESERVE = 48
+"""Descriptors a node uses besides its connections (logs, databases and the storage index,
+listening sockets, templates being read)."""
+BURST_SHARE = 3
+"""The accept burst is at most a third of what is left: a burst's connections hold their
+descriptors before they are counted, and those closed to make room for them hold theirs
+until the loop closes them, so a burst can briefly need twice its size."""
 MIN_BACKLOG = 8
 
 _END_OF_HEAD = b"\r\n\r\n"
@@ -115,7 +120,7 @@ class ServerLimits:
         if soft == resource.RLIM_INFINITY:
             return wanted
         spare = soft - cap - FD_BASE_RESERVE
-        return max(MIN_BACKLOG, min(wanted, spare // 2))
+        return max(MIN_BACKLOG, min(wanted, spare // BURST_SHARE))
 
 
 def busy_answer(cap: int) -> bytes:

@@ -7,7 +7,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -65,29 +64,6 @@ class Node:
             self.proc.wait()
 
 
-def original_client_venv() -> Optional[Path]:
-    """The original kachery-client 1.2.0 in its own venv (made once, like the tests do)."""
-    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    venv = Path(tempfile.gettempdir()) / f"kachery-compat-venv-{version}"
-    check = [str(venv / "bin" / "python"), "-c", "import kachery_client, numpy"]
-    away = tempfile.gettempdir()
-    python = venv / "bin" / "python"
-    if not python.exists() or subprocess.run(check, capture_output=True, cwd=away).returncode:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        pip = [
-            str(venv / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "kachery-client==1.2.0",
-            "numpy",
-        ]
-        if subprocess.run(pip, cwd=away).returncode != 0:
-            return None
-    return venv
-
-
 def node_rows(
     work: Path, data: Path, env: Dict[str, str], repeats: int, startup_repeats: int
 ) -> List[Row]:
@@ -118,6 +94,9 @@ def node_rows(
         uri = subprocess.run(
             [KACHERY, "store-file", str(data)], env=env, capture_output=True, text=True, check=True
         ).stdout.strip()
+        sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+        from original_client import original_client_venv
+
         venv = original_client_venv()
         if venv is not None:
             rows.append(

@@ -20,6 +20,12 @@ setup_venv() {  # setup_venv DIR PYTHON
     "$dir/bin/python" -m pip install --quiet -e ".[test]"
 }
 
+# Test processes at once (pytest-xdist; a test file stays on one worker, so its module
+# fixtures are made once). Most tests wait on node processes they started, so more workers
+# than the 2 cores keeps both busy. KACHERY_TEST_WORKERS=0 runs in one process; pytest
+# arguments given to this script come after and may override -n.
+WORKERS="${KACHERY_TEST_WORKERS:-4}"
+
 # Processes of this checkout's test runs: nodes (`python .../kachery-daemon start`) and weed.
 processes_of_this_checkout() {
     local here
@@ -34,7 +40,7 @@ run_pytest() {
     local venv="$1" before after leftovers rc=0
     shift
     before="$(processes_of_this_checkout)"
-    "$venv/bin/pytest" -q "$@" || rc=$?
+    "$venv/bin/pytest" -q -n "$WORKERS" --dist loadfile "$@" || rc=$?
     after="$(processes_of_this_checkout)"
     leftovers="$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)"
     if [ -n "$leftovers" ]; then

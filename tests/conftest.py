@@ -25,17 +25,19 @@ os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
 assert "grpc" not in sys.modules, "grpc was imported before tests/conftest.py"
 
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Dict, Iterator, List, Optional, Sequence  # noqa: E402
 
+import ports  # noqa: E402
 import pytest  # noqa: E402
 import spawn  # noqa: E402
 
 spawn.install()
 
 BIN = Path(sys.executable).parent
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""Set in each worker of a parallel run (`scripts/test.sh` runs `pytest -n`)."""
 
 # Fixtures registered once for the whole session (a fixture imported into two test modules
 # would be set up once per module): `node`, `make_node`; `grpc_node`, `genv`; the channel
@@ -93,6 +95,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """The safety net: fixtures stop what they start; anything still running is a bug.
     trylast: after pytest's own session finish has torn down the fixtures of an interrupted
     run, so only what no teardown stopped is reported."""
+    if getattr(session.config.option, "numprocesses", None) and not _XDIST_WORKER:
+        return  # the controller of an xdist run: its workers run the tests and do this check
     leaked: List[str] = spawn.kill_leftovers()
     if not leaked:
         return
@@ -106,9 +110,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return ports.free_ports(1)[0]
 
 
 def command(name: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
+import ports
 from spawn import SafePopen
 
 ACCESS_KEY = "kachery-test-key"
@@ -38,16 +38,7 @@ def weed_binary() -> Optional[str]:
 
 
 def _free_ports(n: int) -> List[int]:
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    return ports.free_ports(n)
 
 
 class SeaweedS3:

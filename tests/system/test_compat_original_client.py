@@ -10,41 +10,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict
 
 import pytest
 from conftest import sha1_file, write_random_file
-
-ORIGINAL = "kachery-client==1.2.0"
-# Run the original client away from this checkout: from here, `python -c` would import
-# this project's kachery_client (the current directory comes first on sys.path).
-AWAY = tempfile.gettempdir()
+from original_client import AWAY, ORIGINAL, original_client_venv
 
 
 @pytest.fixture(scope="session")
 def original_venv() -> Path:
-    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    venv = Path(tempfile.gettempdir()) / f"kachery-compat-venv-{version}"
-    python = venv / "bin" / "python"
-    check = [
-        str(python),
-        "-c",
-        "import kachery_client, numpy; assert kachery_client.__version__ == '1.2.0'",
-    ]
-    if python.exists() and subprocess.run(check, capture_output=True, cwd=AWAY).returncode == 0:
-        return venv
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", ORIGINAL, "numpy"],
-        check=True,
-        timeout=900,
-        cwd=AWAY,
-    )
-    subprocess.run(check, check=True, cwd=AWAY)
+    venv = original_client_venv()
+    assert venv is not None, f"pip could not install {ORIGINAL} (see its output above)"
     return venv
 
 

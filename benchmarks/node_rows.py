@@ -7,7 +7,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from run import KACHERY, Row, free_port, measure, remove_tree
+from tool_venv import tool_venv
 
 BIN = Path(sys.executable).parent
 
@@ -67,25 +67,9 @@ class Node:
 
 def original_client_venv() -> Optional[Path]:
     """The original kachery-client 1.2.0 in its own venv (made once, like the tests do)."""
-    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    venv = Path(tempfile.gettempdir()) / f"kachery-compat-venv-{version}"
-    check = [str(venv / "bin" / "python"), "-c", "import kachery_client, numpy"]
-    away = tempfile.gettempdir()
-    python = venv / "bin" / "python"
-    if not python.exists() or subprocess.run(check, capture_output=True, cwd=away).returncode:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        pip = [
-            str(venv / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "kachery-client==1.2.0",
-            "numpy",
-        ]
-        if subprocess.run(pip, cwd=away).returncode != 0:
-            return None
-    return venv
+    return tool_venv(
+        "kachery-compat-venv", ["kachery-client==1.2.0", "numpy"], "import kachery_client, numpy"
+    )
 
 
 def node_rows(

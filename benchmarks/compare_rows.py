@@ -152,7 +152,11 @@ def summarise(label: str, what: str, sides: Dict[str, Side]) -> Dict[str, object
         add, push = sides[f"dvc add {kind}"], sides[f"dvc push {kind}"]
         totals = [a + p for a, p in zip(add.seconds, push.seconds)]
         cells["dvc"] = dict(
-            seconds=statistics.median(totals), add=add.median, push=push.median, runs=totals
+            seconds=statistics.median(totals),
+            add=add.median,
+            push=push.median,
+            runs=totals,
+            peak_rss_mib=max(add.peak_rss, push.peak_rss),
         )
     elif f"dvc get {kind}" in sides:
         cells["dvc"] = figures(sides[f"dvc get {kind}"])

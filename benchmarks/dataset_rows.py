@@ -80,6 +80,15 @@ def git_env(env: Dict[str, str], annex_dir: Path) -> Dict[str, str]:
     )
 
 
+def annex_repo(content: Path, repo: Path, genv: Dict[str, str]) -> None:
+    """A new git-annex repository at `repo` holding a copy of the folder `content`'s files
+    (nothing added yet)."""
+    remove_tree(repo)
+    shutil.copytree(content, repo)
+    for argv in (["git", "init", "-q"], ["git", "annex", "init", "-q", "benchmark"]):
+        subprocess.run(argv, cwd=repo, env=genv, check=True, capture_output=True)
+
+
 @dataclass
 class Side:
     """One measured command: prepared untimed by `before`, then timed by `run`."""
@@ -250,13 +259,7 @@ def _git_annex_side(work: Path, tree: Path, env: Dict[str, str]) -> Optional[Sid
         return None
     genv = git_env(env, annex_dir)
     repo = work / "annex-repo"
-
-    def fresh_repo() -> None:
-        remove_tree(repo)
-        shutil.copytree(tree, repo)
-        for argv in (["git", "init", "-q"], ["git", "annex", "init", "-q", "benchmark"]):
-            subprocess.run(argv, cwd=repo, env=genv, check=True, capture_output=True)
-
+    fresh_repo: Callable[[], None] = lambda: annex_repo(tree, repo, genv)  # noqa: E731
     argv = ["git", "-C", str(repo), "annex", "add", "--backend=SHA1", "--quiet", "."]
     fresh_repo()  # warm-up, untimed: git-annex pages in and checks its git once
     run_timed(argv, genv)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from run import KACHERY, Row, free_port, measure, remove_tree
+from tool_venv import tool_venv
 
 BIN = Path(sys.executable).parent
 
@@ -64,6 +65,13 @@ class Node:
             self.proc.wait()
 
 
+def original_client_venv() -> Optional[Path]:
+    """The original kachery-client 1.2.0 in its own venv (made once, like the tests do)."""
+    return tool_venv(
+        "kachery-compat-venv", ["kachery-client==1.2.0", "numpy"], "import kachery_client, numpy"
+    )
+
+
 def node_rows(
     work: Path, data: Path, env: Dict[str, str], repeats: int, startup_repeats: int
 ) -> List[Row]:
@@ -94,9 +102,6 @@ def node_rows(
         uri = subprocess.run(
             [KACHERY, "store-file", str(data)], env=env, capture_output=True, text=True, check=True
         ).stdout.strip()
-        sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-        from original_client import original_client_venv
-
         venv = original_client_venv()
         if venv is not None:
             rows.append(

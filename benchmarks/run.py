@@ -56,9 +56,10 @@ def free_port() -> int:
 
 
 def run_timed(
-    argv: List[str], env: Dict[str, str], stdout: Optional[int] = None
+    argv: List[str], env: Dict[str, str], stdout: Optional[int] = None, cwd: Optional[Path] = None
 ) -> tuple[float, float]:
-    """Run a command; return (seconds, peak RSS in MiB of that command).
+    """Run a command (in `cwd`, for tools that only work in their repository's folder);
+    return (seconds, peak RSS in MiB of that command).
 
     The peak is measured by `/usr/bin/time` where it exists: a child of this driver
     inherits the driver's own peak RSS in wait4's ru_maxrss (Linux carries the parent's
@@ -69,7 +70,7 @@ def run_timed(
     out = stdout if stdout is not None else subprocess.DEVNULL
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
         wrapped = [TIME, "-f", "%M", "-o", rss_file.name, *argv] if TIME else argv
-        proc = subprocess.Popen(wrapped, env=env, stdout=out, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(wrapped, env=env, stdout=out, stderr=subprocess.PIPE, cwd=cwd)
         _pid, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - started
         proc.returncode = (

@@ -187,7 +187,7 @@ def test_many_watch_answers_nobody_reads_stay_small(big_feed) -> None:
         time.sleep(3)  # every answer built and waiting to be read
         started = time.monotonic()
         assert requests.get(node.url + "/probe", timeout=30).status_code == 200
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # a stuck loop would wait out the 30 s
         peak = node.status_mib("VmHWM")
         assert peak < RSS_LIMIT_MIB, f"node peak RSS {peak:.0f} MiB"
     finally:
@@ -200,7 +200,9 @@ def test_many_watch_answers_nobody_reads_stay_small(big_feed) -> None:
     started = time.monotonic()
     got = _post(node, "/feed/watchForNewMessages", dict(doc, waitMsec=0))
     assert got.json()["messages"]["mine"][0] == _message(0)
-    assert time.monotonic() - started < 3.0
+    # slots still held would make it wait for the 60 s write timeout; 3.4 s was seen on
+    # 4 test workers beside another suite's setup, so the bound leaves room for that
+    assert time.monotonic() - started < 10.0
 
 
 def test_a_message_over_4_mib_is_refused_at_append(big_feed) -> None:

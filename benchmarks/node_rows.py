@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from run import KACHERY, Row, free_port, measure, remove_tree
-from tool_venv import tool_venv
+from tool_venv import original_client_venv
 
 BIN = Path(sys.executable).parent
 
@@ -63,13 +63,6 @@ class Node:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def original_client_venv() -> Optional[Path]:
-    """The original kachery-client 1.2.0 in its own venv (made once, like the tests do)."""
-    return tool_venv(
-        "kachery-compat-venv", ["kachery-client==1.2.0", "numpy"], "import kachery_client, numpy"
-    )
 
 
 def node_rows(

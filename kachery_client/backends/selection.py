@@ -21,13 +21,13 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 from kachery_client.backends.registry import BackendRegistry
 from kachery_core.errors import TransportError
 from kachery_core.protocol.address import url_host
 from kachery_core.protocol.probe import UNREADABLE, ProbeAnswer, Tls, probe, storage_reach
+from kachery_core.records import dataclass
 from kachery_core.settings.config import Config
 
 

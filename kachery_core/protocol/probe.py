@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
+
+from kachery_core.records import dataclass
 
 PROBE_TIMEOUT = 2.0
 NODE_ID_FILE = "kachery-node-id"
@@ -104,7 +105,9 @@ def _probe_once(host: str, port: int, timeout: float, tls: Optional[Tls]) -> Pro
     # Connect first with a bare socket: when nothing listens (the usual case without a
     # node) the answer comes without importing the HTTP machinery at all.
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # An ASCII name as bytes: a str is encoded by the `idna` codec, imported for it.
+        name = host.encode("ascii") if host.isascii() else host
+        sock = socket.create_connection((name, port), timeout=timeout)  # type: ignore[arg-type]
     except OSError:
         return ProbeResult(None)
     import http.client

@@ -10,7 +10,6 @@ removes on the next store of this host. `ObjectWriter` writes an object piece by
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 from pathlib import Path
@@ -62,6 +61,8 @@ class ObjectWriter:
     def __init__(self, storage: LocalStorage, manifest: bool = True) -> None:
         self._storage = storage
         self._staging = storage._staging_file()
+        import hashlib
+
         self._whole = hashlib.sha1()
         self._chunks = _ChunkHasher() if manifest else None
         self.size = 0

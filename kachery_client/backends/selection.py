@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-import socket
+import os
 from pathlib import Path
 
 from kachery_client.backends.registry import BackendRegistry
@@ -44,7 +44,7 @@ def is_local_host(host: str) -> bool:
         "127."
     ):
         return True
-    hostname = socket.gethostname().lower()
+    hostname = os.uname().nodename.lower()  # gethostname(), without importing `socket`
     return host in (hostname, hostname.split(".")[0])
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -129,4 +128,4 @@ def unlink_quietly(path: Path) -> None:
         os.unlink(path)
 
 
-HOST = socket.gethostname().replace("-", "_") or "host"
+HOST = os.uname().nodename.replace("-", "_") or "host"  # gethostname(), without `socket`

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import click
 
-from .main import cli, main, with_global_options
+from .main import cli, load_command, main, with_global_options
 
 
 def alias_command(name: str) -> click.Command:
     """`kachery-client NAME` with the global options merged into the command's own."""
-    command = cli.commands[name]
+    command = load_command(name)
     clash = {p.name for p in cli.params} & {p.name for p in command.params}
     if clash:
         raise RuntimeError(f"kachery-client {name} redefines global options {sorted(clash)}")

@@ -7,10 +7,11 @@ traceback only with `--debug`.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import click
 from click.core import ParameterSource
@@ -18,7 +19,7 @@ from click.core import ParameterSource
 from kachery_core import __version__
 from kachery_core.errors import KacheryError
 
-from . import files, help_text, listing, node_commands, storage_commands
+from . import help_text
 from .state import PROG, CliState, Interrupted, ReaderGone
 
 
@@ -74,7 +75,12 @@ class _Group(click.Group):
     """The `kachery-client` group: each command takes the global options after its own
     arguments as well (`kachery-client store-file a.bin --debug`), as the short aliases do."""
 
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted({*COMMANDS, *self.commands})
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        if cmd_name in COMMANDS:
+            load_command(cmd_name)
         command = super().get_command(ctx, cmd_name)
         return None if command is None else with_global_options(self, command)
 
@@ -121,29 +127,40 @@ def cli(ctx: click.Context, backend: Optional[str], profile: Optional[str], debu
     ctx.obj = CliState(backend, profile, debug)
 
 
-for _command in (
-    files.store_file,
-    files.link_file,
-    files.load_file,
-    listing.ls,
-    files.upload,
-    node_commands.verify,
-    files.cat_file,
-    node_commands.generate_node_id,
-    node_commands.version,
-    node_commands.info,
-    node_commands.config,
-    node_commands.backends,
-    storage_commands.usage,
-    storage_commands.pin,
-    storage_commands.unpin,
-    storage_commands.drop,
-    storage_commands.gc,
-    storage_commands.init_shared,
-    help_text.completion,
-):
-    _command.epilog = _command.epilog or help_text.epilog(str(_command.name))
-    cli.add_command(_command)
+COMMANDS: Dict[str, str] = {
+    "store-file": "files:store_file",
+    "link-file": "files:link_file",
+    "load-file": "files:load_file",
+    "ls": "listing:ls",
+    "upload": "files:upload",
+    "verify": "node_commands:verify",
+    "cat-file": "files:cat_file",
+    "generate-node-id": "node_commands:generate_node_id",
+    "version": "node_commands:version",
+    "info": "node_commands:info",
+    "config": "node_commands:config",
+    "backends": "node_commands:backends",
+    "usage": "storage_commands:usage",
+    "pin": "storage_commands:pin",
+    "unpin": "storage_commands:unpin",
+    "drop": "storage_commands:drop",
+    "gc": "storage_commands:gc",
+    "init-shared": "storage_commands:init_shared",
+    "completion": "help_text:completion",
+}
+"""Each command's module and name in `kachery_cli`: a command's module is imported when the
+command runs (or `--help` lists them all), so `load-file` does not pay for `ls` or `gc`."""
+
+
+def load_command(name: str) -> click.Command:
+    """Command `name` of the group, imported and added on first use (KeyError if unknown)."""
+    command = cli.commands.get(name)
+    if command is None:
+        module_name, _, attr = COMMANDS[name].partition(":")
+        command = getattr(importlib.import_module(f"{__package__}.{module_name}"), attr)
+        command.epilog = command.epilog or help_text.epilog(name)
+        cli.add_command(command, name)
+    return command
 
 
 def main(

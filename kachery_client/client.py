@@ -18,10 +18,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Union
 
-from kachery_client.arguments import (  # re-exported: the CLI catches it
-    InvalidChannelNameError as InvalidChannelNameError,
-)
 from kachery_client.arguments import (
+    InvalidChannelNameError,  # noqa: F401 - re-exported: the CLI catches it
     _basename,
     _dir_uri,
     _label_of,
@@ -32,7 +30,6 @@ from kachery_client.arguments import (
 )
 from kachery_client.backends.registry import get_registry
 from kachery_client.backends.selection import Selection, select_backend
-from kachery_client.dest_copy import copy_verified
 from kachery_client.progress_bars import (
     ShowProgress,
     ShowTreeProgress,
@@ -41,22 +38,16 @@ from kachery_client.progress_bars import (
 )
 from kachery_client.storage_use import StorageUse
 from kachery_client.typed import TypedObjects
-from kachery_client.verified_read import open_verified
-from kachery_client.verified_store import (
-    link_file_checked,
-    store_file_checked,
-    store_stream_checked,
-)
-from kachery_core.backend.base import JSON, Backend, NodeInfo
 from kachery_core.content.uri import ContentUri, DirUri
 from kachery_core.errors import InvalidInputError, UnsupportedOperation
 from kachery_core.settings.config import Config, resolve_config
-from kachery_core.store.base import StoredObject
 
 if TYPE_CHECKING:
     from kachery_client.directories.scan import ScannedFolder
+    from kachery_core.backend.base import JSON, Backend, NodeInfo
     from kachery_core.content.directory import Directory, FileEntry
     from kachery_core.content.hashing import Progress
+    from kachery_core.store.base import StoredObject
     from kachery_core.store.local import LocalStorage
 
 UriLike = Union[str, ContentUri, DirUri]
@@ -110,7 +101,6 @@ class Client(StorageUse, TypedObjects):
     @property
     def backend(self) -> Backend:
         """The active backend object, made on first use (no network I/O until then)."""
-        """The backend's transport, made on first use (for plugins and tests)."""
         if self._backend is None:
             cls = get_registry().load(self.selection.name)
             self._backend = cls.from_config(self.config)
@@ -162,6 +152,8 @@ class Client(StorageUse, TypedObjects):
         `progress=True` draws a bar (`upload_progress=True` one for the upload).
         """
         name = label or _basename(path)
+        from kachery_client.verified_store import store_file_checked
+
         with byte_progress(progress, f"storing {name}", _size(path)) as report:
             return self._store_and_upload(
                 lambda: store_file_checked(self.backend, os.fspath(path), report),
@@ -176,6 +168,8 @@ class Client(StorageUse, TypedObjects):
     ) -> str:
         """Make a file available without copying it; it is served only while unchanged."""
         name = label or _basename(path)  # refused before any work
+        from kachery_client.verified_store import link_file_checked
+
         with byte_progress(progress, f"linking {name}", _size(path)) as report:
             stored = link_file_checked(self.backend, os.fspath(path), report)
         return str(stored.uri(name))
@@ -188,6 +182,8 @@ class Client(StorageUse, TypedObjects):
         upload_to_channel: Optional[str] = None,
     ) -> str:
         """Store everything read from a binary stream (a pipe, a socket, a file object)."""
+        from kachery_client.verified_store import store_stream_checked
+
         with byte_progress(progress, f"storing {label or 'stream'}", None) as report:
             return self._store_and_upload(
                 lambda: store_stream_checked(self.backend, stream, report),
@@ -272,6 +268,8 @@ class Client(StorageUse, TypedObjects):
             path = self.backend.load_file(parsed, progress)
         if dest is None:
             return path
+        from kachery_client.dest_copy import copy_verified  # only --dest copies
+
         return str(copy_verified(Path(path), dest, parsed, progress))
 
     def _file_uri(self, uri: UriLike) -> ContentUri:
@@ -295,6 +293,8 @@ class Client(StorageUse, TypedObjects):
         end), a range cut from pieces checked before any of it is given.
         """
         if start is not None or end is not None:
+            from kachery_client.verified_read import open_verified
+
             stream = open_verified(self.backend, self._file_uri(uri), start or 0, end)
             return stream  # type: ignore[return-value]
         from kachery_client.lazy.file import open_uri

@@ -14,10 +14,12 @@ from __future__ import annotations
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
-from kachery_core.backend.batch import BatchReport
-from kachery_core.content.hashing import Progress
+from kachery_core.progress import Progress
+
+if TYPE_CHECKING:
+    from kachery_core.backend.batch import BatchReport
 
 ShowProgress = Union[bool, Callable[[int], None], None]
 """True for a bar, or a callback given the bytes done so far; None or False for neither."""

@@ -7,7 +7,6 @@ hands over the storage directory.
 
 from __future__ import annotations
 
-import grp
 import os
 import stat
 from pathlib import Path
@@ -15,11 +14,10 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence,
 
 from kachery_core.content.uri import ContentUri, DirUri
 from kachery_core.errors import ConfigError, InvalidInputError
-from kachery_core.store import collect as store_collect
-from kachery_core.store.collect import CollectReport
 
 if TYPE_CHECKING:
     from kachery_core.backend.base import Backend
+    from kachery_core.store.collect import CollectReport
     from kachery_core.store.local import LocalStorage
 
 UriLike = Union[str, ContentUri, DirUri]
@@ -38,20 +36,28 @@ class StorageUse:
     def usage(self) -> Dict[str, Dict[str, int]]:
         """Objects and bytes: total, pinned, cached, links, quarantine, temporary files
         (from the index, without walking the store)."""
+        from kachery_core.store import collect as store_collect
+
         return store_collect.usage(self.local_store())
 
     def pin(self, uris: Sequence[UriLike]) -> int:
         """Keep objects whatever gc does; a `sha1dir://` URI pins its whole tree.
         Returns how many objects changed."""
+        from kachery_core.store import collect as store_collect
+
         return store_collect.set_pinned(self.local_store(), self._hashes(uris), True)
 
     def unpin(self, uris: Sequence[UriLike]) -> int:
         """Let gc evict objects (they become cached); a `sha1dir://` URI unpins its tree."""
+        from kachery_core.store import collect as store_collect
+
         return store_collect.set_pinned(self.local_store(), self._hashes(uris), False)
 
     def drop(self, uris: Sequence[UriLike], force: bool = False) -> List[Tuple[str, int]]:
         """Remove cached objects now; pinned ones (and link records) only with `force`.
         Returns the (sha1, bytes) removed."""
+        from kachery_core.store import collect as store_collect
+
         return store_collect.drop(self.local_store(), self._hashes(uris), force)
 
     def gc(self, max_size: Optional[int] = None, dry_run: bool = False) -> CollectReport:
@@ -59,9 +65,13 @@ class StorageUse:
         at most `max_size` bytes (default: the max_cache_size setting; unset: every cached
         object not used within the grace period); remove abandoned temporary files and
         stale link records."""
+        from kachery_core.store import collect as store_collect
+
         return store_collect.gc(self.local_store(), max_size, dry_run)
 
     def _hashes(self, uris: Sequence[UriLike]) -> List[str]:
+        from kachery_core.store import collect as store_collect
+
         return store_collect.hashes_of(self.local_store(), [str(uri) for uri in uris])
 
 
@@ -71,6 +81,8 @@ def init_shared(directory: Union[str, os.PathLike[str]], group: str) -> Dict[str
     group and group read (objects stay read-only). Later writes keep this (`LocalStorage`
     reads the setgid bit of the root). Returns what was done."""
     try:
+        import grp
+
         gid = grp.getgrnam(group).gr_gid
     except KeyError:
         raise ConfigError(

@@ -22,11 +22,11 @@ from __future__ import annotations
 import importlib
 import threading
 import warnings
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
 
 from kachery_core.backend.spec import BackendSpec
 from kachery_core.errors import BackendError
+from kachery_core.records import dataclass
 
 if TYPE_CHECKING:
     import pluggy

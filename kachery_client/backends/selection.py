@@ -20,14 +20,14 @@
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
+import os
 from pathlib import Path
 
 from kachery_client.backends.registry import BackendRegistry
 from kachery_core.errors import TransportError
 from kachery_core.protocol.address import url_host
 from kachery_core.protocol.probe import UNREADABLE, ProbeAnswer, Tls, probe, storage_reach
+from kachery_core.records import dataclass
 from kachery_core.settings.config import Config
 
 
@@ -44,7 +44,7 @@ def is_local_host(host: str) -> bool:
         "127."
     ):
         return True
-    hostname = socket.gethostname().lower()
+    hostname = os.uname().nodename.lower()  # gethostname(), without importing `socket`
     return host in (hostname, hostname.split(".")[0])
 
 

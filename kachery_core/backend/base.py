@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import UnsupportedOperation
+from kachery_core.records import dataclass, field
 from kachery_core.store.base import StoredObject
 
 from .batch import BatchProgress, BatchReport, run_batch

@@ -7,8 +7,9 @@ without importing one another. Plugins import it as `kachery_core.backend.hooksp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Tuple
+
+from kachery_core.records import dataclass, field
 
 
 @dataclass(frozen=True)

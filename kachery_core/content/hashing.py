@@ -17,16 +17,14 @@ Memory stays flat either way: two read blocks, or two mapped windows, whatever t
 from __future__ import annotations
 
 import errno
-import hashlib
-import mmap
 import os
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, List, Optional, Tuple
 
 from kachery_core.content.manifest import CHUNK_SIZE, MANIFEST_THRESHOLD, Chunk, Manifest
 from kachery_core.errors import IntegrityError
 from kachery_core.progress import Progress
+from kachery_core.records import dataclass
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -63,6 +61,8 @@ class _ChunkHasher:
     """Hashes a stream in CHUNK_SIZE pieces; blocks arrive in order and never straddle."""
 
     def __init__(self) -> None:
+        import hashlib
+
         self.chunks: List[Chunk] = []
         self._hash = hashlib.sha1()
         self._start = 0
@@ -80,6 +80,8 @@ class _ChunkHasher:
     def _close_chunk(self) -> None:
         end = self._start + self._filled
         self.chunks.append(Chunk(self._start, end, self._hash.hexdigest()))
+        import hashlib
+
         self._hash = hashlib.sha1()
         self._start, self._filled = end, 0
 
@@ -105,6 +107,8 @@ def hash_stream(
     that has already seen the bytes before this stream (a resumed download); it is
     updated in place, and the result's size counts only this stream's bytes.
     """
+    import hashlib
+
     whole = resume if resume is not None else hashlib.sha1()
     chunker: Optional[_ChunkHasher] = None
     if manifest and (size_hint is None or size_hint > MANIFEST_THRESHOLD):
@@ -165,6 +169,8 @@ def hash_file_copy(
     except _KernelCopyUnavailable:
         os.ftruncate(target, 0)
         return None
+    import hashlib
+
     whole = hashlib.sha1()
     chunker = _ChunkHasher() if manifest and size > MANIFEST_THRESHOLD else None
     consumers: List[Callable[[memoryview], None]] = [whole.update]
@@ -319,6 +325,8 @@ class _CopyState:
 def consume_mapped(fd: int, start: int, stop: int, consume: Callable[[memoryview], None]) -> None:
     """Hand bytes [start, stop) of file `fd` to `consume` through a read-only mapping,
     unmapped at once (mapped pages count as this process's resident memory)."""
+    import mmap
+
     base = start - start % mmap.ALLOCATIONGRANULARITY
     mapped = mmap.mmap(fd, stop - base, access=mmap.ACCESS_READ, offset=base)
     try:
@@ -392,11 +400,15 @@ def writer_for(file: BinaryIO) -> WriteAll:
 
 
 def sha1_of_bytes(data: bytes) -> str:
+    import hashlib
+
     return hashlib.sha1(data).hexdigest()
 
 
 def sha1_of_file(path: os.PathLike[str] | str) -> str:
     """The SHA-1 of a file's bytes, read in blocks (memory stays flat)."""
+    import hashlib
+
     digest = hashlib.sha1()
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)

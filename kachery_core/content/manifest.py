@@ -7,11 +7,11 @@ transfer fetch only the chunks it needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import List, Tuple
 
 from kachery_core.content.uri import check_sha1
 from kachery_core.errors import IntegrityError
+from kachery_core.records import dataclass
 
 MANIFEST_THRESHOLD = 20_000_000
 """Files strictly larger than this many bytes get a manifest."""

@@ -17,11 +17,11 @@ with an `InvalidUriError` that quotes the input.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 from urllib.parse import quote, unquote
 
 from kachery_core.errors import InvalidUriError
+from kachery_core.records import dataclass
 
 SCHEME = "sha1://"
 DIR_SCHEME = "sha1dir://"

@@ -12,10 +12,10 @@ library so that it stays cheap on every command. Answers are cached for the proc
 from __future__ import annotations
 
 import os
-import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
+
+from kachery_core.records import dataclass
 
 PROBE_TIMEOUT = 2.0
 NODE_ID_FILE = "kachery-node-id"
@@ -100,16 +100,45 @@ def forget_probe(host: str, port: int) -> None:
         _cache.pop((host, port, tls), None)
 
 
+def _connect(host: str, port: int, timeout: float) -> Optional[int]:
+    """A connected TCP socket's descriptor, or None when nothing accepts at `host:port`.
+
+    What `socket.create_connection` does, through the `_socket` extension itself: most
+    commands probe where nothing listens, and `socket` (with `selectors`, its enums and the
+    `idna` codec a str host is encoded with) would cost them more than the attempt.
+    """
+    import _socket
+
+    name = host.encode("ascii") if host.isascii() else host.encode("idna")
+    try:
+        addresses = _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM)
+    except OSError:
+        return None
+    for family, kind, proto, _canonical, address in addresses:
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            continue
+        sock.settimeout(None)
+        return int(sock.detach())
+    return None
+
+
 def _probe_once(host: str, port: int, timeout: float, tls: Optional[Tls]) -> ProbeResult:
     # Connect first with a bare socket: when nothing listens (the usual case without a
     # node) the answer comes without importing the HTTP machinery at all.
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError:
+    fd = _connect(host, port, timeout)
+    if fd is None:
         return ProbeResult(None)
     import http.client
     import json
+    import socket
 
+    sock = socket.socket(fileno=fd)
+    sock.settimeout(timeout)  # as create_connection leaves it, for the request below
     if tls is not None:
         import ssl
 

@@ -8,11 +8,11 @@ file is reported the first time it is read rather than the day it matters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
 from kachery_core.errors import ConfigError
+from kachery_core.records import dataclass
 from kachery_core.secret_files import warn_if_exposed
 from kachery_core.settings.schema import SETTINGS, canonical_key
 from kachery_core.settings.toml import read_toml_file

@@ -8,7 +8,6 @@ default and how it is parsed, so mypy checks every reader of `config.<name>`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import (
     Any,
@@ -25,6 +24,7 @@ from typing import (
 )
 
 from kachery_core.errors import ConfigError
+from kachery_core.records import dataclass
 from kachery_core.secret_files import warn_if_exposed
 from kachery_core.settings.parsers import (
     parse_bool,

@@ -20,7 +20,6 @@ manifest's honest size, however the pieces are damaged.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Sequence, cast
@@ -151,6 +150,8 @@ class ChainedObjects(io.RawIOBase):
         self._storage = storage
         self._chunk: Optional[Chunk] = None
         self._current: Optional[FileRange] = None
+        import hashlib
+
         self._hash = hashlib.sha1()
 
     def readable(self) -> bool:
@@ -163,6 +164,8 @@ class ChainedObjects(io.RawIOBase):
                 if self._chunk is None:
                     return 0
                 self._current = self._open(self._chunk)
+                import hashlib
+
                 self._hash = hashlib.sha1()
             n = self._current.readinto(buffer)
             if n:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional
 
 from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
+from kachery_core.records import dataclass
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, TypeVar
+
+from kachery_core.records import dataclass
 
 T = TypeVar("T")
 

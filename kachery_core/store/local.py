@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import shutil
 import stat
 import time
 from pathlib import Path
@@ -388,6 +387,8 @@ class LocalStorage(IndexedStorage, Storage):
             # The temp dir is on another filesystem: copy beside the object, then rename.
             beside = final.with_name(f".{final.name}.{staging_name()}")
             try:
+                import shutil
+
                 shutil.copyfile(staged, beside)
                 os.chmod(beside, OBJECT_MODE)
                 os.replace(beside, final)

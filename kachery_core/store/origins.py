@@ -11,13 +11,15 @@ read-only directory) works as before, without bookkeeping.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sqlite3
 import stat
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    import logging
 
 from kachery_core.store.index import CACHED, PINNED, IndexUnavailable, StoreIndex
 
@@ -27,7 +29,12 @@ LOW_WATERMARK = 0.9
 DEFAULT_GRACE_PERIOD = 600.0
 """Seconds after its last use during which an object is never evicted."""
 
-log = logging.getLogger("kachery.storage")
+
+def _log() -> logging.Logger:
+    """The store's logger; `logging` is imported only when there is something to say."""
+    import logging
+
+    return logging.getLogger("kachery.storage")
 
 
 class IndexedStorage:
@@ -89,7 +96,7 @@ class IndexedStorage:
         except sqlite3.Error as exc:
             if not cached:
                 raise  # a pin that cannot be recorded could be evicted later: refuse
-            log.warning("could not record %s in %s: %s", sha1, index.path, exc)
+            _log().warning("could not record %s in %s: %s", sha1, index.path, exc)
 
     def _note_link(self, sha1: str, size: int, is_link: bool) -> None:
         index = self._usable_index(writing=True)
@@ -118,7 +125,7 @@ class IndexedStorage:
             report = collect(self, int(limit * LOW_WATERMARK), wait=False)  # type: ignore[arg-type]
             if report.pinned_over_limit and not self._warned_pinned:
                 self._warned_pinned = True
-                log.warning(
+                _log().warning(
                     "pinned objects in %s alone take %d bytes, more than max_cache_size "
                     "(%d); they stay (unpin or drop some to make room)",
                     self.root,
@@ -126,7 +133,7 @@ class IndexedStorage:
                     limit,
                 )
         except sqlite3.Error as exc:
-            log.warning("could not evict cached objects in %s: %s", self.root, exc)
+            _log().warning("could not evict cached objects in %s: %s", self.root, exc)
         finally:
             self._evicting.release()
 
@@ -146,7 +153,7 @@ class IndexedStorage:
             self._index_off = True
             return None
         except sqlite3.OperationalError as exc:  # busy for a minute: try again next time
-            log.warning("the index of %s is not usable now: %s", self.root, exc)
+            _log().warning("the index of %s is not usable now: %s", self.root, exc)
             return None
         return index
 

@@ -10,9 +10,7 @@ removes on the next store of this host. `ObjectWriter` writes an object piece by
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -62,6 +60,8 @@ class ObjectWriter:
     def __init__(self, storage: LocalStorage, manifest: bool = True) -> None:
         self._storage = storage
         self._staging = storage._staging_file()
+        import hashlib
+
         self._whole = hashlib.sha1()
         self._chunks = _ChunkHasher() if manifest else None
         self.size = 0
@@ -128,4 +128,4 @@ def unlink_quietly(path: Path) -> None:
         os.unlink(path)
 
 
-HOST = socket.gethostname().replace("-", "_") or "host"
+HOST = os.uname().nodename.replace("-", "_") or "host"  # gethostname(), without `socket`

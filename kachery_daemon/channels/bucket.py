@@ -85,6 +85,9 @@ class ChannelBucket:
         """Where multipart uploads this node starts are recorded (see housekeeping)."""
         self._client: Any = None
         self._upload_client: Any = None
+        self._session: Any = None
+        """One boto3 session for both clients: each session loads and keeps its own copy
+        of the S3 service model (12-13 MiB resident), so a second one would double it."""
         self._lock = threading.Lock()
 
     # -- keys ----------------------------------------------------------------------
@@ -129,6 +132,8 @@ class ChannelBucket:
             self.journal.add(self.channel.bucket, str(parsed["Key"]), str(parsed["UploadId"]))
 
     def _make_client(self, botocore_attempts: int) -> Any:
+        """A client of this bucket's session (called under `_lock`: sessions are not
+        thread-safe, the clients they make are)."""
         try:
             import boto3
             from botocore.config import Config
@@ -139,7 +144,9 @@ class ChannelBucket:
                 "pip install 'kachery-lab[channels]' where the node runs",
             ) from None
         try:
-            session = boto3.session.Session(profile_name=self.channel.aws_profile)
+            if self._session is None:
+                self._session = boto3.session.Session(profile_name=self.channel.aws_profile)
+            session = self._session
         except ProfileNotFound:
             raise ConfigError(
                 f"AWS profile {self.channel.aws_profile!r} of channel {self.channel.name!r} "

@@ -11,8 +11,12 @@ shared, noisy machine; each figure is the median of the repeats. Rows:
   copy each repeat; only the add is timed). Target <= 0.5x. Skipped, saying what to
   install, when git-annex is missing.
 - `store-file -r` of 10 N files vs N files: target <= 11x (linear, 10% slack).
+- `store-file -r` of the N-file tree through a node on this machine, over `http` (the
+  client-auth code: the node reads the files by path; target <= 1.5x the embedded store)
+  and over `remote` (a token: the bytes travel; target <= 2x), a fresh node on an empty
+  storage dir before each repeat (untimed), so every object is new, as embedded.
 - `load-file -r URI --dest D` of the N-file tree from a node into an empty client cache,
-  over `remote` (target <= 2x the store) and `grpc` (no target).
+  over `remote` (target <= 1.5x the store) and `grpc` (no target).
 - the per-file loop (one `store-file` process per file), timed on --loop-files files and
   scaled to N: the way a tree was stored before `-r`, for before/after.
 
@@ -176,14 +180,18 @@ def dataset_rows(
         sides.append(annex)
     node: Optional[Node] = None
     loads: List[Side] = []
+    node_stores: List[Side] = []
+    fresh_node = FreshNode(work / "store-node-storage", env)
     try:
         if with_node:
+            node_stores = _node_store_sides(work, small, fresh_node)
             node, loads = _load_sides(work, small, env)
-            sides.extend(loads)
+            sides.extend(node_stores + loads)
         interleave(sides, repeats)
         if node is not None:
             print(f"node peak RSS {node.peak_rss_mib():.1f} MiB", file=sys.stderr, flush=True)
     finally:
+        fresh_node.stop()
         if node is not None:
             node.stop()
 
@@ -193,7 +201,9 @@ def dataset_rows(
         rows.append(_row(store_small, annex.name, annex.median, 0.5))
         print(f"git annex add peak RSS {annex.peak_rss:.1f} MiB", file=sys.stderr, flush=True)
     rows.append(_row(store_big, base, store_small.median, 1.1 * big_files / files))
-    for load, target in zip(loads, (2.0, None)):
+    for store, target in zip(node_stores, (1.5, 2.0)):
+        rows.append(_row(store, base, store_small.median, target))
+    for load, target in zip(loads, (1.5, None)):
         rows.append(_row(load, base, store_small.median, target))
     scale = files / len(loop_sample)
     loop = _row(per_file, base, store_small.median, None)
@@ -265,6 +275,53 @@ def _git_annex_side(work: Path, tree: Path, env: Dict[str, str]) -> Optional[Sid
     fresh_repo()  # warm-up, untimed: git-annex pages in and checks its git once
     run_timed(argv, genv)
     return Side("git annex add", command(argv, genv), fresh_repo)
+
+
+class FreshNode:
+    """A node restarted on an emptied storage dir before each repeat of a store through it."""
+
+    def __init__(self, storage: Path, env: Dict[str, str]) -> None:
+        self.storage = storage
+        self.env = dict(env, KACHERY_DAEMON_PORT=str(free_port()), KACHERY_STORAGE_DIR=str(storage))
+        self.node: Optional[Node] = None
+        self.token = ""
+
+    def restart(self) -> None:
+        self.stop()
+        remove_tree(self.storage)
+        self.node = Node(self.storage, self.env)
+        self.token = _token(self.storage)
+
+    def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
+
+
+def _node_store_sides(work: Path, tree: Path, node: FreshNode) -> List[Side]:
+    """`store-file -r` of the tree through a fresh node: over http (the files by path), and
+    over remote (a token, the bytes over the socket, an empty client cache)."""
+    argv = [KACHERY, "store-file", "-r", str(tree)]
+    cache = work / "store-remote-cache"
+
+    def fresh_remote() -> None:
+        node.restart()
+        remove_tree(cache)
+
+    def remote() -> Tuple[float, float]:
+        remote_env = dict(
+            node.env,
+            KACHERY_TRANSPORT="remote",
+            KACHERY_STORAGE_DIR=str(cache),
+            KACHERY_AUTH_TOKEN=node.token,
+        )
+        return run_timed(argv, remote_env)
+
+    http = command(argv, dict(node.env, KACHERY_TRANSPORT="http"))
+    return [
+        Side("store -r via http", http, node.restart),
+        Side("store -r via remote", remote, fresh_remote),
+    ]
 
 
 def _load_sides(work: Path, tree: Path, env: Dict[str, str]) -> Tuple[Node, List[Side]]:

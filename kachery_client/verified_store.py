@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, List, Optional, Sequence
 
 from kachery_core.content.hashing import Progress, sha1_of_file
 from kachery_core.errors import IntegrityError
@@ -22,6 +22,7 @@ from kachery_core.store.base import StoredObject
 
 if TYPE_CHECKING:
     from kachery_core.backend.base import Backend
+    from kachery_core.backend.batch import BatchProgress
 
 
 def store_file_checked(
@@ -36,6 +37,18 @@ def link_file_checked(
 ) -> StoredObject:
     """`backend.link_file(path)`, its answer checked against the file's own SHA-1."""
     return _with_file_hash(backend, path, lambda: backend.link_file(path, progress), "link")
+
+
+def store_files_checked(
+    backend: Backend, paths: Sequence[str], progress: Optional[BatchProgress] = None
+) -> List[StoredObject]:
+    """`backend.store_files(paths)` (small files), each answer checked against its file's
+    own SHA-1, hashed here after the backend sent it (a few KiB: cheaper than a thread)."""
+    stored = backend.store_files(paths, progress)
+    if not _in_process(backend):
+        for path, obj in zip(paths, stored):
+            check_answer(backend, obj, sha1_of_file(path), "store")
+    return stored
 
 
 def store_stream_checked(

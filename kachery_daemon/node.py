@@ -60,11 +60,12 @@ from .node_channels import PROGRESS_SECONDS as PROGRESS_SECONDS
 from .node_channels import ChannelOperations
 from .node_channels import Report as Report
 from .node_files import NodeIdentity
-from .path_policy import PathPolicy
+from .path_policy import PathCheck, PathPolicy
 from .tokens import TokenStore
 
 if TYPE_CHECKING:
     from .batch_send import BatchItem
+    from .batch_store import Item
     from .channels.service import ChannelService
 
 T = TypeVar("T")
@@ -215,18 +216,43 @@ class Node(ChannelOperations):
         (`path_policy`); it is read through the descriptor that was checked.
         """
         with self._disk_full_is_an_answer():
-            stored = await _run(self._store_client_file, path)
+            stored = await _run(self.store_client_file, path)
         self.count("storeRequests")
         self.activity.add(activity.STORE, _uri_of(stored), stored.size, "by path")
         return stored
 
-    def _store_client_file(self, text: str) -> StoredObject:
-        opened = self.path_policy.open(text)
+    def store_client_file(
+        self, text: str, limit: Optional[int] = None, check: Optional[PathCheck] = None
+    ) -> StoredObject:
+        """`store_file`'s work (blocking); a file over `limit` bytes is refused unread.
+        `check`: the path rule of the request this file is one of (`PathPolicy.checker`)."""
+        opened = (check or self.path_policy.checker()).open(text)
         try:  # checked before anything is kept: a file that changed leaves nothing
+            if limit is not None and opened.stat.st_size > limit:
+                raise InvalidInputError(
+                    f"{text[:200]!r} has {opened.stat.st_size} bytes, over the {limit} a "
+                    "batch store takes",
+                    "store it alone (/storeFile)",
+                )
             with io.FileIO(opened.fd, "rb", closefd=False) as source:
                 return self.storage.store_open_file(source, opened.stat, str(opened.path))
         finally:
             opened.close()
+
+    async def store_objects(self, objects: AsyncIterator[Tuple[str, bytes]]) -> List[Item]:
+        """Small objects named by their SHA-1 (a batch store): each kept only if it hashes
+        to its name, a slice at a time (see batch_store.py)."""
+        from .batch_store import store_objects
+
+        with self._disk_full_is_an_answer():
+            return await store_objects(self, objects)
+
+    async def store_local_files(self, paths: Sequence[str]) -> List[Item]:
+        """Several small files of this machine, as `store_file` stores one (a batch)."""
+        from .batch_store import store_local_files
+
+        with self._disk_full_is_an_answer():
+            return await _run(store_local_files, self, paths)
 
     async def link_unchanged(self, path: str, size: int, mtime: float) -> StoredObject:
         """Link `path` if it still has the size and mtime the client saw (and `path_policy`

@@ -32,7 +32,7 @@ import pwd
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import FrozenSet, Iterable, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, Optional, Set, Tuple
 
 from kachery_core.errors import InvalidInputError
 from kachery_core.store.local import check_regular_file
@@ -145,11 +145,51 @@ class PathPolicy:
 
     def open(self, text: str, what: str = "localFilePath") -> ClientFile:
         """Open `text` for reading on a client's behalf, or `PathRefused`/`InvalidInputError`."""
+        return self.checker().open(text, what)
+
+    def checker(self) -> PathCheck:
+        """The rule with the node's private files looked up once: for one request, which
+        may name many paths (a batch store). Every file is still opened and checked on its
+        own descriptor; a private file made during that request is refused all the same
+        by the rule on writable files with several names."""
+        return PathCheck(self)
+
+    def _may_read(self, st: os.stat_result, owner: int, group: int, other: int) -> bool:
+        mode = st.st_mode
+        if mode & other:
+            return True
+        if self.identity.kind == GROUP:
+            return bool(mode & group) and st.st_gid == self.identity.gid
+        return bool(mode & owner) and st.st_uid == self.identity.uid
+
+    def _private_candidates(self) -> Iterable[Path]:
+        yield from self.private_files
+        try:
+            names = os.listdir(self.storage_root)
+        except OSError:
+            return
+        for name in names:  # the top-level files: key, tokens, databases, state, lock...
+            yield self.storage_root / name
+
+
+class PathCheck:
+    """`PathPolicy.open` for the paths of one request (see `PathPolicy.checker`)."""
+
+    def __init__(self, policy: PathPolicy) -> None:
+        self._policy = policy
+        self._root = _real(policy.storage_root)
+        self._private = frozenset(_real(p) for p in policy.private_files)
+        self._private_inodes: Optional[Set[Tuple[int, int]]] = None
+        self._device = _device_of(policy.storage_root)
+        self._searchable: Dict[Path, bool] = {}
+
+    def open(self, text: str, what: str = "localFilePath") -> ClientFile:
         check_path_text(text, what)
         shown = text[:200]
-        if self.identity.kind == NONE:
+        identity = self._policy.identity
+        if identity.kind == NONE:
             raise PathRefused(
-                f"this node reads no path for its clients: {self.identity.reason}",
+                f"this node reads no path for its clients: {identity.reason}",
                 "send the bytes instead (clients do so on their own); the node's admin may "
                 "start it with --auth-group GROUP or --path-identity node-user|group",
             )
@@ -166,9 +206,9 @@ class PathPolicy:
         try:
             st = os.fstat(fd)
             if (
-                not self._may_read(st, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+                not self._policy._may_read(st, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
                 or self._is_private_inode(st)
-                or st.st_dev in self.kernel_devices
+                or st.st_dev in self._policy.kernel_devices
                 or not self._ancestors_searchable(real)
             ):
                 raise refused(shown)
@@ -178,34 +218,31 @@ class PathPolicy:
             raise
         return ClientFile(real, fd, st)
 
-    # -- the rule ---------------------------------------------------------------------
-
-    def _may_read(self, st: os.stat_result, owner: int, group: int, other: int) -> bool:
-        mode = st.st_mode
-        if mode & other:
-            return True
-        if self.identity.kind == GROUP:
-            return bool(mode & group) and st.st_gid == self.identity.gid
-        return bool(mode & owner) and st.st_uid == self.identity.uid
-
     def _ancestors_searchable(self, real: Path) -> bool:
         for directory in real.parents:
-            try:
-                st = os.stat(directory)
-            except OSError:
-                return False
-            if not self._may_read(st, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            known = self._searchable.get(directory)
+            if known is None:
+                try:
+                    st = os.stat(directory)
+                except OSError:
+                    known = False
+                else:
+                    known = self._policy._may_read(st, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+                self._searchable[directory] = known
+            if not known:
                 return False
         return True
 
     def _is_private_path(self, real: Path) -> bool:
-        root = _real(self.storage_root)
+        root = self._root
         if real == root or root in real.parents:
             return not _is_object_path(real.relative_to(root).parts)
-        return any(real == _real(p) for p in self.private_files)
+        return real in self._private
 
     def _is_private_inode(self, st: os.stat_result) -> bool:
-        if (st.st_dev, st.st_ino) in _inodes(self._private_candidates()):
+        if self._private_inodes is None:
+            self._private_inodes = _inodes(self._policy._private_candidates())
+        if (st.st_dev, st.st_ino) in self._private_inodes:
             return True
         # Another name of a link record, staging file or database deeper in the storage
         # directory cannot be found by its inode; all of them are writable by the node's
@@ -215,17 +252,8 @@ class PathPolicy:
             and st.st_nlink > 1
             and st.st_uid == os.getuid()
             and bool(st.st_mode & 0o222)
-            and st.st_dev == _device_of(self.storage_root)
+            and st.st_dev == self._device
         )
-
-    def _private_candidates(self) -> Iterable[Path]:
-        yield from self.private_files
-        try:
-            names = os.listdir(self.storage_root)
-        except OSError:
-            return
-        for name in names:  # the top-level files: key, tokens, databases, state, lock...
-            yield self.storage_root / name
 
 
 def check_path_text(text: str, what: str) -> None:

@@ -16,7 +16,7 @@ Scopes are ranked; each may do what the ones before it may:
     admin   also the node's counters (/stats)
     local   the rotating client-auth code, i.e. a local user of the node's machine:
             also requests that name a path on the node's machine (/storeFile,
-            /linkFile, gRPC Link), which no token may send
+            /storeLocalFiles, /linkFile, gRPC Link), which no token may send
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ OPERATIONS: Dict[str, Operation] = {
     "feed/getNumLocalMessages": Operation(READ, "reading a feed"),
     "feed/watchForNewMessages": Operation(READ, "reading a feed"),
     "store": Operation(WRITE, "storing"),
+    "storeFiles": Operation(WRITE, "storing"),  # a batch of /store
     "mutable/set": Operation(WRITE, "setting a mutable"),
     "mutable/delete": Operation(WRITE, "deleting a mutable"),
     "feed/createFeed": Operation(WRITE, "creating a feed"),
@@ -69,6 +70,7 @@ OPERATIONS: Dict[str, Operation] = {
     "metrics": Operation(ADMIN, "reading the node's metrics"),
     "ui": Operation(PUBLIC, "the web pages"),  # each checks its viewer (ui/access.py)
     "storeFile": Operation(LOCAL, "storing a file by its path"),
+    "storeLocalFiles": Operation(LOCAL, "storing files by their paths"),  # a batch of /storeFile
     "linkFile": Operation(LOCAL, "linking a file by its path"),
 }
 """Operation -> the scope it needs. A route or RPC missing here is refused to all but local

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from kachery_core.backend.base import JSON, Backend, NodeInfo, SubfeedWatch
+from kachery_core.backend.batch import BatchProgress
 from kachery_core.content.hashing import Progress
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import (
@@ -90,6 +91,8 @@ class HttpDaemonTransport(Backend):
         self._probe: Optional[ProbeAnswer] = None
         self._connecting = threading.Lock()
         self.node_session = NodeSession(config, self.base_url, self._auth_code_file)
+        self.batch_store_route: Optional[bool] = None
+        """Whether the node has `/storeFiles` and `/storeLocalFiles` (None: not asked yet)."""
         self.http = NodeHttp(self.base_url, self.node_session, self.timeout, self._tls)
 
     @classmethod
@@ -198,6 +201,15 @@ class HttpDaemonTransport(Backend):
             else:
                 return _reported(stored_object(doc, st.st_size), progress)
         return self._send_file(absolute, st.st_size, progress)
+
+    def store_files(
+        self, paths: Sequence[str], progress: Optional[BatchProgress] = None
+    ) -> List[StoredObject]:
+        """Small files in batch requests, by path or by bytes (see batch_upload.py)."""
+        self._connect()
+        from .batch_upload import store_files
+
+        return store_files(self, paths, progress if progress is not None else BatchProgress(None))
 
     @property
     def node_reads_local_paths(self) -> bool:

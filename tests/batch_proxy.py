@@ -4,7 +4,7 @@
 
 Listens on a free 127.0.0.1 port, prints it on one line, and relays every request to the
 real node on 127.0.0.1:UPSTREAM_PORT unchanged, except `POST /downloadFiles`, whose honest
-answer it alters by MODE:
+answer it alters by MODE (and the batch stores, for the modes that say so):
 
     wrong      one byte of the first object flipped (size unchanged)
     extra      three bytes more after the first object than its header says
@@ -12,7 +12,10 @@ answer it alters by MODE:
     oversize   the first object's header announces one byte more than it has
     stranger   a header naming an object that was not asked for
     unfinished the final `finished` frame left out
-    old        404 with the error type aiohttp gives an unknown route (a node before batches)
+    old        404 with the error type aiohttp gives an unknown route (a node before batches),
+               for `/downloadFiles`, `/storeFiles` and `/storeLocalFiles`
+    storehash  the first item of a `/storeFiles` or `/storeLocalFiles` answer names another
+               object's hash
 
 It runs until killed.
 """
@@ -26,6 +29,8 @@ from typing import Any, Awaitable, Callable, List, Tuple
 from mitm_proxy import Relayed, serve_http
 
 from kachery_core.protocol.wire import encode_frame
+
+OLD_ROUTES = ("/downloadFiles", "/storeFiles", "/storeLocalFiles")
 
 
 def split(body: bytes) -> List[Tuple[dict, bytes]]:
@@ -69,11 +74,15 @@ def run(mode: str, upstream_port: int) -> None:
     from aiohttp import web
 
     async def answer(request: Any, relay: Callable[[Any], Awaitable[Relayed]]) -> Any:
-        if mode == "old" and request.path == "/downloadFiles":
+        if mode == "old" and request.path in OLD_ROUTES:
             return web.Response(
                 status=404, text="404: Not Found", headers={"KACHERY-ERROR-TYPE": "notFound"}
             )
         status, data, kept = await relay(request)
+        if mode == "storehash" and status == 200 and request.path in OLD_ROUTES[1:]:
+            doc = json.loads(data)
+            doc["stored"][0]["sha1"] = "5" * 40
+            data = json.dumps(doc).encode()
         if status == 200 and request.path == "/downloadFiles":
             data = alter(mode, data)
             if mode == "truncate":  # send what there is, then drop the connection

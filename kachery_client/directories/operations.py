@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
@@ -31,6 +32,7 @@ from kachery_client.verified_read import VerifiedRead, open_verified
 from kachery_client.verified_store import (
     link_file_checked,
     store_file_checked,
+    store_files_checked,
     store_stream_checked,
 )
 from kachery_core.backend.batch import BatchProgress, BatchReport, run_batch
@@ -48,6 +50,7 @@ from kachery_core.errors import (
     InvalidInputError,
     InvalidUriError,
 )
+from kachery_core.protocol.wire import STORE_BATCH_MAX_OBJECT_BYTES
 
 if TYPE_CHECKING:
     from kachery_core.backend.base import Backend
@@ -68,7 +71,11 @@ def store_paths(
     link: bool = False,
     progress: Optional[BatchReport] = None,
 ) -> List[StoredObject]:
-    """Store (or link) several files as one batch; results in the order given."""
+    """Store (or link) several files as one batch; results in the order given.
+
+    Small files (up to `wire.STORE_BATCH_MAX_OBJECT_BYTES`) are stored through the backend's
+    `store_files` (one request for many, where it can), the others one by one.
+    """
     counter = BatchProgress(progress)
 
     def one(path: str) -> StoredObject:
@@ -77,7 +84,29 @@ def store_paths(
         file_progress.done(stored.size)
         return stored
 
-    return run_batch(paths, one, parallel_transfers(backend))
+    small = [] if link else [i for i, path in enumerate(paths) if _small_file(path)]
+    if len(small) < 2:
+        return run_batch(paths, one, parallel_transfers(backend))
+    results: List[Optional[StoredObject]] = [None] * len(paths)
+    batched = store_files_checked(backend, [paths[i] for i in small], counter)
+    for i, stored in zip(small, batched):
+        results[i] = stored
+    rest = [i for i, stored in enumerate(results) if stored is None]
+    for i, stored in zip(
+        rest, run_batch([paths[i] for i in rest], one, parallel_transfers(backend))
+    ):
+        results[i] = stored
+    return [stored for stored in results if stored is not None]
+
+
+def _small_file(path: str) -> bool:
+    """A regular file small enough for a batch store (anything else goes alone, where its
+    problem, if any, is reported as for a single store)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size <= STORE_BATCH_MAX_OBJECT_BYTES
 
 
 def store_folder(

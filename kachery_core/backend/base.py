@@ -14,8 +14,8 @@ objects, JSON values as Python objects.
 
 What a backend offers beyond the methods is declared here too, with defaults a backend
 overrides: `parallel_transfers` (how many files a batch moves at once), `stores_in_process`
-(whether its stores are hashed by this very process), `load_files` (a batch load; by
-default `load_file` per object on `parallel_transfers` threads) and `local_store()` (the
+(whether its stores are hashed by this very process), `load_files` and `store_files`
+(batches; by default one object at a time on `parallel_transfers` threads) and `local_store()` (the
 storage directory on this machine it reads objects from, which `verify` checks).
 
 A backend that cannot do something (store while offline, feeds without a node) need not
@@ -134,6 +134,25 @@ class Backend(ABC):
     def store_file(self, path: str, progress: Optional[Progress] = None) -> StoredObject:
         """Store a copy of a local file."""
         raise self.unsupported("storing files")
+
+    def store_files(
+        self, paths: Sequence[str], progress: Optional[BatchProgress] = None
+    ) -> List[StoredObject]:
+        """Store copies of several small local files; their objects, in the order given.
+
+        The default runs `store_file` on `parallel_transfers` threads. A backend that can
+        send many small files in one request overrides it. The caller checks every answer
+        against the file's own hash (`kachery_client.verified_store`).
+        """
+        counter = progress if progress is not None else BatchProgress(None)
+
+        def one(path: str) -> StoredObject:
+            file_progress = counter.for_file()
+            stored = self.store_file(path, file_progress)
+            file_progress.done(stored.size)
+            return stored
+
+        return run_batch(paths, one, max(1, self.parallel_transfers))
 
     def store_stream(self, stream: BinaryIO, progress: Optional[Progress] = None) -> StoredObject:
         """Store the bytes read from `stream` until its end."""

@@ -227,6 +227,34 @@ def batch_not_sent_frame(sha1: str, size: int, reason: str) -> Dict[str, Any]:
     return {"type": "notSent", "sha1": sha1, "size": size, "reason": reason}
 
 
+# -- batch stores --------------------------------------------------------------------
+#
+# `POST /storeFiles` takes many small objects in one body, framed like a batch download's
+# answer: per object `{"type": "file", "sha1": S, "size": N}` then exactly N raw bytes, and
+# `{"type": "finished"}` last. The node hashes each object and keeps it only if it hashes
+# to S (staging file, then rename). `POST /storeLocalFiles {"localFilePaths": [P, ...]}`
+# names files of the node's machine instead (the client-auth code only, as `/storeFile`).
+# Both answer `{"success": true, "stored": [ITEM, ...]}`, one ITEM per object, in order:
+# `{"sha1": S, "manifestSha1": M}` when stored, else `{"error": str, "errorType": str}`.
+# A node without the routes answers 404: store one object at a time.
+
+STORE_BATCH_MAX_FILES = 1000
+"""Most objects one batch store may carry (more: 400)."""
+STORE_BATCH_MAX_OBJECT_BYTES = 1 << 20
+"""Largest object a batch store takes (larger: 400 for bytes, an item error for paths)."""
+STORE_BATCH_MAX_BYTES = 16 << 20
+"""Most object bytes one batch store may carry (more: 400 for bytes, item errors for paths)."""
+STORE_BATCH_MAX_HEADER = 1024
+"""Longest header frame of a batch store body."""
+
+
+def batch_store_item(stored: Any) -> Dict[str, Any]:
+    """One answer item: a `StoredObject`, or the failure of that one object."""
+    if isinstance(stored, BaseException):
+        return {"error": one_line(str(stored)), "errorType": error_type(stored)}
+    return {"sha1": stored.sha1, "manifestSha1": stored.manifest_sha1}
+
+
 # -- FileKeys ------------------------------------------------------------------------
 
 

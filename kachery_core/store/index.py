@@ -104,6 +104,9 @@ class StoreIndex:
         self._local = threading.local()
         self._touched: Dict[str, float] = {}
         self._touch_guard = threading.Lock()
+        self._writing = threading.Lock()
+        """Threads of this process take turns at `record`: two connections writing at once
+        make SQLite's busy handler sleep (a millisecond and up) instead of waiting."""
 
     # -- connection ----------------------------------------------------------------
 
@@ -210,6 +213,10 @@ class StoreIndex:
     ) -> None:
         """Record a write about to be placed. Pinned wins over cached; a cached write of an
         object already on disk without a row keeps it pinned (its origin is unknown)."""
+        with self._writing:
+            self._record(sha1, size, origin, exists, is_link)
+
+    def _record(self, sha1: str, size: int, origin: str, exists: bool, is_link: bool) -> None:
         now = time.time()
         if origin == CACHED and exists:
             self.db().execute(

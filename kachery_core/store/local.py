@@ -244,9 +244,12 @@ class LocalStorage(IndexedStorage, Storage):
             result = hash_stream(read_into, writer_for(staging.file), None, progress)
             return self._commit(staging, result, expected_sha1)
 
-    def store_bytes(self, data: bytes, expected_sha1: Optional[str] = None) -> StoredObject:
+    def store_bytes(
+        self, data: bytes, expected_sha1: Optional[str] = None, cached: Optional[bool] = None
+    ) -> StoredObject:
+        """`cached=False`: a store whose sender named the hash (small objects only)."""
         if len(data) < SMALL_OBJECT_SIZE:
-            return self._store_in_one_piece(data, expected_sha1)
+            return self._store_in_one_piece(data, expected_sha1, cached)
         return self.store_stream(io.BytesIO(data), expected_sha1)
 
     def object_writer(self, manifest: bool = True) -> ObjectWriter:

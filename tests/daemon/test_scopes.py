@@ -82,6 +82,14 @@ def _source(tmp: Path, who: str) -> Dict[str, Any]:
     return {"localFilePath": str(src), "size": st.st_size, "mtime": st.st_mtime}
 
 
+def _batch_body(text: str) -> bytes:
+    """A `/storeFiles` body carrying one object."""
+    data = text.encode()
+    head = json.dumps({"type": "file", "sha1": hashlib.sha1(data).hexdigest(), "size": len(data)})
+    end = json.dumps({"type": "finished"})
+    return f"{len(head)}#{head}".encode() + data + f"{len(end)}#{end}".encode()
+
+
 HTTP_CASES: List[HttpCase] = [
     ("GET", "/probe", "none", lambda n, w, t: None, 200),
     ("POST", "/loadFile", "read", lambda n, w, t: {"fileKey": {"sha1": HELLO_SHA1}}, 200),
@@ -116,6 +124,7 @@ HTTP_CASES: List[HttpCase] = [
         200,
     ),
     ("POST", "/store", "write", lambda n, w, t: f"stored with {w}".encode(), 200),
+    ("POST", "/storeFiles", "write", lambda n, w, t: _batch_body(f"batch from {w}"), 200),
     ("POST", "/mutable/set", "write", lambda n, w, t: {"key": f"k-{w}", "value": w}, 200),
     ("POST", "/mutable/delete", "write", lambda n, w, t: {"key": "k"}, 200),
     ("POST", "/feed/createFeed", "write", lambda n, w, t: {"feedName": f"by {w}"}, 200),
@@ -142,6 +151,13 @@ HTTP_CASES: List[HttpCase] = [
     ("GET", "/ui", "none", lambda n, w, t: None, 200),
     ("POST", "/storeFile", "code", lambda n, w, t: _source(t, w), 200),
     ("POST", "/linkFile", "code", lambda n, w, t: _source(t, w), 200),
+    (
+        "POST",
+        "/storeLocalFiles",
+        "code",
+        lambda n, w, t: {"localFilePaths": [_source(t, w)["localFilePath"]]},
+        200,
+    ),
 ]
 
 

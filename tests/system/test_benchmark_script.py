@@ -76,6 +76,8 @@ def test_dataset_rows_script_produces_every_row(kenv, tmp_path: Path) -> None:
     rows = {row["name"]: row for row in json.loads(out.read_text())}
     baseline = {
         "store -r 40 files": "store -r 20 files",
+        "store -r via http": "store -r 20 files",
+        "store -r via remote": "store -r 20 files",
         "load -r via remote": "store -r 20 files",
         "load -r via grpc": "store -r 20 files",
         "20 store-file procs": "store -r 20 files",

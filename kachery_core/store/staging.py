@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 
     from kachery_core.store.local import LocalStorage
 
-PARALLEL_PIECE = 1 << 20
-"""Pieces at least this big are hashed (whole, chunks) on helper threads while the
-caller's thread writes them: one piece costs the slowest of the three, not their sum."""
+PARALLEL_PIECE = 4 << 20
+"""Pieces at least this big (a node's gathered upload pieces) are hashed (whole, chunks) on
+helper threads while the caller's thread writes them: one piece costs the slowest of the
+three, not their sum. gRPC's 1 MiB messages stay on the client's one worker thread, which
+keeps its memory within bounds."""
 
 
 class StagingFile:

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from kachery_client.file_kinds import file_kind
-from kachery_core.content.hashing import Progress, hash_stream, writer_for
+from kachery_core.content.hashing import (
+    COPY_STEP,
+    HashResult,
+    Progress,
+    hash_file_copy,
+    hash_stream,
+    writer_for,
+)
 from kachery_core.content.uri import ContentUri
 from kachery_core.errors import IntegrityError, InvalidInputError
 
@@ -117,13 +124,14 @@ def write_copy_at(
         _check_hash(source, result.sha1, uri)
         return
     staging = staging_name(name, dir_fd)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
-    fd = os.open(staging, flags, 0o666, dir_fd=dir_fd)
+    # Private (0600) while it fills: a large copy's bytes are hashed through a mapping of
+    # it, and a file someone else could shrink under a mapping would kill this process.
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+    fd = os.open(staging, flags, 0o600, dir_fd=dir_fd)
     try:
-        with open(source, "rb", buffering=0) as src, os.fdopen(fd, "wb", buffering=0) as out:
-            result = hash_stream(
-                src.readinto, writer_for(out), _size(src), progress=progress, manifest=False
-            )
+        with open(source, "rb", buffering=0) as src, os.fdopen(fd, "r+b", buffering=0) as out:
+            result = _copy_hashed(src, out, progress)
+            os.fchmod(out.fileno(), 0o666 & ~_umask())  # what a plain new file gets
         _check_hash(source, result.sha1, uri)
         check_replaceable(name, shown, dir_fd)  # again: it may have changed meanwhile
         os.replace(staging, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -155,6 +163,32 @@ def link_at(source: Path, dir_fd: int, name: str, shown: str, uri: ContentUri) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staging, dir_fd=dir_fd)
     return True
+
+
+def _copy_hashed(src: Any, out: Any, progress: Optional[Progress]) -> HashResult:
+    """Copy `src` into the empty `out`, hashing the bytes that land in `out`: in the kernel
+    (`copy_file_range`) with the hash following on another thread where it can, else
+    read, hash and write on threads."""
+    size = _size(src)
+    if size >= COPY_STEP:  # smaller copies cost less than the threads and mappings
+        copied = hash_file_copy(src.fileno(), out.fileno(), size, progress, manifest=False)
+        if copied is not None:
+            return copied
+    return hash_stream(src.readinto, writer_for(out), size, progress=progress, manifest=False)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux shows it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _size(file: Any) -> int:

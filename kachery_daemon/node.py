@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from .channels.service import ChannelService
 
 T = TypeVar("T")
-WRITE_SIZE = 1 << 20
+WRITE_SIZE = 4 << 20
 """Uploaded pieces are gathered to at least this size before each trip to a worker thread."""
 
 
@@ -186,23 +186,35 @@ class Node(ChannelOperations):
         declared_by: str,
     ) -> StoredObject:
         writer = self.storage.object_writer()
+        # One piece is hashed and written on a worker thread while the next one arrives
+        # (each piece is its own bytes object, never changed once handed over).
+        writing: Optional[asyncio.Future[None]] = None
         try:
-            pending = bytearray()
+            pending: List[bytes] = []
+            gathered = 0
             async for data in pieces:
-                if pending or len(data) < WRITE_SIZE:
-                    pending += data
-                    if len(pending) < WRITE_SIZE:
-                        continue
-                    data, pending = bytes(pending), bytearray()
-                await _run(writer.write, data)
+                pending.append(bytes(data))  # no copy of a bytes object
+                gathered += len(data)
+                if gathered < WRITE_SIZE:
+                    continue
+                joined = pending[0] if len(pending) == 1 else b"".join(pending)
+                pending, gathered = [], 0
+                if writing is not None:
+                    await writing
+                writing = _start(writer.write, joined)
+            if writing is not None:
+                await writing
+                writing = None
             if pending:
-                await _run(writer.write, bytes(pending))
+                await _run(writer.write, b"".join(pending))
             if declared_size is not None and writer.size != declared_size:
                 raise InvalidInputError(
                     f"body had {writer.size} bytes but {declared_by} said {declared_size}"
                 )
             stored = await _run(writer.commit)
         finally:
+            if writing is not None:  # a failed or cancelled upload: let the write end first
+                await asyncio.gather(writing, return_exceptions=True)
             writer.abort()  # nothing if committed; otherwise the staging file goes
         self.count("storedBytes", stored.size)
         self.count("storeRequests")
@@ -407,7 +419,12 @@ def _inside(path: Path, root: Path) -> bool:
 
 async def _run(fn: Callable[..., T], *args: Any) -> T:
     """Run blocking work (disk, hashing, SQLite) on a worker thread."""
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    return await _start(fn, *args)
+
+
+def _start(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """`_run` without waiting: the work has started on a worker thread when this returns."""
+    return asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 def report_unexpected(exc: BaseException, where: str) -> str:

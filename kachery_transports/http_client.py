@@ -349,6 +349,10 @@ def _socket_body(response: requests.Response) -> Optional[Any]:
     return body if isinstance(body, http.client.HTTPResponse) else None
 
 
+UPLOAD_BLOCK = 1 << 20
+"""Bytes read from a file and handed to the socket per send when uploading it."""
+
+
 class UploadBody:
     """A file sent as a request body, reporting to `progress` the bytes read from it so far.
 
@@ -359,14 +363,20 @@ class UploadBody:
     def __init__(self, file: BinaryIO, progress: Optional[Progress]) -> None:
         self._file = file
         self._progress = progress
+        self._buffer: Optional[memoryview] = None
         self.sent = 0
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
-        self.sent += len(data)
-        if data and self._progress is not None:
+    def read(self, size: int = -1) -> Any:
+        """The next block, in one reused buffer of `UPLOAD_BLOCK` bytes whatever `size`
+        asks (urllib3 asks for 16 KiB: a send call and a Python loop turn per 16 KiB).
+        The sender is done with a block before it asks for the next one."""
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(UPLOAD_BLOCK))
+        n = self._file.readinto(self._buffer) or 0  # type: ignore[attr-defined]
+        self.sent += n
+        if n and self._progress is not None:
             self._progress(self.sent)
-        return data
+        return self._buffer[:n]
 
     def close(self) -> None:
         self._file.close()

@@ -12,14 +12,22 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 from kachery_core.content.hashing import HashResult, _ChunkHasher, writer_for
 from kachery_core.content.manifest import MANIFEST_THRESHOLD, Manifest
 from kachery_core.store.base import StoredObject
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from kachery_core.store.local import LocalStorage
+
+PARALLEL_PIECE = 4 << 20
+"""Pieces at least this big (a node's gathered upload pieces) are hashed (whole, chunks) on
+helper threads while the caller's thread writes them: one piece costs the slowest of the
+three, not their sum. gRPC's 1 MiB messages stay on the client's one worker thread, which
+keeps its memory within bounds."""
 
 
 class StagingFile:
@@ -64,17 +72,42 @@ class ObjectWriter:
 
         self._whole = hashlib.sha1()
         self._chunks = _ChunkHasher() if manifest else None
+        self._pool: Optional[ThreadPoolExecutor] = None
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        self._whole.update(view)
+        """Hash and write one piece; every byte of it is used before this returns."""
+        view = memoryview(data).cast("B")
+        hashers: List[Callable[[memoryview], None]] = [self._whole.update]
         if self._chunks is not None:
-            self._chunks.update(view)
-        writer_for(self._staging.file)(view)
+            hashers.append(self._chunks.update)
+        if len(view) < PARALLEL_PIECE:
+            for hasher in hashers:
+                hasher(view)
+            writer_for(self._staging.file)(view)
+        else:  # hashlib and file writes release the GIL: the three run at once
+            pool = self._pool or self._start_pool(len(hashers))
+            pending = [pool.submit(hasher, view) for hasher in hashers]
+            try:
+                writer_for(self._staging.file)(view)
+            finally:
+                for future in pending:
+                    future.result()  # the hashers are done with the piece before it is let go
         self.size += len(view)
 
+    def _start_pool(self, workers: int) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor  # only writers of large pieces
+
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="kachery-hash")
+        return self._pool
+
+    def _stop_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def commit(self, expected_sha1: Optional[str] = None) -> StoredObject:
+        self._stop_pool()
         manifest = None
         if self.size > MANIFEST_THRESHOLD and self._chunks is not None:
             manifest = Manifest(self.size, self._whole.hexdigest(), self._chunks.finish())
@@ -83,6 +116,7 @@ class ObjectWriter:
             return self._storage._commit(self._staging, result, expected_sha1)
 
     def abort(self) -> None:
+        self._stop_pool()
         self._staging.__exit__(None, None, None)
 
     def __enter__(self) -> ObjectWriter:

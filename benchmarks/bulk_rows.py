@@ -206,6 +206,7 @@ def run(
                     cpu=cpu,
                     node_cpu=node,
                     rss_mib=peak,
+                    node_peak_mib=build.node.peak_rss_mib(),  # VmHWM so far: all rows until now
                     baseline=base,
                     ratio=wall / base,
                     floor=floor,
@@ -215,7 +216,8 @@ def run(
                 records.append(record)
                 print(
                     f"{build.name:>6} {name:<24} {wall:6.3f} s  {wall / base:5.2f}x "
-                    f"(base {base:.3f})  cpu {cpu:5.2f} node {node:5.2f}  {peak:5.1f} MiB",
+                    f"(base {base:.3f})  cpu {cpu:5.2f} node {node:5.2f}  {peak:5.1f} MiB "
+                    f"(node peak so far {record['node_peak_mib']:5.1f} MiB)",
                     flush=True,
                 )
     return records
@@ -236,6 +238,9 @@ def summary(records: List[Dict[str, object]]) -> None:
             f"(target {target}x)  cpu {med('cpu'):5.2f} node {med('node_cpu'):5.2f}  "
             f"max RSS {max(float(r['rss_mib']) for r in mine):5.1f} MiB"
         )
+    for build in sorted({str(r["build"]) for r in records}):
+        peaks = [float(str(r["node_peak_mib"])) for r in records if r["build"] == build]
+        print(f"{build:>6} node peak RSS (VmHWM, whole run) {max(peaks):5.1f} MiB (target 100)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -8,7 +8,6 @@ traceback only with `--debug`.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional
@@ -20,6 +19,7 @@ from kachery_core import __version__
 from kachery_core.errors import KacheryError
 
 from . import help_text
+from .pipe import reader_gone
 from .state import PROG, CliState, Interrupted, ReaderGone
 
 
@@ -201,9 +201,7 @@ def main(
         _fail(str(exc), exc.exit_code)
     except (ReaderGone, BrokenPipeError):
         # The reader went away (`kachery-client cat-file ... | head`): not an error.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+        reader_gone()
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except OSError as exc:

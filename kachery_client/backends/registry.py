@@ -24,6 +24,14 @@ import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
 
+from kachery_client.backends.plugin_hooks import (
+    announced,
+    call_order,
+    check_hook_names,
+    implements,
+    new_plugin_manager,
+    only_plugin,
+)
 from kachery_core.backend.spec import BackendSpec
 from kachery_core.errors import BackendError
 from kachery_core.records import dataclass
@@ -40,6 +48,7 @@ __all__ = [
     "BrokenBackendError",
     "KacheryPluginWarning",
     "PluginInfo",
+    "cached_registry",
     "get_registry",
     "reset_registry",
 ]
@@ -134,7 +143,7 @@ class BackendRegistry:
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
         if self._plugin_manager is None:
-            self._plugin_manager = _new_plugin_manager()
+            self._plugin_manager = new_plugin_manager()
         return self._plugin_manager
 
     def names(self) -> List[str]:
@@ -184,17 +193,17 @@ class BackendRegistry:
         pm = self.plugin_manager
         try:
             pm.register(plugin, name=info.name)
-            _check_hook_names(pm, plugin)
-            results = _only(pm, plugin, "kachery_register_backends")()
+            check_hook_names(pm, plugin)
+            results = only_plugin(pm, plugin, "kachery_register_backends")()
         except Exception as exc:  # it does not register, or its hook raised
             self.mark_broken(info.name, f"{info.package}: {_describe(exc)}", exc)
             if pm.is_registered(plugin):
                 pm.unregister(plugin)
             return
         self.plugins.append(info)
-        if _implements(pm, plugin, "kachery_select_backend"):
+        if implements(pm, plugin, "kachery_select_backend"):
             self.has_selectors = True
-        for spec in _announced(results):
+        for spec in announced(results):
             self._add_backend(spec, info)
 
     def mark_broken(self, name: str, reason: str, exc: Optional[BaseException] = None) -> None:
@@ -266,10 +275,10 @@ class BackendRegistry:
             fresh = _build_registry()
             self._plugin_manager = fresh.plugin_manager
         pm = self.plugin_manager
-        for plugin_name in _call_order(pm, "kachery_select_backend"):
+        for plugin_name in call_order(pm, "kachery_select_backend"):
             plugin = pm.get_plugin(plugin_name)
             try:
-                answer = _only(pm, plugin, "kachery_select_backend")(config=config)
+                answer = only_plugin(pm, plugin, "kachery_select_backend")(config=config)
             except Exception as exc:
                 reason = f"kachery_select_backend raised {_one_line(repr(exc))}"
                 self.mark_broken(plugin_name, reason, exc)
@@ -305,60 +314,6 @@ def _one_line(text: str, limit: int = 1000) -> str:
     )
 
     return one_line(text, limit)
-
-
-def _only(pm: pluggy.PluginManager, plugin: object, hook_name: str) -> pluggy.HookCaller:
-    """A caller of hook `hook_name` that runs `plugin`'s implementations alone, via pluggy."""
-    others = [p for p in pm.get_plugins() if p is not plugin]
-    return pm.subset_hook_caller(hook_name, remove_plugins=others)
-
-
-def _implements(pm: pluggy.PluginManager, plugin: object, hook_name: str) -> bool:
-    return any(i.plugin is plugin for i in getattr(pm.hook, hook_name).get_hookimpls())
-
-
-def _call_order(pm: pluggy.PluginManager, hook_name: str) -> List[str]:
-    """Names of the plugins implementing `hook_name`, in the order pluggy would call them."""
-    impls = list(reversed(getattr(pm.hook, hook_name).get_hookimpls()))
-    plain = [i for i in impls if not (i.hookwrapper or i.wrapper)]
-    wrappers = [i for i in impls if i.hookwrapper or i.wrapper]
-    order: List[str] = []
-    for impl in plain + wrappers:
-        if impl.plugin_name not in order:
-            order.append(impl.plugin_name)
-    return order
-
-
-def _check_hook_names(pm: pluggy.PluginManager, plugin: object) -> None:
-    """Refuse an implementation of a hook kachery does not have (a typo would be silent)."""
-    for caller in pm.get_hookcallers(plugin) or []:
-        if not caller.has_spec() and not all(
-            i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin
-        ):
-            raise ValueError(f"{caller.name} is not a kachery hook (see plugins.md)")
-
-
-def _announced(results: object) -> List[object]:
-    """The items of a `kachery_register_backends` result: one list per implementation."""
-    if not isinstance(results, (list, tuple)):
-        return [results]
-    items: List[object] = []
-    for each in results:
-        if isinstance(each, (list, tuple)):
-            items.extend(each)
-        else:
-            items.append(each)
-    return items
-
-
-def _new_plugin_manager() -> pluggy.PluginManager:
-    import pluggy
-
-    from kachery_core.backend import hookspecs
-
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    return pm
 
 
 def _scan_entry_points() -> List[Tuple[str, str, str, str]]:
@@ -402,7 +357,17 @@ def get_registry() -> BackendRegistry:
     return registry
 
 
-def _cached_or_built_registry() -> BackendRegistry:
+def cached_registry() -> Optional[BackendRegistry]:
+    """The process-wide registry if it is built or its disk cache is current, else None:
+    for a caller that would rather give up than import pluggy (`kachery_client.hit`)."""
+    global _registry
+    with _registry_lock:
+        if _registry is None:
+            _registry = _registry_from_cache()
+        return _registry
+
+
+def _registry_from_cache() -> Optional[BackendRegistry]:
     from kachery_client.backends import registry_cache
 
     memo = registry_cache.load()
@@ -411,6 +376,15 @@ def _cached_or_built_registry() -> BackendRegistry:
             return BackendRegistry.from_memo(memo)
         except (KeyError, TypeError, ValueError):
             pass  # a damaged cache costs only the rebuild
+    return None
+
+
+def _cached_or_built_registry() -> BackendRegistry:
+    from kachery_client.backends import registry_cache
+
+    cached = _registry_from_cache()
+    if cached is not None:
+        return cached
     registry = _build_registry()
     registry_cache.save(registry.to_memo())
     return registry

@@ -44,9 +44,11 @@ from kachery_core.store.base import FileRange, Storage, StoredObject
 from kachery_core.store.input_file import check_regular_file as check_regular_file
 from kachery_core.store.input_file import check_unchanged, read_small
 from kachery_core.store.input_file import open_input_file as open_input_file
-from kachery_core.store.layout import LINK_SUFFIX, StorageLayout
+from kachery_core.store.layout import LINK_SUFFIX
 from kachery_core.store.link_record import LinkRecord as LinkRecord
-from kachery_core.store.origins import DEFAULT_GRACE_PERIOD, IndexedStorage, make_dirs
+from kachery_core.store.origins import DEFAULT_GRACE_PERIOD, make_dirs
+from kachery_core.store.present import PresentObjects
+from kachery_core.store.present import is_regular as _is_regular
 from kachery_core.store.staging import ObjectWriter as ObjectWriter
 from kachery_core.store.staging import StagingFile, staging_name, sweep_dead_staging_files
 from kachery_core.store.staging import unlink_quietly as unlink_quietly
@@ -68,9 +70,10 @@ _KNOWN_DIRS_LIMIT = 65536
 """Object directories remembered as existing (saves a mkdir per store); bounds memory."""
 
 
-class LocalStorage(IndexedStorage, Storage):
+class LocalStorage(PresentObjects, Storage):
     """Objects in a directory with the kachery layout, and their index of origins and
-    recency (`IndexedStorage`): `max_cache_size` bounds its objects' bytes on write."""
+    recency (`IndexedStorage`, through `PresentObjects`, which finds a hit):
+    `max_cache_size` bounds its objects' bytes on write."""
 
     def __init__(
         self,
@@ -81,22 +84,18 @@ class LocalStorage(IndexedStorage, Storage):
         max_cache_size: Optional[int] = None,
         grace_period: float = DEFAULT_GRACE_PERIOD,
     ) -> None:
-        self.layout = StorageLayout(Path(root))
-        self.root = self.layout.root
+        super().__init__(root, fsync, max_cache_size, grace_period)
         self.temp_dir = Path(temp_dir) if temp_dir else self.layout.default_temp_dir
         self.keep_temp_files = keep_temp_files
-        self.fsync = fsync
         self._swept = False
         self._temp_dir_made = False
         self._known_dirs: Set[Path] = set()
-        self._init_bookkeeping(max_cache_size, grace_period)
 
     # -- reading -------------------------------------------------------------------
 
     def find(self, sha1: str) -> Optional[Path]:
-        path = self.layout.object_path(sha1)
-        if _is_regular(path):  # a symlink or anything else in its place is no object
-            self._note_use(sha1)
+        path = self.find_present(sha1)  # a symlink or anything else in its place is no object
+        if path is not None:
             return path
         record = self.read_link(sha1)
         if record is None:
@@ -421,14 +420,6 @@ class LocalStorage(IndexedStorage, Storage):
             return
         self._swept = True
         sweep_dead_staging_files(self.temp_dir)
-
-
-def _is_regular(path: Path) -> bool:
-    """A regular file itself at `path` (not followed through a symlink)."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _holds_exactly(path: Path, data: bytes) -> bool:

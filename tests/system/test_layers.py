@@ -64,6 +64,7 @@ CLI_CLIENT_MODULES = (
     "kachery_client.client",
     "kachery_client.verified_read",
     "kachery_client.backends.registry",
+    "kachery_client.hit",
 )
 
 # Old plugin-facing import paths, kept for one release as aliases of the moved modules

@@ -32,7 +32,10 @@ from kachery_core.errors import IntegrityError
 from kachery_core.store.local import LocalStorage, unlink_quietly
 
 SUFFIX = ".download"
-READ_BLOCK = 4 << 20
+READ_BLOCK = 256 << 10
+"""Bytes `hash_range` reads at a time, into one buffer per call. Small, so that no freed
+block raises glibc's dynamic mmap threshold (it grows to the largest freed mapping), which
+would keep the chunk threads' blocks of a channel download in per-thread arenas."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -181,16 +184,18 @@ class ResumableDownload:
 
 
 def hash_range(fd: int, start: int, end: int, *digests: Any) -> None:
-    """Feed bytes [start, end) of the file to each digest (reading with pread: no seeking,
-    so threads may share the descriptor)."""
+    """Feed bytes [start, end) of the file to each digest (reading with preadv into one
+    buffer: no seeking, so threads may share the descriptor; no fresh block per read)."""
+    buffer = memoryview(bytearray(min(READ_BLOCK, max(end - start, 1))))
     position = start
     while position < end:
-        block = os.pread(fd, min(READ_BLOCK, end - position), position)
-        if not block:
+        got = os.preadv(fd, [buffer[: min(len(buffer), end - position)]], position)
+        if not got:
             break
+        block = buffer[:got]
         for digest in digests:
             digest.update(block)
-        position += len(block)
+        position += got
 
 
 def chunk_verifies(fd: int, chunk: Chunk, whole: Optional[Any] = None) -> bool:

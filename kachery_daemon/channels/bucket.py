@@ -57,8 +57,17 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from .housekeeping import UploadJournal
 
-BLOCK = 1 << 20
-"""Bytes read from a response body at a time: memory per transfer stays at one block."""
+BLOCK = 256 << 10
+"""Bytes read from a response body at a time: memory per transfer stays at one block.
+
+Small on purpose. Each read is a fresh `bytes` (urllib3's `readinto` reads into a
+temporary and copies, so a reused buffer saves nothing), and glibc serves blocks this
+large from per-thread arenas once its mmap threshold has grown past them, keeping
+several freed blocks per thread. With 1 MiB blocks (and 4 MiB reads in `hash_range`) a
+node downloading 256 MiB or 1 GiB with 4 chunk threads peaked at 106-113 MiB; with
+256 KiB ones in both places at 84-85 MiB, no slower (benchmarks/README.md, "Channel row
+memory"). The Python overhead
+per block stays negligible next to the socket copy."""
 MANIFEST_METADATA = "kachery-manifest-sha1"
 """Object metadata naming the manifest, so a URI without `?manifest=` still resumes."""
 SHA1_METADATA = "kachery-sha1"

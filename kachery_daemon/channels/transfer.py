@@ -4,14 +4,15 @@ Upload: the manifest first (a small object), then the file as one object, multip
 `max_parallel` parts in flight. The manifest goes first so that whoever sees the object
 can already fetch its chunk list.
 
-Download of a file with a manifest: one ranged GET per manifest chunk, `max_parallel` at a
-time, each streamed in 1 MiB blocks straight to its offset in `<temp_dir>/<sha1>.download`
-(never a whole chunk in memory) and its SHA-1 checked against the manifest as it arrives.
-The whole file's SHA-1 is computed chunk by chunk as soon as each one is complete (reading
-back from the page cache, overlapping later chunks' transfers) and checked before the
-object appears (`LocalStorage.adopt_verified`). When a download is cut off, the next one
-keeps every chunk already in the `.download` file whose SHA-1 matches and fetches only the
-rest. Without a manifest: one GET, hashed on the way, stored only if the hash matches.
+Download of a file with a manifest: one ranged GET per manifest chunk, `max_parallel` at
+a time, each streamed in 256 KiB blocks (`bucket.BLOCK`) straight to its offset in
+`<temp_dir>/<sha1>.download` (never a whole chunk in memory) and its SHA-1 checked
+against the manifest as it arrives. The whole file's SHA-1 is computed chunk by chunk as
+soon as each one is complete (reading back from the page cache, overlapping later
+chunks' transfers) and checked before the object appears
+(`LocalStorage.adopt_verified`). When a download is cut off, the next one keeps every
+chunk already in the `.download` file whose SHA-1 matches and fetches only the rest.
+Without a manifest: one GET, hashed on the way, stored only if the hash matches.
 
 Chunks are byte ranges of one bucket object, not objects of their own: the uploader sends
 the file once, the bucket holds it once, and other tools see an ordinary object.

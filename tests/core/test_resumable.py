@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 from typing import List
 
 from kachery_core.content.manifest import Chunk, Manifest
 from kachery_core.store.local import LocalStorage
-from kachery_core.store.resumable import ResumableDownload, download_path
+from kachery_core.store.resumable import (
+    READ_BLOCK,
+    ResumableDownload,
+    download_path,
+    hash_range,
+)
 
 CHUNK = 1000
 
@@ -79,3 +85,26 @@ def test_a_waiting_download_finds_the_object_done(tmp_path: Path) -> None:
     assert found == [final]
     assert not download_path(storage, manifest.sha1).exists()  # its empty file is gone
     assert final.read_bytes() == DATA
+
+
+def test_hash_range_reads_ranges_across_its_buffer_edges(tmp_path: Path) -> None:
+    """hash_range reads into one reused buffer: every range, whatever its start and length
+    against READ_BLOCK, hashes exactly its own bytes (and a range past the end stops there)."""
+    data = os.urandom(2 * READ_BLOCK + 777)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for start, end in [
+            (0, len(data)),
+            (1, READ_BLOCK),
+            (READ_BLOCK - 1, READ_BLOCK + 1),
+            (5, 2 * READ_BLOCK + 5),
+            (10, 10),
+            (len(data) - 3, len(data) + 100),
+        ]:
+            digest = hashlib.sha1()
+            hash_range(fd, start, end, digest)
+            assert digest.hexdigest() == hashlib.sha1(data[start:end]).hexdigest(), (start, end)
+    finally:
+        os.close(fd)

@@ -39,20 +39,24 @@ processes_of_this_checkout() {
 # run_pytest VENV ARGS...: pytest must pass and run tests (exit 5, "no tests collected", is a
 # failure too), and must leave no node or weed process behind (the suite's own safety net
 # kills and reports leaks; this catches one that escaped it, e.g. after pytest crashed).
-# A SIGTERM (from stop_runs below) or Ctrl-C goes on to pytest as SIGTERM, which makes it
-# tear its fixtures down (pytest started with & ignores Ctrl-C itself).
+# pytest goes in the background so that a SIGTERM (from stop_runs below) can be passed on:
+# pytest then tears its fixtures down. Ctrl-C reaches pytest by itself. A command started
+# with & in a script ignores SIGINT, and so would every process it starts; SIGINT goes back
+# to its default first, or the tests that press Ctrl-C on a CLI would see it ignored.
 run_pytest() {
     local venv="$1" before after leftovers rc=0
     shift
     before="$(processes_of_this_checkout "$venv")"
-    "$venv/bin/pytest" -q -n "$WORKERS" --dist loadfile "$@" &
+    "$venv/bin/python" -c "$SIGINT_BACK" "$venv/bin/pytest" -q -n "$WORKERS" --dist loadfile "$@" &
     pytest_pid=$!
-    trap 'kill -TERM "$pytest_pid" 2>/dev/null || true' INT TERM
+    trap 'kill -TERM "$pytest_pid" 2>/dev/null || true' TERM
+    trap ':' INT
     while :; do  # a trapped signal ends `wait` early: wait again until pytest has ended
         wait "$pytest_pid" && rc=0 || rc=$?
         kill -0 "$pytest_pid" 2>/dev/null || break
     done
-    trap 'exit 130' INT TERM
+    trap 'exit 143' TERM
+    trap 'interrupted=1; exit 130' INT
     after="$(processes_of_this_checkout "$venv")"
     leftovers="$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)"
     if [ -n "$leftovers" ]; then
@@ -68,6 +72,8 @@ run_pytest() {
     fi
     return "$rc"
 }
+
+SIGINT_BACK='import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])'
 
 find_python38() {
     local candidate
@@ -115,12 +121,16 @@ finish() {
     cat "$logs/$1.log"
     return "$rc"
 }
-# On Ctrl-C, a kill or an early exit: stop the jobs still running (a background job ignores
-# Ctrl-C itself), let each pytest tear down what it started, and show what they wrote.
+# On Ctrl-C, a kill or an early exit: stop the jobs still running (after Ctrl-C, which each
+# pytest got too, only wait for them), let each pytest tear down what it started, and show
+# what they wrote.
+interrupted=""
 stop_runs() {
     local name
     for name in "${!job_pid[@]}"; do
-        kill -TERM "${job_pid[$name]}" 2>/dev/null || true
+        if [ -z "$interrupted" ] || [ "$name" = setup38 ]; then
+            kill -TERM "${job_pid[$name]}" 2>/dev/null || true
+        fi
     done
     for name in "${!job_pid[@]}"; do
         echo "== stopped $name:"
@@ -128,7 +138,8 @@ stop_runs() {
     done
 }
 trap 'stop_runs; rm -rf "$logs"' EXIT
-trap 'exit 130' INT TERM
+trap 'exit 143' TERM
+trap 'interrupted=1; exit 130' INT
 
 install_chromium
 echo "== setting up .venv ($(python3 --version))"

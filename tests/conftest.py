@@ -41,8 +41,10 @@ _XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 
 # Fixtures registered once for the whole session (a fixture imported into two test modules
 # would be set up once per module): `node`, `make_node`; `grpc_node`, `genv`; the channel
-# tests' S3 store and `lab`; the installed example plugin and the web server it reads; `other_user`.
+# tests' S3 store and `lab`; the installed example plugin and the web server it reads; `other_user`;
+# and the CPU-seconds per test file, when KACHERY_TEST_CPU_LOG asks for them.
 pytest_plugins = [
+    "cpu_accounting",
     "node_fixtures",
     "grpc_fixtures",
     "channel_fixtures",

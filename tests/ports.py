@@ -5,7 +5,9 @@ it back at once; until the test's server binds it, the next `bind(0)` anywhere (
 worker's, or any outgoing connection's) may get the same port, and a test would then talk
 to another test's node. Each worker takes ports from its own slice below the ephemeral
 range, which the kernel never hands out by itself, and checks that each one is free. A run
-without xdist is worker 0.
+without xdist is worker 0. Two runs at once (scripts/test.sh runs each Python's suite beside
+the other) would share slices; `KACHERY_TEST_FIRST_SLICE=K` moves a run's workers up by K
+slices, so each run's worker N takes slice K + N.
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ def _worker_index() -> int:
     return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
 
 
+def _first_slice() -> int:
+    value = os.environ.get("KACHERY_TEST_FIRST_SLICE", "0")
+    return int(value) if value.isdigit() else 0
+
+
 def _slice() -> range:
     slices = max(1, (_ephemeral_low() - FIRST) // SLICE)
-    start = FIRST + (_worker_index() % slices) * SLICE
+    start = FIRST + ((_first_slice() + _worker_index()) % slices) * SLICE
     return range(start, start + SLICE)
 
 

@@ -4,6 +4,7 @@ once, and stores racing a collection. Nothing pinned is ever lost; the index sta
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,11 +73,25 @@ def check_consistent(storage: LocalStorage, pinned: List[str], healed: bool) -> 
         assert totals[origin] == (len(mine), sum(mine))
 
 
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, List[str], List[str]]:
+    """A store of 10,000 cached and 200 pinned objects, filled once for the SIGKILL tests:
+    a fill costs several CPU-seconds, a copy of it a fraction, and each test kills its
+    collection in a copy of its own (the same files, rows and last-use times)."""
+    root = tmp_path_factory.mktemp("filled") / "s"
+    cached, pinned = fill(root, 10_000, 200)
+    index = LocalStorage(root).open_index()
+    index.db().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the main file
+    index.close()
+    return root, cached, pinned
+
+
 @pytest.mark.parametrize("left", [0.9, 0.5, 0.1])
-def test_sigkill_during_gc_leaves_a_consistent_store_and_index(tmp_path, left) -> None:
+def test_sigkill_during_gc_leaves_a_consistent_store_and_index(tmp_path, filled, left) -> None:
     """Killed once `left` of the cached objects remain (watched through the index)."""
     root = tmp_path / "s"
-    cached, pinned = fill(root, 10_000, 200)
+    shutil.copytree(filled[0], root)
+    cached, pinned = filled[1], filled[2]
     watch = LocalStorage(root).open_index()
     proc = subprocess.Popen([sys.executable, "-c", GC, str(root), "0"], stdout=subprocess.PIPE)
     try:

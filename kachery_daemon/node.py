@@ -185,28 +185,19 @@ class Node(ChannelOperations):
         declared_size: Optional[int],
         declared_by: str,
     ) -> StoredObject:
+        from .upload_blocks import blocks_of
+
         writer = self.storage.object_writer()
-        # One piece is hashed and written on a worker thread while the next one arrives
-        # (each piece is its own bytes object, never changed once handed over).
+        # One block is hashed and written on a worker thread while the next one fills.
         writing: Optional[asyncio.Future[None]] = None
         try:
-            pending: List[bytes] = []
-            gathered = 0
-            async for data in pieces:
-                pending.append(bytes(data))  # no copy of a bytes object
-                gathered += len(data)
-                if gathered < WRITE_SIZE:
-                    continue
-                joined = pending[0] if len(pending) == 1 else b"".join(pending)
-                pending, gathered = [], 0
+            async for block in blocks_of(pieces, WRITE_SIZE, declared_size):
                 if writing is not None:
                     await writing
-                writing = _start(writer.write, joined)
+                writing = _start(writer.write, block)
             if writing is not None:
                 await writing
                 writing = None
-            if pending:
-                await _run(writer.write, b"".join(pending))
             if declared_size is not None and writer.size != declared_size:
                 raise InvalidInputError(
                     f"body had {writer.size} bytes but {declared_by} said {declared_size}"

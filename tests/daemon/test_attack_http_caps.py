@@ -94,22 +94,30 @@ def all_closed_by_node(node, socks: List[socket.socket], seconds: float = 30.0) 
         time.sleep(0.1)
 
 
-def node_sockets(node) -> int:
-    """How many sockets the node process holds open (listening and accepted)."""
-    fds = Path(f"/proc/{node.pid}/fd")
-    count = 0
-    for fd in fds.iterdir():
+def accepted(node, socks: List[socket.socket]) -> int:
+    """How many of `socks` the node process has accepted: the node's end of the connection
+    (in /proc/net/tcp) is one of the sockets the process holds open (/proc/PID/fd)."""
+    held = set()
+    for fd in Path(f"/proc/{node.pid}/fd").iterdir():
         with contextlib.suppress(FileNotFoundError):  # closed while we looked
-            count += os.readlink(fd).startswith("socket:")
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                held.add(link[len("socket:[") : -1])
+    ports = {sock.getsockname()[1] for sock in socks}
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = (int(field.rsplit(":", 1)[1], 16) for field in fields[1:3])
+        count += local == node.port and remote in ports and fields[9] in held
     return count
 
 
-def wait_for_sockets(node, at_least: int, seconds: float = 15.0) -> None:
-    """Until the node has accepted connections up to `at_least` sockets in all (a loaded
-    machine may leave connections in the kernel's backlog for a while)."""
+def wait_until_accepted(node, socks: List[socket.socket], seconds: float = 15.0) -> None:
+    """Until the node has accepted every one of `socks` (a loaded machine may leave
+    connections in the kernel's backlog for a while)."""
     deadline = time.monotonic() + seconds
-    while node_sockets(node) < at_least:
-        assert time.monotonic() < deadline, f"node holds {node_sockets(node)} sockets"
+    while accepted(node, socks) < len(socks):
+        assert time.monotonic() < deadline, f"node accepted {accepted(node, socks)}/{len(socks)}"
         time.sleep(0.05)
 
 
@@ -145,13 +153,12 @@ def test_pipelined_answers_nobody_reads_do_not_hold_the_cap(make_node) -> None:
     node = make_node("--max-connections", str(cap), "--write-timeout", "8")
     pipeline = PROBE * (320_000 // len(PROBE))  # about 320 KB of requests, no credential
     attackers: List[socket.socket] = []
-    before = node_sockets(node)
     try:
         for _ in range(cap):
             sock = socket.create_connection(("127.0.0.1", node.port), timeout=10)
             attackers.append(sock)
             assert send_without_reading(sock, pipeline) > 100_000
-        wait_for_sockets(node, before + cap)  # every attacker accepted
+        wait_until_accepted(node, attackers)
         time.sleep(0.5)  # the node has read their first heads: none can make room
         assert refused_at_the_cap(node), "the attack did not fill the cap"
         waited = wait_for_probe(node, 25)

@@ -16,11 +16,14 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional
 
 import pytest
 from conftest import command, free_port
 from spawn import SafePopen
+
+if TYPE_CHECKING:
+    from kachery_transports.remote import RemoteDaemonTransport
 
 
 class NodeProcess:
@@ -192,3 +195,18 @@ def make_node(kenv: Dict[str, str], tmp_path: Path) -> Iterator:
     finally:
         for process in started:
             process.stop()
+
+
+def remote_transport(port: int, cache: Path, token: str) -> RemoteDaemonTransport:
+    """A `remote` transport to the node (or proxy) on a loopback port, with a token and a
+    cache of its own."""
+    from kachery_core.settings.config import resolve_config
+    from kachery_transports.remote import RemoteDaemonTransport
+
+    settings = {
+        "daemon_host": "127.0.0.1",
+        "daemon_port": port,
+        "storage_dir": str(cache),
+        "auth_token": token,
+    }
+    return RemoteDaemonTransport(resolve_config(settings, explicit_source="test"))

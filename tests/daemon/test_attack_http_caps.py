@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import requests
 
@@ -65,17 +65,18 @@ def closed_by_node(sock: socket.socket, seconds: float = 10.0) -> bool:
         return False
 
 
-def _node_side_states(node_port: int, ports: List[int]) -> Dict[int, str]:
-    """The kernel's state of the node's end of each IPv4 connection, by our local port,
-    from /proc/net/tcp (01 is ESTABLISHED; an end the node closed is FIN_WAIT or gone)."""
-    wanted = set(ports)
-    states: Dict[int, str] = {}
+def _node_ends(node, socks: List[socket.socket]) -> Dict[int, Tuple[str, str]]:
+    """The node's end of each of our IPv4 connections, by our local port, from
+    /proc/net/tcp: (state, socket inode). State 01 is ESTABLISHED; an end the node closed
+    is FIN_WAIT or gone."""
+    wanted = {sock.getsockname()[1] for sock in socks}
+    ends: Dict[int, Tuple[str, str]] = {}
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local, remote = (int(field.rsplit(":", 1)[1], 16) for field in fields[1:3])
-        if local == node_port and remote in wanted:
-            states[remote] = fields[3]
-    return states
+        if local == node.port and remote in wanted:
+            ends[remote] = (fields[3], fields[9])
+    return ends
 
 
 def all_closed_by_node(node, socks: List[socket.socket], seconds: float = 30.0) -> bool:
@@ -86,8 +87,8 @@ def all_closed_by_node(node, socks: List[socket.socket], seconds: float = 30.0) 
     ports = [sock.getsockname()[1] for sock in socks]
     deadline = time.monotonic() + seconds
     while True:
-        states = _node_side_states(node.port, ports)
-        if all(states.get(port) != "01" for port in ports):
+        ends = _node_ends(node, socks)
+        if all(ends.get(port, ("gone", ""))[0] != "01" for port in ports):
             return all(closed_by_node(sock, 5.0) for sock in socks)
         if time.monotonic() > deadline:
             return False
@@ -103,13 +104,7 @@ def accepted(node, socks: List[socket.socket]) -> int:
             link = os.readlink(fd)
             if link.startswith("socket:["):
                 held.add(link[len("socket:[") : -1])
-    ports = {sock.getsockname()[1] for sock in socks}
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = (int(field.rsplit(":", 1)[1], 16) for field in fields[1:3])
-        count += local == node.port and remote in ports and fields[9] in held
-    return count
+    return sum(inode in held for _state, inode in _node_ends(node, socks).values())
 
 
 def wait_until_accepted(node, socks: List[socket.socket], seconds: float = 15.0) -> None:

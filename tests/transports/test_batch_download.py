@@ -14,7 +14,7 @@ from typing import Dict, Iterator, List, Set, Tuple
 import pytest
 import requests
 from conftest import free_port, sha1_file, write_random_file
-from node_fixtures import NodeProcess, make_token
+from node_fixtures import NodeProcess, make_token, remote_transport
 from proxies import proxy_launcher
 
 from kachery_client.directories.operations import load_files, materialize
@@ -24,20 +24,9 @@ from kachery_core.protocol import wire
 from kachery_core.settings.config import resolve_config
 from kachery_core.store.layout import StorageLayout
 from kachery_transports.grpc import GrpcDaemonTransport
-from kachery_transports.remote import RemoteDaemonTransport
 
 PROXY = str(Path(__file__).parent.parent / "batch_proxy.py")
 LARGE = 20_000_001  # just over the manifest threshold
-
-
-def _remote(port: int, cache: Path, token: str) -> RemoteDaemonTransport:
-    settings = {
-        "daemon_host": "127.0.0.1",
-        "daemon_port": port,
-        "storage_dir": str(cache),
-        "auth_token": token,
-    }
-    return RemoteDaemonTransport(resolve_config(settings, explicit_source="test"))
 
 
 def _stats(node: NodeProcess) -> Dict[str, int]:
@@ -191,7 +180,7 @@ def test_a_batch_mixes_cached_small_large_and_missing_objects(make_node, tmp_pat
     big_uri = parse_uri(f"sha1://{big_sha1}/big.bin?manifest={manifest}")
 
     cache = tmp_path / "cache"
-    transport = _remote(node.port, cache, make_token(node, "batch-read", "read"))
+    transport = remote_transport(node.port, cache, make_token(node, "batch-read", "read"))
     transport.load_file(uris[5])  # one already cached
     calls: List[Tuple[int, int]] = []
     threads: Set[str] = set()
@@ -223,7 +212,7 @@ def test_a_size_that_differs_from_the_directory_is_refused(make_node, tmp_path: 
     node = make_node()
     uris = _store_on_node(node, [b"twelve bytes"])
     cache = tmp_path / "cache"
-    transport = _remote(node.port, cache, make_token(node, "batch-read", "read"))
+    transport = remote_transport(node.port, cache, make_token(node, "batch-read", "read"))
     with pytest.raises(IntegrityError) as caught:
         load_files(transport, uris, None, [13])
     assert "announced 12 bytes" in str(caught.value) and node.url in str(caught.value)
@@ -252,7 +241,7 @@ def test_a_dishonest_batch_answer_keeps_nothing_unverified(
     uris = _store_on_node(node, small)
     port = start_proxy(mode, node.port)
     cache = tmp_path / "cache"
-    transport = _remote(port, cache, make_token(node, "batch-read", "read"))
+    transport = remote_transport(port, cache, make_token(node, "batch-read", "read"))
     with pytest.raises(KacheryError) as caught:
         load_files(transport, uris, None, [len(d) for d in small])
     assert isinstance(caught.value, error), caught.value
@@ -270,7 +259,7 @@ def test_an_older_node_without_the_route_is_asked_one_by_one(
     uris = _store_on_node(node, small)
     port = start_proxy("old", node.port)
     cache = tmp_path / "cache"
-    transport = _remote(port, cache, make_token(node, "batch-read", "read"))
+    transport = remote_transport(port, cache, make_token(node, "batch-read", "read"))
     paths = load_files(transport, uris, None, [len(d) for d in small])
     assert [Path(p).read_bytes() for p in paths] == small
     assert transport.batch_route is False

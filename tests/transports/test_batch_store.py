@@ -14,15 +14,13 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 import requests
 from conftest import sha1_file
-from node_fixtures import NodeProcess, make_token
+from node_fixtures import NodeProcess, make_token, remote_transport
 from proxies import proxy_launcher
 
 from kachery_client.directories.operations import store_folder
 from kachery_core.errors import IntegrityError
 from kachery_core.protocol import wire
-from kachery_core.settings.config import resolve_config
 from kachery_core.store.layout import StorageLayout
-from kachery_transports.remote import RemoteDaemonTransport
 
 PROXY = str(Path(__file__).parent.parent / "batch_proxy.py")
 MIB = 1 << 20
@@ -129,7 +127,7 @@ def test_an_older_node_without_the_routes_gets_one_request_per_file(
     tree = tmp_path / "tree"
     files = _tree(tree, 20, seed=1)
     port = start_proxy("old", node.port)
-    transport = _remote(port, tmp_path / "cache", make_token(node, "batch-write", "write"))
+    transport = remote_transport(port, tmp_path / "cache", make_token(node, "batch-write", "write"))
     uri = store_folder(transport, tree)
     assert transport.batch_store_route is False
     assert _stats(node).get("batchStores", 0) == 0
@@ -143,20 +141,10 @@ def test_an_answer_naming_another_hash_is_refused(make_node, start_proxy, tmp_pa
     tree = tmp_path / "tree"
     _tree(tree, 10, seed=2)
     port = start_proxy("storehash", node.port)
-    transport = _remote(port, tmp_path / "cache", make_token(node, "batch-write", "write"))
+    transport = remote_transport(port, tmp_path / "cache", make_token(node, "batch-write", "write"))
     with pytest.raises(IntegrityError) as caught:
         store_folder(transport, tree)
     assert "5" * 40 in str(caught.value) and "\n" not in str(caught.value)
-
-
-def _remote(port: int, cache: Path, token: str) -> RemoteDaemonTransport:
-    settings = {
-        "daemon_host": "127.0.0.1",
-        "daemon_port": port,
-        "storage_dir": str(cache),
-        "auth_token": token,
-    }
-    return RemoteDaemonTransport(resolve_config(settings, explicit_source="test"))
 
 
 # -- the node: /storeFiles --------------------------------------------------------------

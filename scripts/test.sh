@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Bytecode caches on, whatever the caller's environment says: the suite starts thousands of
+# Python processes (nodes, CLIs, proxies), and without the caches each of them compiles
+# every kachery module it imports again, about 0.07 CPU-s a start on this machine.
+unset PYTHONDONTWRITEBYTECODE
+
 setup_venv() {  # setup_venv DIR PYTHON
     local dir="$1" python="$2"
     if [ ! -x "$dir/bin/pytest" ] || ! "$dir/bin/python" -c 'import kachery_client' 2>/dev/null; then
@@ -18,6 +23,9 @@ setup_venv() {  # setup_venv DIR PYTHON
     fi
     # Always (re)install: cheap when nothing changed, and picks up new dependencies.
     "$dir/bin/python" -m pip install --quiet -e ".[test]"
+    # Compiled once here, not by the first test processes all at once.
+    "$dir/bin/python" -m compileall -q kachery_core kachery_client kachery_cli \
+        kachery_transports kachery_daemon >/dev/null
 }
 
 # Test processes at once (pytest-xdist; a test file stays on one worker, so its module
@@ -40,7 +48,9 @@ run_pytest() {
     local venv="$1" before after leftovers rc=0
     shift
     before="$(processes_of_this_checkout)"
+    local started=$SECONDS
     "$venv/bin/pytest" -q -n "$WORKERS" --dist loadfile "$@" || rc=$?
+    echo "   ($venv: pytest took $((SECONDS - started)) s; $SECONDS s since the start)"
     after="$(processes_of_this_checkout)"
     leftovers="$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)"
     if [ -n "$leftovers" ]; then

@@ -1,25 +1,38 @@
 """The node's web pages in a real browser (headless Chromium, see browser_fixtures.py):
 log in with a token, watch the overview follow a store, browse a stored tree and
 download a file, see hostile names as text with no script run, be refused the tokens page
-with a read token, revoke a token with an admin one. Each page's screenshot is written to
-docs/images/ for docs/web-ui.md."""
+with a read token, revoke a token with an admin one. Each page's screenshot is taken; with
+`KACHERY_UI_SCREENSHOTS=docs/images` they become docs/web-ui.md's pictures, otherwise they
+go to the test's temporary folder (a test run leaves the checkout as it was)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from browser_fixtures import browser  # noqa: F401 - the fixture
 from node_fixtures import NodeProcess, make_token
 from ui_helpers import BIDI_NAME, IMG_NAME, SCRIPT_NAME, make_tree, store
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+SCREENSHOTS = os.environ.get("KACHERY_UI_SCREENSHOTS")
+"""Read on import: the tests' isolated environment (`kenv`) drops every KACHERY_ name."""
 
 
-def _shot(driver: Any, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    assert driver.save_screenshot(str(IMAGES / f"{name}.png")), name
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where the screenshots go: `KACHERY_UI_SCREENSHOTS` when set, else a temporary folder."""
+    folder = Path(SCREENSHOTS).resolve() if SCREENSHOTS else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _shot(driver: Any, shots: Path, name: str) -> None:
+    path = shots / f"{name}.png"
+    assert driver.save_screenshot(str(path)), name
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
 
 
 def _login(driver: Any, node: NodeProcess, credential: str) -> None:
@@ -70,6 +83,7 @@ def test_a_reader_browses_downloads_and_is_refused_tokens(
     browser: Any,  # noqa: F811 - the fixture imported above
     node: NodeProcess,
     tmp_path: Path,
+    shots: Path,
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -82,7 +96,7 @@ def test_a_reader_browses_downloads_and_is_refused_tokens(
     uri = store(node, tree, recursive=True)
     driver.refresh()
     assert int(driver.find_element(By.ID, "objects").text) > int(objects)
-    _shot(driver, "overview")
+    _shot(driver, shots, "overview")
 
     driver.find_element(By.LINK_TEXT, "Browse").click()
     _wait_for_url(driver, "/ui/browse")
@@ -94,7 +108,7 @@ def test_a_reader_browses_downloads_and_is_refused_tokens(
     assert "\\u202eevil\\u200b.txt" in names and BIDI_NAME not in names
     assert not driver.find_elements(By.CSS_SELECTOR, "#listing img, #listing script")
     _no_script_ran(driver)
-    _shot(driver, "browse")
+    _shot(driver, shots, "browse")
 
     row = driver.find_element(By.XPATH, "//tr[td[@class='name']/a[text()='data.json']]")
     row.find_element(By.CLASS_NAME, "download").click()
@@ -108,23 +122,24 @@ def test_a_reader_browses_downloads_and_is_refused_tokens(
     assert "<script>" in driver.find_element(By.CSS_SELECTOR, "#preview pre").text
     _no_script_ran(driver)
     driver.get(node.url + "/ui/browse?uri=" + quote(f"{uri}/table.csv"))
-    _shot(driver, "file")
+    _shot(driver, shots, "file")
 
     driver.find_element(By.LINK_TEXT, "Activity").click()
     _wait_for_url(driver, "/ui/activity")
     assert driver.find_elements(By.CSS_SELECTOR, "#events tr.kind-store")
-    _shot(driver, "activity")
+    _shot(driver, shots, "activity")
 
     assert not driver.find_elements(By.LINK_TEXT, "Tokens")
     driver.get(node.url + "/ui/tokens")
     error = driver.find_element(By.ID, "error").text
     assert error == "this credential has scope 'read'; the tokens page needs 'admin'"
-    _shot(driver, "refused")
+    _shot(driver, shots, "refused")
 
 
 def test_an_admin_revokes_a_token(
     browser: Any,  # noqa: F811
     node: NodeProcess,
+    shots: Path,
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -133,7 +148,7 @@ def test_an_admin_revokes_a_token(
     make_token(node, "lab laptop", "read")
     admin = make_token(node, "admin console", "admin")
     driver.get(node.url + "/ui/login")
-    _shot(driver, "login")
+    _shot(driver, shots, "login")
     _login(driver, node, admin)
     driver.find_element(By.LINK_TEXT, "Tokens").click()
     _wait_for_url(driver, "/ui/tokens")
@@ -141,7 +156,7 @@ def test_an_admin_revokes_a_token(
     labels = [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows]
     assert labels == ["old laptop", "lab laptop", "admin console"]
     assert admin not in driver.page_source  # never the secret
-    _shot(driver, "tokens")
+    _shot(driver, shots, "tokens")
     row = driver.find_element(By.XPATH, "//tr[td[text()='old laptop']]")
     row.find_element(By.CSS_SELECTOR, "form.revoke button").click()
     alert = driver.switch_to.alert
@@ -159,11 +174,11 @@ def test_an_admin_revokes_a_token(
     driver.find_element(By.LINK_TEXT, "Channels").click()
     _wait_for_url(driver, "/ui/channels")
     assert "in no channel" in driver.find_element(By.TAG_NAME, "main").text
-    _shot(driver, "channels")
+    _shot(driver, shots, "channels")
     driver.find_element(By.LINK_TEXT, "Verify").click()
     _wait_for_url(driver, "/ui/verify")
     assert driver.find_element(By.ID, "quarantine").text == "Empty."
-    _shot(driver, "verify")
+    _shot(driver, shots, "verify")
     driver.find_element(By.ID, "logout").click()
     _wait_for_url(driver, "/ui/login")
     driver.get(node.url + "/ui/tokens")
